@@ -1,0 +1,65 @@
+"""The plug-in contract: a batched discrete training algorithm paired with its SME."""
+
+from __future__ import annotations
+
+import abc
+from typing import Callable, ClassVar
+
+import torch
+from torch import Tensor
+
+from ..sde import SDE
+
+__all__ = ["Algorithm", "TestFunction"]
+
+TestFunction = Callable[[Tensor], Tensor]
+"""A test function ``g``: states ``(P, D) -> (P,)``."""
+
+
+class Algorithm(abc.ABC):
+    """A stochastic training algorithm and its stochastic modified equation (SME).
+
+    A plug-in implements one step of the discrete algorithm for a batch of paths and returns its
+    SME as an :class:`smetool.SDE`. The time scaling is Li, Tai & E's: step ``k`` of the algorithm
+    with learning rate ``lr`` corresponds to SDE time ``t = k · lr``, so a horizon ``T`` means
+    ``T / lr`` steps. :func:`smetool.verify` works with any object that meets this contract.
+
+    Attributes
+    ----------
+    name : str
+        Registry name (``smetool verify NAME``).
+    reference : str
+        The paper the SME comes from.
+    sme_orders : tuple of int
+        The SME orders :meth:`sme` provides (e.g. ``(1, 2)``).
+
+    References
+    ----------
+    Q. Li, C. Tai, W. E, "Stochastic modified equations and adaptive stochastic gradient
+    algorithms", ICML 2017; "Stochastic modified equations and dynamics of stochastic gradient
+    algorithms I: mathematical foundations", JMLR 20 (2019).
+    """
+
+    name: ClassVar[str]
+    reference: ClassVar[str] = ""
+    sme_orders: ClassVar[tuple[int, ...]] = (1,)
+
+    @abc.abstractmethod
+    def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> Tensor:
+        """The initial state of every path, ``(P, D)`` (the SME starts at the same point)."""
+
+    @abc.abstractmethod
+    def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        """One step of the discrete algorithm with learning rate ``lr``: ``(P, D) -> (P, D)``."""
+
+    @abc.abstractmethod
+    def sme(self, lr: float, order: int = 1) -> SDE:
+        """The SME of the given order for learning rate ``lr``, in SDE time ``t = k · lr``."""
+
+    @abc.abstractmethod
+    def test_functions(self) -> dict[str, TestFunction]:
+        """The default test functions ``g``, by name: ``(P, D) -> (P,)``."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

@@ -1,0 +1,331 @@
+"""``solve()``: the one time-stepping loop of smetool."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from .brownian import Increments, as_increments
+from .noise import brownian_dim, check_diffusion
+from .sde import SDE, NoiseKind, as_sde
+from .solvers import EulerMaruyama, Solver, get_solver
+
+__all__ = ["solve", "Solution", "NonFiniteError", "make_generator"]
+
+
+@dataclass(frozen=True)
+class Solution:
+    """The result of :func:`solve`.
+
+    Attributes
+    ----------
+    ts : Tensor, (S,)
+        Save times.
+    xs : Tensor, (S, P, D)
+        States at the save times. After a non-finite failure only the rows that were reached hold
+        values; the rest are NaN.
+    n_steps : int
+        Steps taken.
+    dt : float
+        Step size.
+    method : str
+        Solver name.
+    seed : int or None
+        The seed of the generator used, when :func:`solve` created it (``None`` when the caller
+        passed a generator or the noise came from a torchsde Brownian object).
+    first_nonfinite_step : Tensor or None, (P,)
+        Per path, the first step (1-based) after which the state was non-finite, ``-1`` for paths
+        that stayed finite; ``None`` when every path stayed finite.
+    """
+
+    ts: Tensor
+    xs: Tensor
+    n_steps: int
+    dt: float
+    method: str
+    seed: int | None = None
+    first_nonfinite_step: Tensor | None = field(default=None, repr=False)
+
+    @property
+    def final(self) -> Tensor:
+        """The state at the last save time, ``(P, D)``."""
+        return self.xs[-1]
+
+    @property
+    def n_nonfinite(self) -> int:
+        """Number of paths that became non-finite."""
+        if self.first_nonfinite_step is None:
+            return 0
+        return int((self.first_nonfinite_step >= 0).sum())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (the states themselves are not included)."""
+        return {
+            "ts": self.ts.tolist(),
+            "paths": int(self.xs.shape[1]),
+            "dim": int(self.xs.shape[2]),
+            "n_steps": self.n_steps,
+            "dt": self.dt,
+            "method": self.method,
+            "seed": self.seed,
+            "n_nonfinite": self.n_nonfinite,
+        }
+
+    def __repr__(self) -> str:
+        S, P, D = self.xs.shape
+        return (
+            f"Solution(method={self.method!r}, paths={P}, dim={D}, saves={S}, "
+            f"n_steps={self.n_steps}, dt={self.dt:g}, n_nonfinite={self.n_nonfinite})"
+        )
+
+
+class NonFiniteError(FloatingPointError):
+    """Some paths became NaN or infinite. ``.solution`` holds everything computed up to then."""
+
+    def __init__(self, message: str, solution: Solution):
+        super().__init__(message)
+        self.solution = solution
+
+
+def make_generator(
+    generator: torch.Generator | int | None, device: torch.device
+) -> tuple[torch.Generator, int | None]:
+    """A generator from a seed, a generator or ``None`` (a fresh OS-entropy seed, returned).
+
+    Never touches torch's global random state.
+    """
+    if isinstance(generator, torch.Generator):
+        if torch.device(generator.device).type != torch.device(device).type:
+            raise ValueError(
+                f"`generator` must live on the device of x0 ({device}); got one on "
+                f"{generator.device}."
+            )
+        return generator, None
+    gen = torch.Generator(device=device)
+    if generator is None:
+        return gen, int(gen.seed())
+    if isinstance(generator, bool) or not isinstance(generator, int) or generator < 0:
+        raise ValueError(
+            f"`generator` must be a torch.Generator, a non-negative int seed or None; got {generator!r}."
+        )
+    gen.manual_seed(generator)
+    return gen, int(generator)
+
+
+def _grid_steps(t0: float, t1: float, dt: float) -> int:
+    if not (math.isfinite(t0) and math.isfinite(t1)) or not t1 > t0:
+        raise ValueError(f"`t_span` must be (t0, t1) with finite t0 < t1; got ({t0}, {t1}).")
+    if not (isinstance(dt, (int, float)) and math.isfinite(dt) and dt > 0):
+        raise ValueError(f"`dt` must be a positive finite number; got {dt!r}.")
+    n = round((t1 - t0) / dt)
+    if n < 1 or abs(n * dt - (t1 - t0)) > 1e-9 * max(1.0, abs(t1 - t0)):
+        raise ValueError(
+            f"`dt` must divide the time span t1 - t0 = {t1 - t0:g} into whole steps; got dt={dt:g} "
+            f"({(t1 - t0) / dt:.6g} steps)."
+        )
+    return n
+
+
+def _save_indices(save_at: Sequence[float] | Tensor | None, t0: float, dt: float, n: int) -> list[int]:
+    if save_at is None:
+        return [0, n]
+    times = [float(s) for s in (save_at.tolist() if isinstance(save_at, Tensor) else save_at)]
+    if not times:
+        raise ValueError("`save_at` must hold at least one time; got an empty sequence.")
+    idx = []
+    for s in times:
+        k = round((s - t0) / dt)
+        if k < 0 or k > n or abs(t0 + k * dt - s) > 1e-9 * max(1.0, abs(s)):
+            raise ValueError(
+                f"`save_at` times must be grid points t0 + k·dt in [t0, t1] (dt={dt:g}); got {s:g}."
+            )
+        idx.append(k)
+    if any(b <= a for a, b in zip(idx, idx[1:])):
+        raise ValueError(f"`save_at` must be strictly increasing; got {times}.")
+    return idx
+
+
+def solve(
+    sde: SDE | Any,
+    x0: Tensor,
+    t_span: tuple[float, float],
+    *,
+    dt: float,
+    method: Solver | str | None = None,
+    generator: torch.Generator | int | None = None,
+    save_at: Sequence[float] | Tensor | None = None,
+    increments: Increments | str | Any | None = None,
+    n_paths: int | None = None,
+    on_nonfinite: str = "raise",
+    progress: bool = False,
+) -> Solution:
+    """Integrate an Itô SDE on a fixed grid, batched over sample paths.
+
+    Parameters
+    ----------
+    sde : SDE or torchsde-style object
+        The SDE (see :class:`smetool.SDE`); a torchsde object with ``f``, ``g``, ``noise_type``
+        and ``sde_type="ito"`` is adapted.
+    x0 : Tensor, (P, D) or (D,)
+        Initial states; a 1-D ``x0`` needs ``n_paths`` and is shared by every path. Device and
+        dtype of the whole computation follow ``x0``.
+    t_span : (float, float)
+        ``(t0, t1)`` with ``t0 < t1``.
+    dt : float
+        Step size; it must divide ``t1 − t0`` into whole steps.
+    method : Solver or str, default EulerMaruyama()
+        A solver object (``EulerMaruyama()``, ``Milstein()``, ``PlatenWeak2()``) or its name.
+    generator : torch.Generator, int or None
+        The randomness: a generator on x0's device, a seed, or ``None`` for a fresh seed (recorded
+        in :attr:`Solution.seed` so that the run can be repeated).
+    save_at : sequence of float, optional
+        Grid times at which to save the state; default ``(t0, t1)``.
+    increments : str, Increments or torchsde Brownian object, optional
+        ``"gaussian"`` (default), ``"rademacher"`` (weak order 1 only), ``"three_point"``, an
+        :class:`~smetool.brownian.Increments`, or a torchsde Brownian object queried as
+        ``bm(t, t + dt)``.
+    n_paths : int, optional
+        Number of paths when ``x0`` is 1-D.
+    on_nonfinite : {"raise", "continue"}
+        What to do when a path becomes NaN/inf: raise :class:`NonFiniteError` (carrying the partial
+        solution), or carry on and report the paths in :attr:`Solution.first_nonfinite_step`.
+    progress : bool
+        Show a progress bar over steps.
+
+    Returns
+    -------
+    Solution
+
+    Raises
+    ------
+    ValueError
+        Bad shapes, non-finite ``x0``, a step that does not divide the span, save times off the
+        grid, a diffusion of the wrong shape.
+    UnsupportedError
+        A solver asked for a noise kind or increments it cannot handle.
+    NonFiniteError
+        A path became non-finite and ``on_nonfinite="raise"``.
+
+    Examples
+    --------
+    >>> import torch, smetool
+    >>> ou = smetool.FunctionSDE(lambda t, x: -x, lambda t, x: torch.ones_like(x) * 0.5)
+    >>> sol = smetool.solve(ou, torch.ones(1000, 2), (0.0, 1.0), dt=0.01, generator=0)
+    >>> sol.xs.shape
+    torch.Size([2, 1000, 2])
+    """
+    sde = as_sde(sde)
+    solver = _as_solver(method)
+    inc = as_increments(increments)
+    x = _check_x0(x0, n_paths)
+    if on_nonfinite not in ("raise", "continue"):
+        raise ValueError(f"`on_nonfinite` must be 'raise' or 'continue'; got {on_nonfinite!r}.")
+    t0, t1 = (float(t) for t in t_span)
+    n = _grid_steps(t0, t1, dt)
+    save_idx = _save_indices(save_at, t0, dt, n)
+    solver.check(sde, inc)
+    if sde.noise_kind is NoiseKind.SAMPLED and inc.name == "torchsde":
+        raise ValueError(
+            "noise_kind='sampled' draws its own noise from the generator; a torchsde Brownian "
+            "object cannot drive it. Pass `generator` instead of `increments`."
+        )
+    gen, seed = make_generator(generator, x.device)
+    if inc.name == "torchsde":
+        seed = None
+
+    P, D = x.shape
+    M = None
+    if sde.noise_kind is not NoiseKind.SAMPLED:
+        g = sde.diffusion(t0, x)
+        check_diffusion(sde, g, x)
+        M = brownian_dim(sde, g, D)
+    drift0 = sde.drift(t0, x)
+    if tuple(drift0.shape) != (P, D):
+        raise ValueError(
+            f"{sde!r}: drift(t, x) must have the shape of x {(P, D)}; got {tuple(drift0.shape)}."
+        )
+
+    xs = torch.full((len(save_idx), P, D), float("nan"), dtype=x.dtype, device=x.device)
+    first_bad = torch.full((P,), -1, dtype=torch.long, device=x.device)
+    slot = 0
+    if save_idx[0] == 0:
+        xs[0] = x
+        slot = 1
+    steps = range(n)
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc=f"solve ({solver.name})", unit="step", leave=False)
+    # Checking for non-finite values needs a device sync on GPUs; doing it every few steps and
+    # recording the first bad step per path on the device keeps the exact step without the cost.
+    check_every = 1 if x.device.type == "cpu" else 16
+    for k in steps:
+        t = t0 + k * dt
+        dW = None if M is None else inc.sample(t, t + dt, (P, M), gen, x.dtype, x.device)
+        x = solver.step(sde, t, x, dt, dW, gen)
+        bad_now = ~torch.isfinite(x).all(dim=1)
+        first_bad = torch.where((first_bad < 0) & bad_now, torch.full_like(first_bad, k + 1), first_bad)
+        if slot < len(save_idx) and save_idx[slot] == k + 1:
+            xs[slot] = x
+            slot += 1
+        if on_nonfinite == "raise" and ((k + 1) % check_every == 0 or k + 1 == n):
+            if bool((first_bad >= 0).any()):
+                sol = Solution(torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype),
+                               xs, k + 1, dt, solver.name, seed, first_bad)
+                raise NonFiniteError(_nonfinite_message(first_bad, t0, dt), sol)
+    ts = torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype, device=x.device)
+    return Solution(ts, xs, n, dt, solver.name, seed,
+                    first_bad if bool((first_bad >= 0).any()) else None)
+
+
+def _nonfinite_message(first_bad: Tensor, t0: float, dt: float) -> str:
+    bad = (first_bad >= 0).nonzero().flatten()
+    first = int(first_bad[bad].min())
+    shown = ", ".join(str(int(i)) for i in bad[:10])
+    more = "" if bad.numel() <= 10 else f", … ({bad.numel() - 10} more)"
+    return (
+        f"{bad.numel()} of {first_bad.numel()} paths became non-finite; the first at step {first} "
+        f"(t = {t0 + first * dt:g}). Paths: {shown}{more}. The states saved before that are in "
+        "the exception's .solution; a smaller dt, or on_nonfinite='continue', may help."
+    )
+
+
+def _as_solver(method: Solver | str | None) -> Solver:
+    if method is None:
+        return EulerMaruyama()
+    if isinstance(method, str):
+        return get_solver(method)
+    if isinstance(method, Solver):
+        return method
+    if isinstance(method, type) and issubclass(method, Solver):
+        raise TypeError(f"`method` must be a solver instance such as {method.__name__}(); got the class.")
+    raise TypeError(f"`method` must be a Solver or a solver name; got {method!r}.")
+
+
+def _check_x0(x0: Tensor, n_paths: int | None) -> Tensor:
+    if not isinstance(x0, Tensor):
+        raise TypeError(f"`x0` must be a torch.Tensor of shape (paths, dim); got {type(x0).__name__}.")
+    if not x0.is_floating_point():
+        raise ValueError(f"`x0` must have a floating dtype; got {x0.dtype}.")
+    if x0.ndim == 1:
+        if n_paths is None:
+            raise ValueError(
+                f"`x0` has shape {tuple(x0.shape)}; give shape (paths, dim) or pass n_paths=."
+            )
+        if int(n_paths) != n_paths or n_paths < 1:
+            raise ValueError(f"`n_paths` must be a positive integer; got {n_paths!r}.")
+        x0 = x0.unsqueeze(0).expand(int(n_paths), -1)
+    elif x0.ndim != 2:
+        raise ValueError(f"`x0` must have shape (paths, dim); got {tuple(x0.shape)}.")
+    elif n_paths is not None and n_paths != x0.shape[0]:
+        raise ValueError(f"`n_paths` ({n_paths}) does not match x0's {x0.shape[0]} paths.")
+    if not bool(torch.isfinite(x0).all()):
+        bad = (~torch.isfinite(x0).all(dim=1)).nonzero().flatten()
+        raise ValueError(
+            f"`x0` must be finite; got NaN/inf in {bad.numel()} path(s), e.g. path {int(bad[0])}."
+        )
+    return x0.clone()

@@ -1,0 +1,232 @@
+"""The SDE protocol: an Itô SDE ``dX = b(t, X) dt + σ(t, X) dW`` with a diffusion of a declared kind.
+
+States are batch-first, ``(P, D)`` for ``P`` sample paths in ``D`` dimensions; device and dtype
+follow the initial state. A user writes an SDE either by subclassing :class:`SDE` or by passing two
+functions to :class:`FunctionSDE`. Objects in the torchsde style (``f``, ``g``, ``noise_type``,
+``sde_type``) are adapted by :func:`as_sde`.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from typing import Any, Callable
+
+import torch
+from torch import Tensor
+
+__all__ = ["NoiseKind", "SDE", "FunctionSDE", "TorchsdeAdapter", "as_sde"]
+
+
+class NoiseKind(str, enum.Enum):
+    """How the diffusion of an SDE is given (the shape :meth:`SDE.diffusion` returns).
+
+    ========== ============================ ============================================
+    kind       ``diffusion(t, x)``          Brownian dimension ``M``
+    ========== ============================ ============================================
+    DIAGONAL   ``(P, D)``; ``b_i(x_i)``     ``D``: component ``i`` drives state ``i``
+    SCALAR     ``(P, D)``                   1: one Brownian motion drives every state
+    ADDITIVE   ``(D, M)`` or ``(P, D, M)``  ``M``; independent of ``x``
+    GENERAL    ``(P, D, M)``                ``M``
+    COVARIANCE ``Σ(t, x)``, ``(P, D, D)``   ``D``; ``Σ`` is factored at every evaluation
+    SAMPLED    not used                     none: :meth:`SDE.sample_noise` draws ``ζ``,
+                                            ``Cov ζ = Σ``, and a step adds ``√h ζ``
+    ========== ============================ ============================================
+    """
+
+    DIAGONAL = "diagonal"
+    SCALAR = "scalar"
+    ADDITIVE = "additive"
+    GENERAL = "general"
+    COVARIANCE = "covariance"
+    SAMPLED = "sampled"
+
+
+class SDE(abc.ABC):
+    """An Itô SDE ``dX = b(t, X) dt + σ(t, X) dW``, batched over sample paths.
+
+    Subclasses set :attr:`noise_kind` (and :attr:`noise_dim` for GENERAL and ADDITIVE noise) and
+    implement :meth:`drift` and, except for SAMPLED noise, :meth:`diffusion`.
+
+    Attributes
+    ----------
+    noise_kind : NoiseKind
+        How :meth:`diffusion` is to be read (see :class:`NoiseKind`).
+    noise_dim : int or None
+        ``M``, the dimension of the Brownian motion for GENERAL and ADDITIVE noise; ``None``
+        means "read it off the diffusion's shape".
+
+    Notes
+    -----
+    Optional derivative hooks used by :class:`~smetool.solvers.Milstein` when present:
+    ``diffusion_derivative(t, x)`` returning, for DIAGONAL noise, ``∂b_i/∂x_i`` ``(P, D)``, and for
+    SCALAR noise the directional derivative ``(∂b) b`` ``(P, D)``. Without them autograd is used.
+    """
+
+    noise_kind: NoiseKind = NoiseKind.DIAGONAL
+    noise_dim: int | None = None
+
+    @abc.abstractmethod
+    def drift(self, t: float, x: Tensor) -> Tensor:
+        """The drift ``b(t, x)``: ``(P, D) -> (P, D)``."""
+
+    def diffusion(self, t: float, x: Tensor) -> Tensor:
+        """The diffusion in the layout of :attr:`noise_kind` (abstract except for SAMPLED)."""
+        raise NotImplementedError(  # abstract for every kind but SAMPLED
+            f"{type(self).__name__} declares noise_kind={self.noise_kind.value!r} but does not "
+            "implement diffusion(t, x)."
+        )
+
+    def sample_noise(self, t: float, x: Tensor, generator: torch.Generator) -> Tensor:
+        """SAMPLED noise only: a draw ``ζ (P, D)`` with mean 0 and covariance ``Σ(t, x)`` (abstract)."""
+        raise NotImplementedError(  # abstract for SAMPLED noise
+            f"{type(self).__name__} declares noise_kind='sampled' but does not implement "
+            "sample_noise(t, x, generator)."
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(noise_kind={self.noise_kind.value!r})"
+
+
+class FunctionSDE(SDE):
+    """An SDE from two functions.
+
+    Parameters
+    ----------
+    drift : callable ``(t, x) -> (P, D)``
+    diffusion : callable ``(t, x) -> ...`` or None
+        Output layout as given by ``noise_kind``; ``None`` only for SAMPLED noise.
+    noise_kind : NoiseKind or str
+        One of ``"diagonal"``, ``"scalar"``, ``"additive"``, ``"general"``, ``"covariance"``,
+        ``"sampled"``.
+    noise_dim : int, optional
+        ``M`` for GENERAL/ADDITIVE noise.
+    sample_noise : callable ``(t, x, generator) -> (P, D)``, optional
+        Required for SAMPLED noise.
+    diffusion_derivative : callable ``(t, x) -> (P, D)``, optional
+        See :class:`SDE`; used by Milstein instead of autograd.
+
+    Examples
+    --------
+    Geometric Brownian motion ``dX = μX dt + σX dW``:
+
+    >>> gbm = FunctionSDE(lambda t, x: 0.5 * x, lambda t, x: 0.2 * x, noise_kind="diagonal")
+    """
+
+    def __init__(
+        self,
+        drift: Callable[[float, Tensor], Tensor],
+        diffusion: Callable[[float, Tensor], Tensor] | None = None,
+        *,
+        noise_kind: NoiseKind | str = NoiseKind.DIAGONAL,
+        noise_dim: int | None = None,
+        sample_noise: Callable[[float, Tensor, torch.Generator], Tensor] | None = None,
+        diffusion_derivative: Callable[[float, Tensor], Tensor] | None = None,
+    ):
+        kind = parse_noise_kind(noise_kind)
+        if not callable(drift):
+            raise TypeError(f"`drift` must be callable (t, x) -> (P, D); got {drift!r}.")
+        if kind is NoiseKind.SAMPLED:
+            if sample_noise is None:
+                raise ValueError("`sample_noise` is required when noise_kind='sampled'; got None.")
+        elif not callable(diffusion):
+            raise TypeError(
+                f"`diffusion` must be callable (t, x) -> array for noise_kind={kind.value!r}; "
+                f"got {diffusion!r}."
+            )
+        self._drift = drift
+        self._diffusion = diffusion
+        self._sample_noise = sample_noise
+        self.noise_kind = kind
+        self.noise_dim = noise_dim
+        if diffusion_derivative is not None:
+            self.diffusion_derivative = diffusion_derivative
+
+    def drift(self, t: float, x: Tensor) -> Tensor:
+        return self._drift(t, x)
+
+    def diffusion(self, t: float, x: Tensor) -> Tensor:
+        if self._diffusion is None:
+            return super().diffusion(t, x)
+        return self._diffusion(t, x)
+
+    def sample_noise(self, t: float, x: Tensor, generator: torch.Generator) -> Tensor:
+        if self._sample_noise is None:
+            return super().sample_noise(t, x, generator)
+        return self._sample_noise(t, x, generator)
+
+
+def parse_noise_kind(kind: NoiseKind | str) -> NoiseKind:
+    """Turn a string into a :class:`NoiseKind`, listing the valid names when it is unknown."""
+    if isinstance(kind, NoiseKind):
+        return kind
+    try:
+        return NoiseKind(kind)
+    except ValueError:
+        valid = ", ".join(k.value for k in NoiseKind)
+        raise ValueError(f"`noise_kind` must be one of {valid}; got {kind!r}.") from None
+
+
+_TORCHSDE_KINDS = {
+    "diagonal": NoiseKind.DIAGONAL,
+    "scalar": NoiseKind.SCALAR,
+    "general": NoiseKind.GENERAL,
+    "additive": NoiseKind.GENERAL,
+}
+
+
+class TorchsdeAdapter(SDE):
+    """A torchsde-style SDE object (``f``, ``g``, ``noise_type``, ``sde_type="ito"``) as an smetool SDE.
+
+    torchsde's ``scalar`` noise returns ``g`` of shape ``(P, D, 1)``; it is read as SCALAR noise.
+    ``additive`` noise is treated as GENERAL (its ``g`` has shape ``(P, D, M)``).
+    """
+
+    def __init__(self, sde: Any):
+        sde_type = getattr(sde, "sde_type", "ito")
+        if sde_type != "ito":
+            raise ValueError(
+                f"`sde.sde_type` must be 'ito' (smetool integrates Itô SDEs); got {sde_type!r}. "
+                "Convert the Stratonovich drift with the Itô correction first."
+            )
+        noise_type = getattr(sde, "noise_type", None)
+        if noise_type not in _TORCHSDE_KINDS:
+            raise ValueError(
+                f"`sde.noise_type` must be one of {', '.join(_TORCHSDE_KINDS)}; got {noise_type!r}."
+            )
+        self.inner = sde
+        self.noise_kind = _TORCHSDE_KINDS[noise_type]
+        self._scalar = noise_type == "scalar"
+
+    def drift(self, t: float, x: Tensor) -> Tensor:
+        return self.inner.f(_as_time(t, x), x)
+
+    def diffusion(self, t: float, x: Tensor) -> Tensor:
+        g = self.inner.g(_as_time(t, x), x)
+        return g.squeeze(-1) if self._scalar else g
+
+    def __repr__(self) -> str:
+        return f"TorchsdeAdapter({type(self.inner).__name__}, noise_kind={self.noise_kind.value!r})"
+
+
+def _as_time(t: float, x: Tensor) -> Tensor:
+    # torchsde modules receive t as a 0-d tensor.
+    return torch.as_tensor(t, dtype=x.dtype, device=x.device)
+
+
+def as_sde(sde: Any) -> SDE:
+    """Return ``sde`` itself if it is an :class:`SDE`, or adapt a torchsde-style object.
+
+    Raises
+    ------
+    TypeError
+        If ``sde`` is neither an :class:`SDE` nor has torchsde's ``f``, ``g`` and ``noise_type``.
+    """
+    if isinstance(sde, SDE):
+        return sde
+    if all(hasattr(sde, name) for name in ("f", "g", "noise_type")):
+        return TorchsdeAdapter(sde)
+    raise TypeError(
+        "`sde` must be a smetool.SDE (subclass it or use FunctionSDE(drift, diffusion, "
+        f"noise_kind=...)) or a torchsde-style object with f, g and noise_type; got {type(sde).__name__}."
+    )

@@ -1,0 +1,100 @@
+"""The solver protocol: one step of a scheme, with its declared orders and supported noise kinds."""
+
+from __future__ import annotations
+
+import abc
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from ..brownian import Increments
+from ..sde import SDE, NoiseKind
+
+__all__ = ["Solver", "UnsupportedError"]
+
+
+class UnsupportedError(ValueError):
+    """A solver was asked for an SDE or increments it cannot integrate at its declared order."""
+
+
+class Solver(abc.ABC):
+    """A one-step scheme for Itô SDEs, batched over paths.
+
+    Subclasses declare, as class attributes, what they can do; :meth:`check` refuses anything else
+    *before* the time loop starts, with the reason and an alternative.
+
+    Attributes
+    ----------
+    name : str
+        The name used on the command line.
+    strong_order : float or None
+        Strong order (``None``: not a strong scheme, e.g. with non-Gaussian increments).
+    weak_order : float
+        Weak order for smooth coefficients and test functions.
+    noise_kinds : frozenset of NoiseKind
+        Noise kinds it integrates at its declared orders.
+    min_matched_moments : int
+        Moments of the increments that must match the Gaussian ones to keep ``weak_order``.
+    reference : str
+        The source of the scheme.
+    """
+
+    name: ClassVar[str]
+    strong_order: ClassVar[float | None]
+    weak_order: ClassVar[float]
+    noise_kinds: ClassVar[frozenset[NoiseKind]]
+    min_matched_moments: ClassVar[int] = 3
+    needs_gaussian: ClassVar[bool] = False
+    reference: ClassVar[str] = ""
+    alternative: ClassVar[str] = "EulerMaruyama()"
+
+    def check(self, sde: SDE, increments: Increments) -> None:
+        """Refuse an SDE or increment source that this solver cannot handle.
+
+        Raises
+        ------
+        UnsupportedError
+            Naming the solver, the problem and what to use instead.
+        """
+        if sde.noise_kind not in self.noise_kinds:
+            kinds = ", ".join(sorted(k.value for k in self.noise_kinds))
+            raise UnsupportedError(
+                f"{self!r} does not support noise_kind={sde.noise_kind.value!r} (it supports "
+                f"{kinds}); use {self.alternative} instead."
+            )
+        if self.needs_gaussian and not increments.gaussian:
+            raise UnsupportedError(
+                f"{self!r} is a strong scheme and needs Gaussian increments; got {increments!r}. "
+                "Use increments='gaussian' (or a torchsde Brownian object)."
+            )
+        if sde.noise_kind is not NoiseKind.SAMPLED and increments.matched_moments < self.min_matched_moments:
+            raise UnsupportedError(
+                f"{self!r} needs increments matching {self.min_matched_moments} Gaussian moments "
+                f"to keep weak order {self.weak_order}; {increments!r} matches "
+                f"{increments.matched_moments}. Use increments='gaussian' or 'three_point'."
+            )
+
+    @abc.abstractmethod
+    def step(
+        self, sde: SDE, t: float, x: Tensor, h: float, dW: Tensor | None,
+        generator: torch.Generator | None,
+    ) -> Tensor:
+        """Advance ``x (P, D)`` from ``t`` to ``t + h`` with Brownian increments ``dW (P, M)``.
+
+        ``dW`` is ``None`` for SAMPLED noise; ``generator`` serves any extra randomness the scheme
+        needs (e.g. the two-point variables of a weak order-2 scheme).
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+    def describe(self) -> dict:
+        """Orders, noise kinds and reference, for ``smetool list`` and reports."""
+        return {
+            "name": self.name,
+            "strong_order": self.strong_order,
+            "weak_order": self.weak_order,
+            "noise_kinds": sorted(k.value for k in self.noise_kinds),
+            "reference": self.reference,
+        }
