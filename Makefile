@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` (main job) and `make test` (whole test suite).
+# Both create a local virtual environment with the pinned CPU build of PyTorch; the package itself
+# only asks for torch>=2.2, so GPU builds work when installed by hand.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+TORCH_PIN ?= torch==2.13.0
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/python -m pip install --quiet -e ".[test,plots]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/smetool verify dropout --out out/demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q -n 2 --durations=15
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_solvers.py
+	$(BIN)/python benchmarks/bench_dropout.py
+
+clean:
+	rm -rf $(VENV) out build dist *.egg-info .pytest_cache .hypothesis
