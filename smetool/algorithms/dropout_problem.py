@@ -1,0 +1,652 @@
+"""Dropout on a two-layer network: exact expectations, the noise covariance and its factors.
+
+Convention (Zhang, Li, Luo & Xu, ICLR 2024, which differs from ``torch.nn.Dropout``):
+``keep_prob = p`` is the probability of **keeping** a neuron. At every step and on every path each
+hidden neuron's output is multiplied by ``b_r / p`` with ``b_r ~ Bernoulli(p)`` drawn afresh;
+``p = 0.9`` drops 10 % of the neurons, like ``torch.nn.Dropout(0.1)``.
+
+Notation. With ``η_r = b_r/p − 1`` (``E η = 0``, ``v = E η² = (1−p)/p``), ``h_ri = a_r σ(w_r·x_i)``,
+residuals ``e_i = f(x_i) − y_i`` and per-neuron gradients ``g_ri = ∇_θ h_ri`` (supported on neuron
+``r``'s parameters ``(a_r, w_r)``), the dropout gradient is a quadratic polynomial in ``η``:
+
+.. math::
+
+    G(η) = ∇R_S + Σ_r η_r A_r + Σ_{r,q} η_r η_q B_{rq},\\quad
+    A_r = \\tfrac1n Σ_i (e_i g_{ri} + h_{ri} Σ_s g_{si}),\\quad
+    B_{rq} = \\tfrac1n Σ_i h_{qi} g_{ri}.
+
+Since ``η_r`` takes only two values, ``η_r² − v = c η_r`` with ``c = (1−2p)/p`` (so the covariance
+of ``(η_r, η_r²)`` has rank one: ``κ3 = c v``, ``κ4 − v² = c² v``). Hence, exactly,
+
+* ``E G = ∇R_S + v Σ_r B_rr = ∇L_S`` with ``L_S = R_S + R_1``,
+  ``R_1 = (1−p)/(2np) Σ_{i,r} h_ri²`` (the implicit regularizer);
+* ``G − E G = Σ_r η_r Ã_r + Σ_{r<q} η_r η_q S_rq`` with ``Ã_r = A_r + c B_rr`` and
+  ``S_rq = B_rq + B_qr``, where the ``m + m(m−1)/2`` coefficients ``η_r`` and ``η_r η_q`` are
+  uncorrelated with variances ``v`` and ``v²``;
+* ``Σ = Cov G = v Σ_r Ã_r Ã_rᵀ + v² Σ_{r<q} S_rq S_rqᵀ = F Fᵀ`` with the polynomial (smooth)
+  factor ``F = [√v Ã_1 … √v Ã_m, v S_12 … v S_{m−1,m}]`` of ``M = m(m+1)/2`` columns.
+
+Every vector above is assembled block by block: its block on neuron ``s`` is
+``(1/n) Σ_i g_si u_si`` for a weight array ``u``, so nothing of size ``D × D`` is formed unless
+:meth:`DropoutProblem.noise_covariance` is asked for.
+
+References
+----------
+Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+algorithm", ICLR 2024.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..models.two_layer import Activation, NeuronTerms, TwoLayerNet, add_bias_feature
+
+__all__ = ["DropoutProblem", "GradSecondMoment", "default_problem"]
+
+_METHODS = ("gaussian", "masks")
+
+
+@dataclass(frozen=True, eq=False)
+class GradSecondMoment:
+    """``E_η ‖∇R_S^drop(θ; η)‖² = ‖∇L_S(θ)‖² + tr Σ(θ)``, the two parts kept apart.
+
+    Attributes
+    ----------
+    grad_norm_sq : Tensor, (P,)
+        ``‖∇L_S‖²``, the squared norm of the mean gradient.
+    trace_sigma : Tensor, (P,)
+        ``tr Σ``, the total variance of the dropout gradient.
+    """
+
+    grad_norm_sq: Tensor
+    trace_sigma: Tensor
+
+    @property
+    def total(self) -> Tensor:
+        """``E_η ‖∇R_S^drop‖²``, shape ``(P,)``."""
+        return self.grad_norm_sq + self.trace_sigma
+
+    def to_dict(self) -> dict:
+        """JSON-ready lists, one entry per path."""
+        return {
+            "grad_norm_sq": self.grad_norm_sq.tolist(),
+            "trace_sigma": self.trace_sigma.tolist(),
+            "total": self.total.tolist(),
+        }
+
+    def __repr__(self) -> str:
+        def show(t: Tensor) -> str:
+            if t.numel() == 1:
+                return f"{float(t):.6g}"
+            return f"<{t.numel()} paths, mean {float(t.mean()):.6g}>"
+
+        return (
+            f"GradSecondMoment(grad_norm_sq={show(self.grad_norm_sq)}, "
+            f"trace_sigma={show(self.trace_sigma)})"
+        )
+
+
+@dataclass(frozen=True)
+class _Parts:
+    """Quantities of a batch ``θ (P, D)`` shared by the closed forms (blocks of ``k = d + 1``)."""
+
+    terms: NeuronTerms
+    e: Tensor  # (P, n) residuals
+    g: Tensor  # (P, m, n, k): g_ri restricted to neuron r's block (a_r, w_r)
+
+
+def _check_keep_prob(keep_prob) -> float:
+    if isinstance(keep_prob, bool) or not isinstance(keep_prob, (int, float)):
+        raise TypeError(f"`keep_prob` must be a real number in (0, 1]; got {keep_prob!r}.")
+    p = float(keep_prob)
+    if not (0.0 < p <= 1.0):
+        raise ValueError(f"`keep_prob` must be in (0, 1]; got {keep_prob!r}.")
+    return p
+
+
+def _check_positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
+    return value
+
+
+class DropoutProblem:
+    """Full-batch dropout on a two-layer network ``f_θ(x) = Σ_r a_r σ(w_r·x)``, with exact moments.
+
+    Parameters
+    ----------
+    X : Tensor, (n, d0)
+        Inputs (without the bias feature). Its dtype and device are those of the stored data;
+        methods cast the data to the dtype and device of ``theta``.
+    y : Tensor, (n,)
+        Targets.
+    width : int
+        ``m``, the number of hidden neurons (all of them subject to dropout).
+    keep_prob : float
+        ``p ∈ (0, 1]``, the probability of **keeping** a neuron (``p = 1``: no dropout).
+    activation : str or Activation
+        See :class:`~smetool.models.two_layer.TwoLayerNet`; default ``"tanh"``.
+    bias : bool
+        Append the constant feature 1 to every input (default ``True``), so ``d = d0 + 1``.
+
+    Attributes
+    ----------
+    X : Tensor, (n, d)
+        The inputs including the bias feature.
+    y : Tensor, (n,)
+
+    Raises
+    ------
+    ValueError
+        If ``X`` is not 2-D, ``y`` not 1-D with ``len(y) == len(X)``, there are no data, the data
+        are not finite, ``width`` is not a positive integer or ``keep_prob`` is outside ``(0, 1]``.
+    TypeError
+        If ``keep_prob`` is not a real number.
+
+    Notes
+    -----
+    All methods take a batch of parameter vectors ``θ (P, D)``, ``θ = concat(a, W.flatten())``,
+    ``D = m (d + 1)``, and work on all ``P`` paths at once. Costs per
+    path: gradients and samples ``O(n m d + n m²)``, the factor :meth:`noise_factor`
+    ``O(n m² d)`` time and ``O(m³ d)`` memory, :meth:`noise_covariance` ``O(m³ d² + m² d² n)``.
+
+    References
+    ----------
+    Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+    algorithm", ICLR 2024.
+
+    Examples
+    --------
+    >>> problem, theta0 = default_problem()
+    >>> theta = theta0.expand(4, -1)
+    >>> problem.expected_loss(theta).shape
+    torch.Size([4])
+    """
+
+    def __init__(
+        self,
+        X: Tensor,
+        y: Tensor,
+        *,
+        width: int,
+        keep_prob: float,
+        activation: str | Activation = "tanh",
+        bias: bool = True,
+    ):
+        X = torch.as_tensor(X)
+        y = torch.as_tensor(y)
+        if X.ndim != 2:
+            raise ValueError(f"`X` must be 2-D, (n, d0); got shape {tuple(X.shape)}.")
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(
+                f"`y` must be 1-D with len(y) == len(X) = {X.shape[0]}; got shape {tuple(y.shape)}."
+            )
+        if X.shape[0] == 0 or X.shape[1] == 0:
+            raise ValueError(
+                "`X` must have at least one point and one feature; "
+                f"got shape {tuple(X.shape)}."
+            )
+        if not X.is_floating_point():
+            X = X.to(torch.get_default_dtype())
+        y = y.to(dtype=X.dtype, device=X.device)
+        if not bool(torch.isfinite(X).all()):
+            raise ValueError("`X` must be finite; got NaN or inf entries.")
+        if not bool(torch.isfinite(y).all()):
+            raise ValueError("`y` must be finite; got NaN or inf entries.")
+        width = _check_positive_int("width", width)
+        p = _check_keep_prob(keep_prob)
+        self.X = add_bias_feature(X) if bias else X
+        self.y = y
+        self.bias = bool(bias)
+        self.net = TwoLayerNet(self.X.shape[1], width, activation)
+        self._p = p
+
+    # ----------------------------------------------------------------------------- properties
+    @property
+    def keep_prob(self) -> float:
+        """``p``, the keep probability."""
+        return self._p
+
+    @property
+    def width(self) -> int:
+        """``m``, the number of hidden neurons."""
+        return self.net.width
+
+    @property
+    def n_points(self) -> int:
+        """``n``, the number of data points."""
+        return self.X.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        """``D = m (d + 1)``."""
+        return self.net.n_params
+
+    @property
+    def v(self) -> float:
+        """``E η² = (1−p)/p``."""
+        return (1.0 - self._p) / self._p
+
+    @property
+    def kappa3(self) -> float:
+        """``E η³ = (1−p)(1−2p)/p²``."""
+        p = self._p
+        return (1.0 - p) * (1.0 - 2.0 * p) / p**2
+
+    @property
+    def kappa4(self) -> float:
+        """``E η⁴ = (1−p)(1−3p+3p²)/p³``."""
+        p = self._p
+        return (1.0 - p) * (1.0 - 3.0 * p + 3.0 * p * p) / p**3
+
+    @property
+    def _c(self) -> float:
+        # η² − v = c η for the two-point law of η.
+        return (1.0 - 2.0 * self._p) / self._p
+
+    @property
+    def noise_dim(self) -> int:
+        """``M = m(m+1)/2``, the columns of :meth:`noise_factor` (``m`` singles, then pairs)."""
+        m = self.width
+        return m * (m + 1) // 2
+
+    def __repr__(self) -> str:
+        return (
+            f"DropoutProblem(n={self.n_points}, input_dim={self.net.input_dim}, "
+            f"width={self.width}, "
+            f"keep_prob={self._p:g}, activation={self.net.activation.name!r}, bias={self.bias})"
+        )
+
+    # ----------------------------------------------------------------------------- internals
+    def _data(self, theta: Tensor) -> tuple[Tensor, Tensor]:
+        return (
+            self.X.to(dtype=theta.dtype, device=theta.device),
+            self.y.to(dtype=theta.dtype, device=theta.device),
+        )
+
+    def _parts(self, theta: Tensor) -> _Parts:
+        X, y = self._data(theta)
+        t = self.net.terms(theta, X)
+        e = t.h.sum(dim=1) - y
+        n, d = X.shape
+        g_w = (t.a.unsqueeze(-1) * t.ds).unsqueeze(-1) * X  # (P, m, n, d): a_r σ'(z_ri) x_i
+        g = torch.cat([t.s.unsqueeze(-1), g_w], dim=-1)
+        return _Parts(terms=t, e=e, g=g)
+
+    @staticmethod
+    def _contract(g: Tensor, u: Tensor) -> Tensor:
+        """Blocks ``(1/n) Σ_i g_si u_si``: ``g (P,m,n,k)``, ``u (...,P,m,n)`` -> ``(...,P,m,k)``."""
+        return torch.einsum("pmnk,...pmn->...pmk", g, u) / g.shape[2]
+
+
+    @staticmethod
+    def _to_theta(blk: Tensor) -> Tensor:
+        """Blocks ``(..., m, k)`` -> parameters ``(..., D)``, ``θ = concat(a, W.flatten())``."""
+        lead = blk.shape[:-2]
+        return torch.cat([blk[..., 0], blk[..., 1:].reshape(*lead, -1)], dim=-1)
+
+    def _check_theta(self, theta: Tensor) -> None:
+        if not isinstance(theta, Tensor) or not theta.is_floating_point():
+            raise TypeError(f"`theta` must be a floating-point Tensor; got {type(theta).__name__}.")
+        if theta.ndim != 2 or theta.shape[1] != self.n_params:
+            raise ValueError(
+                f"`theta` must have shape (paths, {self.n_params}); got {tuple(theta.shape)}."
+            )
+
+    def _pair_index(self, device) -> tuple[Tensor, Tensor]:
+        # Column order of the pair part: (r, q) with r < q, row-major (torch.triu_indices).
+        idx = torch.triu_indices(self.width, self.width, offset=1, device=device)
+        return idx[0], idx[1]
+
+    @staticmethod
+    def _B(parts: _Parts) -> Tensor:
+        """``B[p, r, q] = (1/n) Σ_i h_qi g_ri`` restricted to block ``r``: ``(P, m, m, k)``."""
+        g, h = parts.g, parts.terms.h
+        return torch.einsum("prnk,pqn->prqk", g, h) / g.shape[2]
+
+    def _e_tilde(self, parts: _Parts) -> Tensor:
+        """``Ẽ_r = (1/n) Σ_i g_ri (e_i + c h_ri)`` ``(P, m, k)``; ``Ã_r``'s own block: ``Ẽ_r + B_rr``."""
+        u = parts.e.unsqueeze(1) + self._c * parts.terms.h
+        return self._contract(parts.g, u)
+
+    # ----------------------------------------------------------------------------- the algorithm
+    def sample_scale(
+        self,
+        n_paths: int,
+        generator: torch.Generator,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """Draw the dropout multipliers ``b/p``, one fresh mask per path.
+
+        Parameters
+        ----------
+        n_paths : int
+            ``P``.
+        generator : torch.Generator
+            The source of randomness (on ``device``).
+        dtype, device : optional
+            Default: those of the stored data.
+
+        Returns
+        -------
+        Tensor, (P, m)
+            Entries ``1/p`` (kept, probability ``p``) or ``0`` (dropped).
+        """
+        n_paths = _check_positive_int("n_paths", n_paths)
+        dtype = self.X.dtype if dtype is None else dtype
+        device = self.X.device if device is None else device
+        u = torch.rand(n_paths, self.width, generator=generator, dtype=dtype, device=device)
+        return (u < self._p).to(dtype) / self._p
+
+    def dropout_loss_grad(self, theta: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
+        """The dropout loss ``R_S^drop(θ; η)`` and its gradient for given multipliers ``1 + η``.
+
+        Parameters
+        ----------
+        theta : Tensor, (P, D)
+        scale : Tensor, (P, m)
+            Neuron ``r``'s output is multiplied by ``scale[:, r]`` (e.g. from :meth:`sample_scale`).
+
+        Returns
+        -------
+        loss : Tensor, (P,)
+        grad : Tensor, (P, D)
+
+        Raises
+        ------
+        ValueError
+            If ``scale`` does not have shape ``(P, m)``.
+        """
+        self._check_theta(theta)
+        if scale.shape != (theta.shape[0], self.width):
+            raise ValueError(
+                f"`scale` must have shape ({theta.shape[0]}, {self.width}); "
+                f"got {tuple(scale.shape)}."
+            )
+        X, y = self._data(theta)
+        return self.net.scaled_loss_grad(self.net.terms(theta, X), X, y, scale)
+
+    def step(self, theta: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        """One step of full-batch dropout GD, ``θ − lr ∇R_S^drop(θ; η)``, a fresh mask per path.
+
+        Parameters
+        ----------
+        theta : Tensor, (P, D)
+        lr : float
+            The learning rate ``ε > 0``.
+        generator : torch.Generator
+            On the device of ``theta``.
+
+        Returns
+        -------
+        Tensor, (P, D)
+
+        Raises
+        ------
+        ValueError
+            If ``lr`` is not a positive finite number.
+        """
+        lr = _check_lr(lr)
+        self._check_theta(theta)
+        scale = self.sample_scale(theta.shape[0], generator, dtype=theta.dtype, device=theta.device)
+        _, grad = self.dropout_loss_grad(theta, scale)
+        return theta - lr * grad
+
+    # ----------------------------------------------------------------------------- expectations
+    def loss(self, theta: Tensor) -> Tensor:
+        """``R_S(θ) = 1/(2n) Σ_i (f_θ(x_i) − y_i)²``, shape ``(P,)``."""
+        self._check_theta(theta)
+        X, y = self._data(theta)
+        return self.net.loss(theta, X, y)
+
+    def implicit_regularizer(self, theta: Tensor) -> Tensor:
+        """The implicit regularizer ``R_1(θ) = (1−p)/(2np) Σ_i Σ_r a_r² σ(w_r·x_i)²``, ``(P,)``."""
+        self._check_theta(theta)
+        X, _ = self._data(theta)
+        h = self.net.terms(theta, X).h
+        return 0.5 * self.v * (h * h).sum(dim=(1, 2)) / X.shape[0]
+
+    def expected_loss(self, theta: Tensor) -> Tensor:
+        """``L_S = E_η R_S^drop = R_S + R_1``, shape ``(P,)``; differentiable by autograd."""
+        self._check_theta(theta)
+        X, y = self._data(theta)
+        h = self.net.terms(theta, X).h
+        e = h.sum(dim=1) - y
+        return 0.5 * (e * e).mean(dim=1) + 0.5 * self.v * (h * h).sum(dim=(1, 2)) / X.shape[0]
+
+    def expected_loss_grad(self, theta: Tensor) -> Tensor:
+        """``∇L_S = E_η ∇R_S^drop``, closed form, shape ``(P, D)``.
+
+        Block ``r`` is ``(1/n) Σ_i g_ri (e_i + v h_ri)``.
+        """
+        self._check_theta(theta)
+        parts = self._parts(theta)
+        u = parts.e.unsqueeze(1) + self.v * parts.terms.h
+        return self._to_theta(self._contract(parts.g, u))
+
+    # ----------------------------------------------------------------------------- noise
+    def noise_factor(self, theta: Tensor) -> Tensor:
+        """A factor ``F(θ)`` with ``F Fᵀ = Σ(θ) = Cov_η ∇R_S^drop``, polynomial in ``σ, σ', a, W``.
+
+        Columns ``0 … m−1`` are ``√v Ã_r`` (one per neuron); then ``v S_rq`` for ``r < q`` in
+        row-major order. Because ``F`` is a smooth function of ``θ`` for a smooth activation (no
+        matrix square root), it is a valid GENERAL diffusion for weak order-2 schemes.
+
+        Parameters
+        ----------
+        theta : Tensor, (P, D)
+
+        Returns
+        -------
+        Tensor, (P, D, M)
+            ``M = m(m+1)/2`` (:attr:`noise_dim`). Zero when ``p = 1``.
+
+        Notes
+        -----
+        Cost ``O(n m² d)`` time and ``O(m³ d)`` memory per path; a pair column touches only the
+        two blocks of its neurons.
+        """
+        self._check_theta(theta)
+        parts = self._parts(theta)
+        B = self._B(parts)  # (P, s, r, k)
+        Et = self._e_tilde(parts)
+        m = self.width
+        eye = torch.eye(m, dtype=theta.dtype, device=theta.device)
+        # Single column r, block s: √v (B_sr + δ_sr Ẽ_s), with Ẽ_s + B_ss = Ã_s's own block.
+        singles = math.sqrt(self.v) * (B + eye[None, :, :, None] * Et[:, :, None, :])
+        ri, qi = self._pair_index(theta.device)
+        ar = torch.arange(m, device=theta.device)
+        on_r = (ar[:, None] == ri[None, :]).to(theta.dtype)  # (m, Mp): block s is neuron r
+        on_q = (ar[:, None] == qi[None, :]).to(theta.dtype)
+        pairs = self.v * (
+            on_r[None, :, :, None] * B[:, :, qi, :] + on_q[None, :, :, None] * B[:, :, ri, :]
+        )
+        blocks = torch.cat([singles, pairs], dim=2)  # (P, m, M, k)
+        return self._to_theta(blocks.permute(0, 2, 1, 3)).transpose(1, 2)
+
+    def noise_covariance(self, theta: Tensor) -> Tensor:
+        """The dropout gradient covariance ``Σ(θ) = Cov_η[∇R_S^drop(θ; η)]``, shape ``(P, D, D)``.
+
+        Assembled blockwise from the closed form (not as ``F Fᵀ``): for neurons ``s, q``,
+
+        ``Σ_sq = v [δ_sq Ẽ_s Ẽ_sᵀ + Ẽ_s B_qsᵀ + B_sq Ẽ_qᵀ + Σ_r B_sr B_qrᵀ]
+        + v² [δ_sq Σ_{t≠s} B_st B_stᵀ + (1 − δ_sq) B_sq B_qsᵀ]``,
+
+        with ``Ẽ_s = (1/n) Σ_i g_si (e_i + c h_si)``. Cost ``O(m³ d² + n m² d)`` per path and
+        ``O(D²)`` memory; prefer :meth:`noise_factor` or :meth:`sample_noise` for large ``D``.
+        """
+        self._check_theta(theta)
+        parts = self._parts(theta)
+        B = self._B(parts)
+        Et = self._e_tilde(parts)
+        v, m = self.v, self.width
+        eye = torch.eye(m, dtype=theta.dtype, device=theta.device)
+        blk = v * (
+            torch.einsum("psk,pqsl->pskql", Et, B)
+            + torch.einsum("psqk,pql->pskql", B, Et)
+            + torch.einsum("psrk,pqrl->pskql", B, B)
+        )
+        off_diag = (1.0 - eye)[None, :, None, :, None]
+        blk = blk + v * v * off_diag * torch.einsum("psqk,pqsl->pskql", B, B)
+        Bd = torch.diagonal(B, dim1=1, dim2=2).transpose(1, 2)  # (P, m, k): B_ss
+        diag = v * torch.einsum("psk,psl->pskl", Et, Et) + v * v * (
+            torch.einsum("pstk,pstl->pskl", B, B) - torch.einsum("psk,psl->pskl", Bd, Bd)
+        )
+        blk = blk + diag[:, :, :, None, :] * eye[None, :, None, :, None]
+        cols = self._to_theta(blk)  # (P, s, k, D)
+        sigma = self._to_theta(cols.permute(0, 3, 1, 2)).transpose(1, 2)
+        return 0.5 * (sigma + sigma.transpose(1, 2))
+
+    def sample_noise(
+        self,
+        theta: Tensor,
+        generator: torch.Generator,
+        *,
+        method: str = "gaussian",
+        n_pairs: int = 1,
+    ) -> Tensor:
+        """Matrix-free draws ``ζ (P, D)`` with mean 0 and covariance exactly ``Σ(θ)``.
+
+        Parameters
+        ----------
+        theta : Tensor, (P, D)
+        generator : torch.Generator
+            On the device of ``theta``.
+        method : {"gaussian", "masks"}
+            ``"gaussian"``: ``ζ = F z`` with ``z ~ N(0, I_M)``, computed without forming ``F`` as
+            ``ζ_s = (1/n) Σ_i g_si u_si``, ``u_si = √v (z_s (e_i + c h_si) + Σ_r z_r h_ri)
+            + v Σ_q Z_sq h_qi`` (``Z`` symmetric, zero diagonal, ``Z_rq = z_rq``); cost
+            ``O(n m² + n m d)`` per path. Exactly Gaussian.
+            ``"masks"``: ``ζ = (2k)^{-1/2} Σ_{j≤k} (G(η_j) − G(η'_j))`` with independent dropout
+            masks; symmetric with covariance exactly ``Σ`` but not Gaussian; cost ``2k`` dropout
+            gradients per path.
+        n_pairs : int
+            ``k``, the number of mask pairs (``"masks"`` only).
+
+        Returns
+        -------
+        Tensor, (P, D)
+
+        Raises
+        ------
+        ValueError
+            For an unknown ``method`` or a non-positive ``n_pairs``.
+        """
+        if method not in _METHODS:
+            raise ValueError(f"`method` must be one of {', '.join(_METHODS)}; got {method!r}.")
+        n_pairs = _check_positive_int("n_pairs", n_pairs)
+        self._check_theta(theta)
+        parts = self._parts(theta)
+        P, m = theta.shape[0], self.width
+        h, e = parts.terms.h, parts.e
+        kw = dict(generator=generator, dtype=theta.dtype, device=theta.device)
+        if method == "gaussian":
+            z = torch.randn(P, m, **kw)
+            ri, qi = self._pair_index(theta.device)
+            zp = torch.randn(P, ri.numel(), **kw)
+            Z = torch.zeros(P, m, m, dtype=theta.dtype, device=theta.device)
+            Z[:, ri, qi] = zp
+            Z = Z + Z.transpose(1, 2)
+            common = torch.einsum("pr,prn->pn", z, h)
+            u = math.sqrt(self.v) * (
+                z.unsqueeze(-1) * (e.unsqueeze(1) + self._c * h) + common.unsqueeze(1)
+            ) + self.v * torch.einsum("psq,pqn->psn", Z, h)
+            return self._to_theta(self._contract(parts.g, u))
+        scale = self.sample_scale(2 * n_pairs * P, generator, dtype=theta.dtype,
+                                  device=theta.device)
+        scale = scale.reshape(2 * n_pairs, P, m)
+        e_drop = e + torch.einsum("jpr,prn->jpn", scale - 1.0, h)  # residuals under each mask
+        grads = self._contract(parts.g, scale.unsqueeze(-1) * e_drop.unsqueeze(2))  # (2k, P, m, k)
+        zeta = (grads[0::2] - grads[1::2]).sum(dim=0) / math.sqrt(2 * n_pairs)
+        return self._to_theta(zeta)
+
+    def grad_second_moment(self, theta: Tensor) -> GradSecondMoment:
+        """``E_η ‖∇R_S^drop‖² = ‖∇L_S‖² + tr Σ``, both parts in closed form, ``O(n m² d)`` per path.
+
+        ``tr Σ = v Σ_r ‖Ã_r‖² + v² Σ_{r≠q} ‖B_rq‖²`` with
+        ``‖Ã_r‖² = ‖Ẽ_r + B_rr‖² + Σ_{s≠r} ‖B_sr‖²``.
+
+        Returns
+        -------
+        GradSecondMoment
+        """
+        self._check_theta(theta)
+        parts = self._parts(theta)
+        v = self.v
+        grad = self._contract(parts.g, parts.e.unsqueeze(1) + v * parts.terms.h)
+        B = self._B(parts)
+        Et = self._e_tilde(parts)
+        Bn = (B * B).sum(dim=-1)  # (P, m, m)
+        off = Bn.sum(dim=(1, 2)) - torch.diagonal(Bn, dim1=1, dim2=2).sum(dim=-1)
+        Bd = torch.diagonal(B, dim1=1, dim2=2).transpose(1, 2)
+        own = ((Et + Bd) ** 2).sum(dim=(1, 2))
+        return GradSecondMoment(
+            grad_norm_sq=(grad * grad).sum(dim=(1, 2)),
+            trace_sigma=v * (own + off) + v * v * off,
+        )
+
+
+def _check_lr(lr) -> float:
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ValueError(f"`lr` must be a positive finite number; got {lr!r}.")
+    return float(lr)
+
+
+def default_problem(
+    dtype: torch.dtype = torch.float64,
+    *,
+    n_points: int = 16,
+    width: int = 16,
+    keep_prob: float = 0.9,
+    a_std: float = 0.2,
+    w_std: float = 1.0,
+    seed: int = 0,
+    activation: str | Activation = "tanh",
+    device: torch.device | str | None = None,
+) -> tuple[DropoutProblem, Tensor]:
+    """The embedded 1-D dropout task of smetool's verification runs.
+
+    Target ``½ ReLU(−x − ⅓) + ½ ReLU(x − ⅓)`` on ``n_points`` evenly spaced points in
+    ``[−1, 1]``, input ``(x, 1)``, ``width`` neurons, ``a ~ N(0, a_std²)``, ``W ~ N(0, w_std²)``
+    drawn from ``torch.Generator().manual_seed(seed)`` on the CPU (so ``θ0`` does not depend on the
+    device).
+
+    Parameters
+    ----------
+    dtype : torch.dtype
+        Default ``float64``.
+    n_points, width, keep_prob, a_std, w_std, seed, activation
+        See above; defaults 16, 16, 0.9, 0.2, 1.0, 0, ``"tanh"``.
+    device : optional
+        Where the data and ``θ0`` live.
+
+    Returns
+    -------
+    problem : DropoutProblem
+    theta0 : Tensor, (D,)
+
+    References
+    ----------
+    Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+    algorithm", ICLR 2024 (the same kind of 1-D task).
+    """
+    n_points = _check_positive_int("n_points", n_points)
+    for name, val in (("a_std", a_std), ("w_std", w_std)):
+        if not (isinstance(val, (int, float)) and math.isfinite(val) and val >= 0):
+            raise ValueError(f"`{name}` must be a finite non-negative number; got {val!r}.")
+    x = torch.linspace(-1.0, 1.0, n_points, dtype=dtype)
+    y = 0.5 * torch.relu(-x - 1.0 / 3.0) + 0.5 * torch.relu(x - 1.0 / 3.0)
+    problem = DropoutProblem(
+        x.unsqueeze(1).to(device), y.to(device), width=width, keep_prob=keep_prob,
+        activation=activation, bias=True,
+    )
+    gen = torch.Generator().manual_seed(int(seed))
+    theta0 = problem.net.init_params(a_std=a_std, w_std=w_std, generator=gen, dtype=dtype)
+    return problem, theta0.to(device)
