@@ -13,7 +13,7 @@ from .brownian import (
 from .integrate import NonFiniteError, Solution, solve
 from .noise import psd_factor
 from .sde import SDE, FunctionSDE, NoiseKind, as_sde
-from .solvers import EulerMaruyama, Milstein, PlatenWeak2, Solver, UnsupportedError
+from .solvers import EulerMaruyama, Milstein, PlatenWeak2, SmallNoiseHeun, Solver, UnsupportedError
 
 try:
     __version__ = _version("smetool")
@@ -34,6 +34,7 @@ __all__ = [
     "EulerMaruyama",
     "Milstein",
     "PlatenWeak2",
+    "SmallNoiseHeun",
     "Increments",
     "GaussianIncrements",
     "RademacherIncrements",
