@@ -45,7 +45,10 @@ class PlatenWeak2(Solver):
                     + Σ_{r≠j} (b^j(U^r_+) − b^j(U^r_-)) (ΔW^j ΔW^r + V_{r j}) ] h^{-1/2}
 
     with ``Ῡ = Y + a h + Σ_j b^j ΔW^j``, ``R^j_± = Y + a h ± b^j √h``, ``U^j_± = Y ± b^j √h`` and
-    ``V`` from :func:`two_point_levy`. Increments must match five Gaussian moments (Gaussian or
+    ``V`` from :func:`two_point_levy`. For time-dependent coefficients ``a(Ῡ)`` and ``b^j(R^j_±)``
+    are evaluated at ``t + h`` (the supporting values that stand in for one step ahead), ``b`` and
+    ``b^j(U^r_±)`` at ``t``: this supplies the ``½ h² ∂_t a`` and ``½ h ∂_t b^j ΔW^j`` terms of
+    the order-2 Itô–Taylor expansion, without which the scheme is only weak order 1. Increments must match five Gaussian moments (Gaussian or
     three-point). Additive noise takes the cheaper (15.1.4) form; every other kind is turned into a
     ``(P, D, M)`` matrix (COVARIANCE through the symmetric root of ``Σ``).
 
@@ -78,27 +81,29 @@ class PlatenWeak2(Solver):
         b0 = diffusion_matrix(sde, sde.diffusion(t, x), P)  # (P, D, M)
         noise = torch.einsum("pdm,pm->pd", b0, dW)
         upsilon = x + a0 * h + noise
-        drift_part = 0.5 * (sde.drift(t, upsilon) + a0) * h
+        # a(t + h, Ῡ): evaluating at t would drop ½ h² ∂_t a (local weak error O(h²)).
+        drift_part = 0.5 * (sde.drift(t + h, upsilon) + a0) * h
         if sde.noise_kind is NoiseKind.ADDITIVE:
             return x + drift_part + noise
         M = b0.shape[-1]
         sq = math.sqrt(h)
         columns = b0.permute(2, 0, 1) * sq  # (M, P, D): b^j √h
 
-        def matrices(points: Tensor) -> Tensor:
-            # points (K, P, D) -> diffusion matrices (K, P, D, M), evaluated in bounded slices.
+        def matrices(s: float, points: Tensor) -> Tensor:
+            # points (K, P, D) -> diffusion matrices (K, P, D, M) at time s, in bounded slices.
             K = points.shape[0]
             per_point = max(1, _BATCH_BUDGET // max(1, P * D * M))
             out = []
             for k0 in range(0, K, per_point):
                 chunk = points[k0 : k0 + per_point].reshape(-1, D)
-                g = sde.diffusion(t, chunk)
+                g = sde.diffusion(s, chunk)
                 out.append(diffusion_matrix(sde, g, chunk.shape[0]).reshape(-1, P, D, M))
             return torch.cat(out, dim=0)
 
         base = x + a0 * h
-        R = matrices(torch.cat([base + columns, base - columns], dim=0))  # (2M, P, D, M)
-        U = matrices(torch.cat([x + columns, x - columns], dim=0))  # (2M, P, D, M)
+        # b^j(t + h, R^j_±) supplies ½ h ∂_t b^j; the U-differences cancel b at time t.
+        R = matrices(t + h, torch.cat([base + columns, base - columns], dim=0))  # (2M, P, D, M)
+        U = matrices(t, torch.cat([x + columns, x - columns], dim=0))  # (2M, P, D, M)
         # b^j(R^j_±): column j of the matrix at point R^j_±.
         Rp = torch.diagonal(R[:M], dim1=0, dim2=3)  # (P, D, M)
         Rm = torch.diagonal(R[M:], dim1=0, dim2=3)
