@@ -1,0 +1,56 @@
+"""Exact (closed-form, non-random) references for testing solvers and SMEs.
+
+:mod:`smetool.exact.sde_references` holds the SDE problems with known moments (Ornstein–Uhlenbeck,
+geometric Brownian motion, linear SDEs with non-commutative noise, the nonlinear ``sinh`` problem)
+and the exact moments of Euler–Maruyama and Platen's scheme on some of them.
+"""
+
+from .sde_references import (
+    NONCOMMUTATIVE_A,
+    NONCOMMUTATIVE_B,
+    Moments,
+    ReferenceProblem,
+    diagonal_linear_problem,
+    gbm_em_moments,
+    gbm_moment,
+    gbm_platen_moments,
+    gbm_problem,
+    gbm_sde,
+    linear_sde,
+    linear_sde_moment_tensor,
+    linear_sde_moments,
+    noncommutative_problem,
+    ou_em_moments,
+    ou_moments,
+    ou_sde,
+    sinh_expectation,
+    sinh_moments,
+    sinh_problem,
+    sinh_sde,
+    sinh_test_function,
+)
+
+__all__ = [
+    "NONCOMMUTATIVE_A",
+    "NONCOMMUTATIVE_B",
+    "Moments",
+    "ReferenceProblem",
+    "diagonal_linear_problem",
+    "gbm_em_moments",
+    "gbm_moment",
+    "gbm_platen_moments",
+    "gbm_problem",
+    "gbm_sde",
+    "linear_sde",
+    "linear_sde_moment_tensor",
+    "linear_sde_moments",
+    "noncommutative_problem",
+    "ou_em_moments",
+    "ou_moments",
+    "ou_sde",
+    "sinh_expectation",
+    "sinh_moments",
+    "sinh_problem",
+    "sinh_sde",
+    "sinh_test_function",
+]
