@@ -123,6 +123,23 @@ def test_expected_loss_grad_matches_autograd(seed, m, p, activation):
     close(problem.expected_loss_grad(theta.detach()), auto)
 
 
+@settings(max_examples=20, deadline=None)
+@given(
+    seed=st.integers(0, 2**31 - 1),
+    m=st.integers(1, 5),
+    p=keep_probs,
+    activation=st.sampled_from(SMOOTH + ["softplus"]),
+)
+def test_expected_loss_hvp_matches_autograd(seed, m, p, activation):
+    problem, theta = make_problem(seed, m, 2, 5, p, activation, paths=3)
+    vec = torch.randn(theta.shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
+    x = theta.clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(problem.expected_loss(x).sum(), x, create_graph=True)
+    (auto,) = torch.autograd.grad((g * vec).sum(), x)
+    with torch.no_grad():
+        close(problem.expected_loss_hvp(theta, vec), auto)
+
+
 @pytest.mark.parametrize("p", [1.0, 0.9, 0.5, 0.3, 0.05])
 def test_mask_moments(p):
     problem, _ = make_problem(0, 2, 1, 3, p, "tanh")
@@ -299,6 +316,8 @@ def test_method_validation():
         problem.loss(torch.zeros(3, 6, dtype=torch.int64))
     with pytest.raises(ValueError, match=r"`scale` must have shape \(3, 2\); got \(3, 3\)"):
         problem.dropout_loss_grad(theta, torch.ones(3, 3, dtype=F64))
+    with pytest.raises(ValueError, match=r"`vec` must have the shape of `theta`, \(3, 6\)"):
+        problem.expected_loss_hvp(theta, theta[0])
     with pytest.raises(ValueError, match=r"`method` must be one of gaussian, masks; got 'exact'"):
         problem.sample_noise(theta, gen, method="exact")
     with pytest.raises(ValueError, match=r"`n_pairs` must be a positive integer; got 0"):

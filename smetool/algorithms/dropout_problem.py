@@ -310,7 +310,10 @@ class DropoutProblem:
         return torch.einsum("prnk,pqn->prqk", g, h) / g.shape[2]
 
     def _e_tilde(self, parts: _Parts) -> Tensor:
-        """``Ẽ_r = (1/n) Σ_i g_ri (e_i + c h_ri)`` ``(P, m, k)``; ``Ã_r``'s own block: ``Ẽ_r + B_rr``."""
+        """``Ẽ_r = (1/n) Σ_i g_ri (e_i + c h_ri)``, ``(P, m, k)``.
+
+        ``Ã_r`` on neuron ``r``'s own block is ``Ẽ_r + B_rr``.
+        """
         u = parts.e.unsqueeze(1) + self._c * parts.terms.h
         return self._contract(parts.g, u)
 
@@ -431,6 +434,44 @@ class DropoutProblem:
         u = parts.e.unsqueeze(1) + self.v * parts.terms.h
         return self._to_theta(self._contract(parts.g, u))
 
+    def expected_loss_hvp(self, theta: Tensor, vec: Tensor) -> Tensor:
+        """The Hessian–vector product ``∇²L_S(θ) u``, closed form, shape ``(P, D)``.
+
+        With ``ḣ_ri = g_ri·u``, ``ė_i = Σ_r ḣ_ri`` and ``ġ_ri`` the derivative of ``g_ri`` along
+        ``u`` (it needs ``σ''``), block ``r`` is
+        ``(1/n) Σ_i [ġ_ri (e_i + v h_ri) + g_ri (ė_i + v ḣ_ri)]``. Cost ``O(n m d)`` per path,
+        no autograd (so it also runs under ``torch.no_grad``).
+
+        Parameters
+        ----------
+        theta, vec : Tensor, (P, D)
+
+        Raises
+        ------
+        ValueError
+            If ``vec`` does not have the shape of ``theta``.
+        """
+        self._check_theta(theta)
+        if vec.shape != theta.shape:
+            raise ValueError(
+                f"`vec` must have the shape of `theta`, {tuple(theta.shape)}; "
+                f"got {tuple(vec.shape)}."
+            )
+        X, _ = self._data(theta)
+        parts = self._parts(theta)
+        t, v, n = parts.terms, self.v, X.shape[0]
+        a_dot, W_dot = self.net.split(vec)
+        z_dot = torch.einsum("pmd,nd->pmn", W_dot, X)
+        h_dot = a_dot.unsqueeze(-1) * t.s + t.a.unsqueeze(-1) * t.ds * z_dot
+        weight = parts.e.unsqueeze(1) + v * t.h
+        blk = self._contract(parts.g, h_dot.sum(dim=1, keepdim=True) + v * h_dot)
+        # ġ_ri = (σ' ż, ȧ σ' x + a σ'' ż x) on neuron r's block.
+        d2 = self.net.activation.d2(t.z)
+        grad_a = (t.ds * z_dot * weight).sum(dim=-1) / n
+        coef = (a_dot.unsqueeze(-1) * t.ds + t.a.unsqueeze(-1) * d2 * z_dot) * weight
+        grad_W = torch.einsum("pmn,nd->pmd", coef, X) / n
+        return self._to_theta(blk + torch.cat([grad_a.unsqueeze(-1), grad_W], dim=-1))
+
     # ----------------------------------------------------------------------------- noise
     def noise_factor(self, theta: Tensor) -> Tensor:
         """A factor ``F(θ)`` with ``F Fᵀ = Σ(θ) = Cov_η ∇R_S^drop``, polynomial in ``σ, σ', a, W``.
@@ -458,18 +499,27 @@ class DropoutProblem:
         B = self._B(parts)  # (P, s, r, k)
         Et = self._e_tilde(parts)
         m = self.width
-        eye = torch.eye(m, dtype=theta.dtype, device=theta.device)
-        # Single column r, block s: √v (B_sr + δ_sr Ẽ_s), with Ẽ_s + B_ss = Ã_s's own block.
-        singles = math.sqrt(self.v) * (B + eye[None, :, :, None] * Et[:, :, None, :])
-        ri, qi = self._pair_index(theta.device)
+        P, D, Mp = theta.shape[0], self.n_params, m * (m - 1) // 2
         ar = torch.arange(m, device=theta.device)
-        on_r = (ar[:, None] == ri[None, :]).to(theta.dtype)  # (m, Mp): block s is neuron r
-        on_q = (ar[:, None] == qi[None, :]).to(theta.dtype)
-        pairs = self.v * (
-            on_r[None, :, :, None] * B[:, :, qi, :] + on_q[None, :, :, None] * B[:, :, ri, :]
-        )
-        blocks = torch.cat([singles, pairs], dim=2)  # (P, m, M, k)
-        return self._to_theta(blocks.permute(0, 2, 1, 3)).transpose(1, 2)
+        # Single column r, block s: √v (B_sr + δ_sr Ẽ_s), with Ẽ_s + B_ss = Ã_s's own block.
+        singles = B.clone()
+        singles[:, ar, ar, :] += Et
+        singles = math.sqrt(self.v) * singles.permute(0, 1, 3, 2)  # (P, s, k, r)
+        F = theta.new_zeros(P, D, m + Mp)
+        F[:, :, :m] = self._to_theta(singles.permute(0, 3, 1, 2)).transpose(1, 2)
+        # Pair column (r, q): v B_rq on block r and v B_qr on block q, zero elsewhere, so only
+        # those 2k entries are written (the dense pair part is mostly zeros).
+        ri, qi = self._pair_index(theta.device)
+        cols = (m + torch.arange(Mp, device=theta.device)).unsqueeze(1)
+        F[:, self._block_rows(ri), cols] = self.v * B[:, ri, qi, :]
+        F[:, self._block_rows(qi), cols] = self.v * B[:, qi, ri, :]
+        return F
+
+    def _block_rows(self, neurons: Tensor) -> Tensor:
+        """Parameter indices ``(J, k)`` of the blocks of ``neurons (J,)``: ``a_r``, then ``w_r``."""
+        m, d = self.width, self.net.input_dim
+        w_rows = m + neurons.unsqueeze(1) * d + torch.arange(d, device=neurons.device)
+        return torch.cat([neurons.unsqueeze(1), w_rows], dim=1)
 
     def noise_covariance(self, theta: Tensor) -> Tensor:
         """The dropout gradient covariance ``Σ(θ) = Cov_η[∇R_S^drop(θ; η)]``, shape ``(P, D, D)``.

@@ -1,0 +1,255 @@
+"""The dropout plug-in: full-batch dropout gradient descent and its SMEs (orders 1 and 2).
+
+Keep-probability convention: ``keep_prob = p`` is the probability of **keeping** a neuron (see
+:mod:`smetool.algorithms.dropout_problem`); ``p = 0.9`` is ``torch.nn.Dropout(0.1)``.
+
+References
+----------
+Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+algorithm", ICLR 2024. Q. Li, C. Tai, W. E, "Stochastic modified equations and dynamics of
+stochastic gradient algorithms I: mathematical foundations", JMLR 20 (2019) (the order-2 drift).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..sde import SDE, NoiseKind
+from .base import Algorithm, TestFunction
+from .dropout_problem import DropoutProblem, _check_lr, _check_positive_int, default_problem
+
+__all__ = ["DropoutAlgorithm", "DropoutSME", "NOISE_REPRESENTATIONS"]
+
+NOISE_REPRESENTATIONS = ("factor", "gaussian", "masks", "covariance")
+"""The ways :meth:`DropoutAlgorithm.sme` can represent the diffusion ``√lr Σ^{1/2}``."""
+
+_REFERENCE = (
+    "Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, \"Stochastic modified equations and dynamics of "
+    "dropout algorithm\", ICLR 2024"
+)
+
+
+class DropoutSME(SDE):
+    """The SME of full-batch dropout GD with learning rate ``lr``, in time ``t = k · lr``.
+
+    * order 1: ``dΘ = −∇L_S(Θ) dt + √lr Σ(Θ)^{1/2} dW``;
+    * order 2: ``dΘ = −∇(L_S + (lr/4) ‖∇L_S‖²)(Θ) dt + √lr Σ(Θ)^{1/2} dW``, whose drift is
+      ``−∇L_S − (lr/2) ∇²L_S ∇L_S`` (the closed-form Hessian–vector product
+      :meth:`DropoutProblem.expected_loss_hvp`, ``O(n m d)`` per path, no autograd).
+
+    The diffusion has three representations (``noise``), all with covariance exactly ``lr Σ``:
+
+    ``"factor"`` — GENERAL noise, ``diffusion = √lr F(θ)`` of shape ``(P, D, M)``,
+        ``M = m(m+1)/2`` (:meth:`DropoutProblem.noise_factor`). ``F`` is polynomial in the
+        network's terms, so for a smooth activation this is the exact Gaussian SME with smooth
+        coefficients and any solver applies at its declared weak order — including
+        :class:`~smetool.solvers.PlatenWeak2` (weak order 2), which is what an order-2 comparison
+        needs to keep the solver error below ``lr²``. Cost per path and evaluation
+        ``O(n m² d)`` time, ``O(m³ d)`` memory; Platen makes ``4M + 1`` evaluations per step.
+    ``"gaussian"`` — SAMPLED noise, ``ζ = √lr F z`` with ``z ~ N(0, I_M)`` drawn matrix-free in
+        ``O(n m² + n m d)`` per path. The same law as the factor's Euler–Maruyama increment, but
+        SAMPLED noise is integrated by Euler–Maruyama only: weak order 1 in the SDE step ``h``,
+        so take ``h ≪ lr`` when the SME's own order 2 is to be resolved.
+    ``"masks"`` — SAMPLED noise, ``ζ = √lr (2k)^{-1/2} Σ_j (G(η_j) − G(η'_j))`` from ``k`` pairs of
+        dropout masks: exact mean 0 and covariance, zero odd moments, but not Gaussian (wrong
+        fourth moment), so an Euler–Maruyama step with it is weak order 1 in ``h`` and no higher,
+        whatever ``k``. Cost ``2k`` dropout gradients per path (``O(k n m d)``).
+    ``"covariance"`` — COVARIANCE noise, ``diffusion = lr Σ(θ)`` ``(P, D, D)``
+        (:meth:`DropoutProblem.noise_covariance`), factored by the solver at every evaluation
+        (symmetric root, ``O(D³)`` per path). Brownian dimension ``D`` instead of ``M``, which makes
+        Platen's ``4·dim + 1`` evaluations cheaper when ``D < M``; the root is smooth only where
+        ``Σ`` is positive definite (``rank Σ ≤ min(D, M)``), so prefer ``"factor"`` for weak
+        order 2 unless that is known.
+
+    Parameters
+    ----------
+    problem : DropoutProblem
+    lr : float
+        The learning rate ``ε`` of the discrete algorithm.
+    order : {1, 2}
+    noise : {"factor", "gaussian", "masks", "covariance"}
+    n_pairs : int
+        ``k`` for ``noise="masks"``.
+
+    References
+    ----------
+    Zhang, Li, Luo & Xu (ICLR 2024); Li, Tai & E (JMLR 2019), Theorem 3 (order-2 SME).
+    """
+
+    def __init__(
+        self,
+        problem: DropoutProblem,
+        lr: float,
+        order: int = 1,
+        *,
+        noise: str = "factor",
+        n_pairs: int = 1,
+    ):
+        if not isinstance(problem, DropoutProblem):
+            raise TypeError(f"`problem` must be a DropoutProblem; got {type(problem).__name__}.")
+        self.lr = _check_lr(lr)
+        if order not in (1, 2) or isinstance(order, bool):
+            raise ValueError(f"`order` must be 1 or 2; got {order!r}.")
+        if noise not in NOISE_REPRESENTATIONS:
+            raise ValueError(
+                f"`noise` must be one of {', '.join(NOISE_REPRESENTATIONS)}; got {noise!r}."
+            )
+        self.n_pairs = _check_positive_int("n_pairs", n_pairs)
+        self.problem = problem
+        self.order = int(order)
+        self.noise = noise
+        if noise == "factor":
+            self.noise_kind = NoiseKind.GENERAL
+            self.noise_dim = problem.noise_dim
+        elif noise == "covariance":
+            self.noise_kind = NoiseKind.COVARIANCE
+            self.noise_dim = problem.n_params
+        else:
+            self.noise_kind = NoiseKind.SAMPLED
+            self.noise_dim = None
+
+    def drift(self, t: float, x: Tensor) -> Tensor:
+        """``−∇L_S`` (order 1) or ``−∇L_S − (lr/2) ∇²L_S ∇L_S`` (order 2), shape ``(P, D)``."""
+        grad = self.problem.expected_loss_grad(x)
+        if self.order == 1:
+            return -grad
+        return -grad - 0.5 * self.lr * self.problem.expected_loss_hvp(x, grad)
+
+    def diffusion(self, t: float, x: Tensor) -> Tensor:
+        """``√lr F(x)`` ``(P, D, M)`` (``"factor"``) or ``lr Σ(x)`` ``(P, D, D)``."""
+        if self.noise == "factor":
+            return math.sqrt(self.lr) * self.problem.noise_factor(x)
+        if self.noise == "covariance":
+            return self.lr * self.problem.noise_covariance(x)
+        return super().diffusion(t, x)
+
+    def sample_noise(self, t: float, x: Tensor, generator: torch.Generator) -> Tensor:
+        """A draw with covariance ``lr Σ(x)``, ``(P, D)`` (``noise="gaussian"`` or ``"masks"``)."""
+        if self.noise not in ("gaussian", "masks"):
+            return super().sample_noise(t, x, generator)
+        zeta = self.problem.sample_noise(x, generator, method=self.noise, n_pairs=self.n_pairs)
+        return math.sqrt(self.lr) * zeta
+
+    def __repr__(self) -> str:
+        extra = f", n_pairs={self.n_pairs}" if self.noise == "masks" else ""
+        return f"DropoutSME(order={self.order}, lr={self.lr:g}, noise={self.noise!r}{extra})"
+
+
+class DropoutAlgorithm(Algorithm):
+    """Full-batch dropout gradient descent on a two-layer network, paired with its SMEs.
+
+    One step is ``θ ← θ − lr ∇_θ R_S^drop(θ; η)`` with a fresh dropout mask per path (keep
+    probability ``p``, multipliers ``b/p``).
+
+    Parameters
+    ----------
+    problem : DropoutProblem
+        The data, network and keep probability.
+    theta0 : Tensor, (D,)
+        The common initial point of the discrete paths and of the SME.
+
+    Raises
+    ------
+    TypeError
+        If ``problem`` is not a :class:`DropoutProblem`.
+    ValueError
+        If ``theta0`` does not have shape ``(D,)`` or is not finite.
+
+    References
+    ----------
+    Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+    algorithm", ICLR 2024.
+
+    Examples
+    --------
+    >>> algo = DropoutAlgorithm.default()
+    >>> x = algo.initial_state(8)
+    >>> x = algo.step(x, 0.05, torch.Generator().manual_seed(0))
+    >>> sde = algo.sme(0.05, order=2)
+    >>> sde.drift(0.0, x).shape
+    torch.Size([8, 48])
+    """
+
+    name = "dropout"
+    reference = _REFERENCE
+    sme_orders = (1, 2)
+
+    def __init__(self, problem: DropoutProblem, theta0: Tensor):
+        if not isinstance(problem, DropoutProblem):
+            raise TypeError(f"`problem` must be a DropoutProblem; got {type(problem).__name__}.")
+        theta0 = torch.as_tensor(theta0)
+        D = problem.n_params
+        if theta0.shape != (D,):
+            raise ValueError(f"`theta0` must have shape ({D},); got {tuple(theta0.shape)}.")
+        if not theta0.is_floating_point() or not bool(torch.isfinite(theta0).all()):
+            raise ValueError("`theta0` must be a finite floating-point tensor.")
+        self.problem = problem
+        self.theta0 = theta0
+
+    @classmethod
+    def default(cls, dtype: torch.dtype = torch.float64, **kwargs) -> "DropoutAlgorithm":
+        """The plug-in on :func:`~.dropout_problem.default_problem` (same keywords)."""
+        problem, theta0 = default_problem(dtype, **kwargs)
+        return cls(problem, theta0)
+
+    def initial_state(
+        self,
+        n_paths: int,
+        *,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> Tensor:
+        """``θ0`` on every path, ``(P, D)`` (a fresh tensor); dtype/device default to ``θ0``'s."""
+        n_paths = _check_positive_int("n_paths", n_paths)
+        theta0 = self.theta0.to(
+            dtype=self.theta0.dtype if dtype is None else dtype,
+            device=self.theta0.device if device is None else device,
+        )
+        return theta0.unsqueeze(0).repeat(n_paths, 1)
+
+    def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        """One dropout GD step on every path (see :meth:`DropoutProblem.step`)."""
+        return self.problem.step(x, lr, generator)
+
+    def sme(
+        self, lr: float, order: int = 1, *, noise: str = "factor", n_pairs: int = 1
+    ) -> DropoutSME:
+        """The SME of the given order for learning rate ``lr``; see :class:`DropoutSME`.
+
+        Parameters
+        ----------
+        lr : float
+        order : {1, 2}
+        noise : {"factor", "gaussian", "masks", "covariance"}
+            Diffusion representation: ``"factor"`` (GENERAL, exact Gaussian SME, any solver),
+            ``"gaussian"`` (SAMPLED, exact Gaussian increments, Euler–Maruyama only),
+            ``"masks"`` (SAMPLED, exact covariance but non-Gaussian: weak order 1 in the SDE step)
+            or ``"covariance"`` (COVARIANCE, ``lr Σ`` factored by the solver, ``O(D³)``).
+        n_pairs : int
+            Mask pairs per draw for ``noise="masks"``.
+
+        Warns
+        -----
+        UserWarning
+            For a non-smooth activation (the weak-approximation theory assumes a smooth one).
+        """
+        sde = DropoutSME(self.problem, lr, order, noise=noise, n_pairs=n_pairs)
+        self.problem.net.warn_if_not_smooth("the dropout SME")
+        return sde
+
+    def test_functions(self) -> dict[str, TestFunction]:
+        """``"R_S"`` (training loss), ``"L_S"`` (expected dropout loss), ``"theta_norm_sq"``
+        (``‖θ‖²``) and ``"theta_0"`` (the first output weight ``a_1``); each ``(P, D) -> (P,)``."""
+        problem = self.problem
+        return {
+            "R_S": problem.loss,
+            "L_S": problem.expected_loss,
+            "theta_norm_sq": lambda x: (x * x).sum(dim=1),
+            "theta_0": lambda x: x[:, 0],
+        }
+
+    def __repr__(self) -> str:
+        return f"DropoutAlgorithm({self.problem!r})"
