@@ -42,6 +42,7 @@ __all__ = [
 ]
 
 _CHECKPOINT_VERSION = 1
+MAX_AUTO_CHUNK = 2**16
 TestFunction = Callable[[Tensor], Tensor]
 
 
@@ -233,17 +234,16 @@ class MonteCarloResult:
         return self.means - q * self.stderrs, self.means + q * self.stderrs
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary."""
+        """A strict-JSON dictionary (tensors → lists, NaN/inf → None)."""
         out: dict[str, Any] = {
-            "names": list(self.names), "times": list(self.times), "count": self.count,
+            "names": self.names, "times": self.times, "count": self.count,
             "n_paths": self.n_paths, "seed": self.seed, "chunk_size": self.chunk_size,
             "n_chunks": self.n_chunks, "antithetic": self.antithetic,
-            "means": self.means.tolist(), "variances": self.variances.tolist(),
-            "stderrs": self.stderrs.tolist(),
+            "means": self.means, "variances": self.variances, "stderrs": self.stderrs,
         }
         if self.variance_reduction is not None:
-            out["variance_reduction"] = self.variance_reduction.tolist()
-        return out
+            out["variance_reduction"] = self.variance_reduction
+        return json_safe(out)
 
     def __repr__(self) -> str:
         lines = [
@@ -254,6 +254,19 @@ class MonteCarloResult:
             for s, t in enumerate(self.times):
                 lines.append(f"  {name} @ t={t:g}: {self.means[k, s]:.6g} ± {self.stderrs[k, s]:.2g}")
         return "\n".join(lines)
+
+
+def json_safe(obj: Any) -> Any:
+    """``obj`` with tensors turned into lists and NaN/±inf into ``None`` (strict JSON)."""
+    if isinstance(obj, Tensor):
+        obj = obj.tolist()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def _t_quantile(confidence: float, dof: int) -> float:
@@ -360,13 +373,16 @@ def resolve_chunk_size(chunk_size: int | None, memory_budget: int, n_paths: int,
     """An explicit ``chunk_size``, or the largest one whose output fits half of ``memory_budget``.
 
     ``probe()`` returns the bytes one path costs (producer outputs and float64 values of a chunk);
-    the other half of the budget is left for the producer's own working memory.
+    the other half of the budget is left for the producer's own working memory, which cannot be
+    measured portably. Automatic chunks are also capped at :data:`MAX_AUTO_CHUNK` paths, so that a
+    producer with a large working set (e.g. all Brownian increments of a long path) stays bounded;
+    pass ``chunk_size`` to go beyond.
     """
     budget = check_positive_int(memory_budget, "memory_budget")
     if chunk_size is not None:
         return min(check_positive_int(chunk_size, "chunk_size"), n_paths)
     per_path = max(1, probe())
-    return max(1, min(n_paths, budget // (2 * per_path)))
+    return max(1, min(n_paths, MAX_AUTO_CHUNK, budget // (2 * per_path)))
 
 
 def run_chunks(
@@ -443,7 +459,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         state = torch.load(Path(path), weights_only=True)
     except Exception as exc:  # unreadable or truncated: say which file and why
-        raise ValueError(f"checkpoint {str(path)!r} cannot be read ({exc}); delete it to start over.") from exc
+        raise ValueError(
+            f"checkpoint {str(path)!r} cannot be read ({exc}); delete it to start over."
+        ) from exc
     if not isinstance(state, dict) or state.get("version") != _CHECKPOINT_VERSION:
         raise ValueError(
             f"checkpoint {str(path)!r} is not a smetool Monte-Carlo checkpoint of version "
@@ -505,8 +523,8 @@ def run_monte_carlo(
         Non-negative; chunk ``c`` uses a generator seeded with :func:`chunk_seed(seed, c)
         <chunk_seed>`, on ``device``.
     chunk_size : int, optional
-        Paths per chunk. Default: the largest chunk whose outputs take at most half of
-        ``memory_budget`` bytes (measured with a 2-path probe call). Results are bit-identical
+        Paths per chunk. Default: the largest chunk, up to 65,536 paths, whose outputs take at most
+        half of ``memory_budget`` bytes (measured with a 2-path probe call). Results are bit-identical
         for the same ``(seed, chunk_size)``; other chunk sizes give other, equally valid samples.
     memory_budget : int
         Bytes, used only when ``chunk_size`` is omitted.
@@ -544,11 +562,12 @@ def run_monte_carlo(
 
     Examples
     --------
-    >>> import torch, smetool
+    >>> import torch
+    >>> from smetool.montecarlo import run_monte_carlo
     >>> def gbm(n, gen):  # exact GBM at t = 1, mu = 0, sigma = 0.5
     ...     z = torch.randn(1, n, 1, generator=gen, dtype=torch.float64)
     ...     return torch.exp(-0.125 + 0.5 * z)
-    >>> r = smetool.run_monte_carlo(gbm, {"x": lambda x: x[:, 0]}, 10_000, seed=0, progress=False)
+    >>> r = run_monte_carlo(gbm, {"x": lambda x: x[:, 0]}, 10_000, seed=0, progress=False)
     >>> abs(float(r.means[0, 0]) - 1.0) < 5 * float(r.stderrs[0, 0])
     True
     """
@@ -643,9 +662,11 @@ class SDEProducer:
 
     Examples
     --------
-    >>> import torch, smetool
-    >>> gbm = smetool.FunctionSDE(lambda t, x: -x, lambda t, x: 0.2 * x)
-    >>> prod = smetool.SDEProducer(gbm, torch.ones(1, dtype=torch.float64), (0.0, 1.0), dt=0.1)
+    >>> import torch
+    >>> from smetool import FunctionSDE
+    >>> from smetool.montecarlo import SDEProducer
+    >>> gbm = FunctionSDE(lambda t, x: -x, lambda t, x: 0.2 * x)
+    >>> prod = SDEProducer(gbm, torch.ones(1, dtype=torch.float64), (0.0, 1.0), dt=0.1)
     >>> prod(4, torch.Generator().manual_seed(0)).shape
     torch.Size([2, 4, 1])
     """
