@@ -52,9 +52,16 @@ class Milstein(Solver):
             with torch.enable_grad():
                 xg = x.detach().requires_grad_(True)
                 g_graph = sde.diffusion(t, xg)
-                # Under the diagonal-noise assumption, Σ_i (σ_i v_i) ∂σ_i/∂x_k = σ_k v_k ∂_k σ_k.
-                (correction,) = torch.autograd.grad(g_graph, xg, grad_outputs=g_graph * half_v)
+                if g_graph.requires_grad:
+                    # Under the diagonal-noise assumption, Σ_i (σ_i v_i) ∂σ_i/∂x_k = σ_k v_k ∂_k σ_k.
+                    (correction,) = torch.autograd.grad(
+                        g_graph, xg, grad_outputs=g_graph.detach() * half_v, allow_unused=True
+                    )
+                else:
+                    correction = None
             g = g_graph.detach()
+            if correction is None:  # σ does not depend on x (e.g. torch.ones_like(x)): ∂σ = 0
+                correction = torch.zeros_like(x)
         else:
             g = sde.diffusion(t, x)
             _, dg_g = torch.func.jvp(lambda y: sde.diffusion(t, y), (x,), (g,))
