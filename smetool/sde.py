@@ -58,6 +58,11 @@ class SDE(abc.ABC):
 
     Notes
     -----
+    Optional hook for GENERAL noise: ``diffusion_product(t, x, dW)`` returning ``σ(t, x) dW``
+    ``(P, D)`` for increments ``dW (P, M)`` without forming the matrix; Euler–Maruyama and
+    :class:`~smetool.solvers.SmallNoiseHeun` use it when present (``diffusion`` is still needed
+    for shape checks and by schemes that use the columns of ``σ``).
+
     Optional derivative hooks used by :class:`~smetool.solvers.Milstein` when present:
     ``diffusion_derivative(t, x)`` returning, for DIAGONAL noise, ``∂b_i/∂x_i`` ``(P, D)``, and for
     SCALAR noise the directional derivative ``(∂b) b`` ``(P, D)``. Without them autograd is used.

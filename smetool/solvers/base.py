@@ -9,9 +9,24 @@ import torch
 from torch import Tensor
 
 from ..brownian import Increments
+from ..noise import apply_diffusion
 from ..sde import SDE, NoiseKind
 
-__all__ = ["Solver", "UnsupportedError"]
+__all__ = ["Solver", "UnsupportedError", "noise_increment"]
+
+
+def noise_increment(sde: SDE, t: float, x: Tensor, dW: Tensor) -> Tensor:
+    """``σ(t, x) dW``, through the SDE's matrix-free ``diffusion_product`` when it has one.
+
+    An SDE with GENERAL noise may define ``diffusion_product(t, x, dW) -> (P, D)`` that computes
+    ``σ(t, x) dW`` without forming the ``(P, D, M)`` matrix (e.g. the dropout SME, whose ``M`` grows
+    like ``m²``). Schemes that only need this product (Euler–Maruyama, the small-noise Heun) use it;
+    schemes that need the columns of ``σ`` (Platen) call ``diffusion``.
+    """
+    product = getattr(sde, "diffusion_product", None)
+    if product is not None and sde.noise_kind is NoiseKind.GENERAL:
+        return product(t, x, dW)
+    return apply_diffusion(sde, sde.diffusion(t, x), dW)
 
 
 class UnsupportedError(ValueError):

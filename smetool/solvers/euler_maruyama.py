@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ..noise import apply_diffusion
 from ..sde import NoiseKind
-from .base import Solver
+from .base import Solver, noise_increment
 
 __all__ = ["EulerMaruyama"]
 
@@ -35,4 +34,4 @@ class EulerMaruyama(Solver):
         drift = sde.drift(t, x)
         if sde.noise_kind is NoiseKind.SAMPLED:
             return x + drift * h + math.sqrt(h) * sde.sample_noise(t, x, generator)
-        return x + drift * h + apply_diffusion(sde, sde.diffusion(t, x), dW)
+        return x + drift * h + noise_increment(sde, t, x, dW)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import math
 
-from ..noise import apply_diffusion
 from ..sde import NoiseKind
-from .base import Solver
+from .base import Solver, noise_increment
 
 __all__ = ["SmallNoiseHeun"]
 
@@ -46,6 +45,6 @@ class SmallNoiseHeun(Solver):
         if sde.noise_kind is NoiseKind.SAMPLED:
             noise = math.sqrt(h) * sde.sample_noise(t, x, generator)
         else:
-            noise = apply_diffusion(sde, sde.diffusion(t, x), dW)
+            noise = noise_increment(sde, t, x, dW)
         predictor = x + a0 * h + noise
         return x + 0.5 * (a0 + sde.drift(t + h, predictor)) * h + noise
