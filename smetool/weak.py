@@ -204,7 +204,12 @@ class WeakErrorTable:
 
 
 def _producer_at(factory: Any, step: float, name: str) -> Callable:
-    producer = factory[step] if isinstance(factory, Mapping) else factory(step)
+    if isinstance(factory, Mapping):
+        if step not in factory:
+            raise KeyError(f"`{name}` has no producer for step {step:g}; it has steps {sorted(factory)}.")
+        producer = factory[step]
+    else:
+        producer = factory(step)
     if not callable(producer):
         raise TypeError(
             f"`{name}` must give a path producer (n_paths, generator) -> (S, P, D) for each step; "

@@ -245,6 +245,12 @@ def test_weak_error_validation(kwargs, error, match):
         ExactReference(3)
 
 
+def test_weak_error_mapping_without_the_step():
+    with pytest.raises(KeyError, match="`approximation` has no producer for step 0.25"):
+        weak_error(lambda h: coupled_gbm(h, "exact"), {0.5: coupled_gbm(0.5, "em")}, TESTS, 10,
+                   seed=0, steps=[0.25], progress=False)
+
+
 # ----------------------------------------------------------------------------- fit_order
 
 
