@@ -1,0 +1,82 @@
+"""The plug-ins the command line knows: an explicit name → factory table.
+
+A plug-in written by a user does not need to be registered to be verified: pass the object to
+:func:`smetool.verify`. Registration only makes it available as ``smetool verify NAME``; add a
+:class:`PluginSpec` to :data:`PLUGINS` (or call :func:`register`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from .base import Algorithm
+
+__all__ = ["PluginSpec", "PLUGINS", "register"]
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """How the command line builds and runs a plug-in.
+
+    Attributes
+    ----------
+    name : str
+    factory : callable
+        ``factory(*, dtype, device, **options) -> Algorithm``.
+    description : str
+        One line for ``smetool list``.
+    orders : tuple of int
+        SME orders available.
+    lrs, horizon, n_paths
+        Defaults of ``smetool verify NAME``, chosen so that the default run resolves every error
+        point and finishes in a few minutes on two CPU cores.
+    options : tuple of str
+        Plug-in specific command-line options the factory takes (e.g. ``keep_prob``).
+    describe : callable
+        ``describe(algorithm) -> dict`` for the JSON report.
+    """
+
+    name: str
+    factory: Callable[..., Algorithm]
+    description: str
+    orders: tuple[int, ...]
+    lrs: tuple[float, ...]
+    horizon: float
+    n_paths: int
+    options: tuple[str, ...] = ()
+    describe: Callable[[Algorithm], dict[str, Any]] = field(default=lambda alg: {"repr": repr(alg)})
+
+
+def _dropout_factory(*, dtype, device, **options) -> Algorithm:
+    from .dropout import DropoutAlgorithm
+
+    alg = DropoutAlgorithm.default(dtype=dtype, **options)
+    alg.theta0 = alg.theta0.to(device)
+    alg.problem = alg.problem.to(device) if hasattr(alg.problem, "to") else alg.problem
+    return alg
+
+
+PLUGINS: dict[str, PluginSpec] = {}
+
+
+def register(spec: PluginSpec) -> None:
+    """Make a plug-in available to ``smetool verify NAME`` (a name may be registered once)."""
+    if not isinstance(spec, PluginSpec):
+        raise TypeError(f"`spec` must be a PluginSpec; got {type(spec).__name__}.")
+    if spec.name in PLUGINS:
+        raise ValueError(f"a plug-in named {spec.name!r} is already registered.")
+    PLUGINS[spec.name] = spec
+
+
+register(PluginSpec(
+    name="dropout",
+    factory=_dropout_factory,
+    description="dropout GD on a two-layer tanh network (Zhang, Li, Luo & Xu, ICLR 2024)",
+    orders=(1, 2),
+    lrs=(0.04, 0.02, 0.01, 0.005),
+    horizon=0.4,
+    n_paths=20_000,
+    options=("keep_prob", "width"),
+    describe=lambda alg: {"problem": repr(alg.problem)},
+))
