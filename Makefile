@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/smetool verify dropout --out out/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 --durations=15
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=15
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_solvers.py

@@ -10,9 +10,30 @@ from .brownian import (
     TorchsdeBrownian,
     brownian_bridge_split,
 )
+from .extrapolation import Extrapolation, richardson, richardson_monte_carlo, richardson_weights
 from .integrate import NonFiniteError, Solution, solve
+from .montecarlo import (
+    AntitheticPathProducer,
+    MonteCarloResult,
+    PathProducer,
+    SDEProducer,
+    StreamingMoments,
+    chunk_seed,
+    run_monte_carlo,
+)
 from .noise import psd_factor
 from .sde import SDE, FunctionSDE, NoiseKind, as_sde
+from .verification import VerifyResult, VerifyRow, verify
+from .weak import (
+    ExactReference,
+    FlaggedPoint,
+    OrderFit,
+    TwoTermFit,
+    WeakErrorTable,
+    WeakOrderWarning,
+    fit_order,
+    weak_error,
+)
 from .solvers import EulerMaruyama, Milstein, PlatenWeak2, SmallNoiseHeun, Solver, UnsupportedError
 
 try:
@@ -42,4 +63,26 @@ __all__ = [
     "TorchsdeBrownian",
     "brownian_bridge_split",
     "psd_factor",
+    "run_monte_carlo",
+    "MonteCarloResult",
+    "StreamingMoments",
+    "PathProducer",
+    "AntitheticPathProducer",
+    "SDEProducer",
+    "chunk_seed",
+    "weak_error",
+    "WeakErrorTable",
+    "ExactReference",
+    "fit_order",
+    "OrderFit",
+    "TwoTermFit",
+    "FlaggedPoint",
+    "WeakOrderWarning",
+    "richardson",
+    "richardson_weights",
+    "richardson_monte_carlo",
+    "Extrapolation",
+    "verify",
+    "VerifyResult",
+    "VerifyRow",
 ]
