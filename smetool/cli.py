@@ -151,7 +151,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     import torch
 
     from .algorithms.registry import PLUGINS
-    from .verify import verify
+    from .verification import verify
 
     spec = PLUGINS[args.algorithm]
     options = {o: getattr(args, o) for o in spec.options if getattr(args, o, None) is not None}
