@@ -158,11 +158,10 @@ def test_mask_moments(p):
 def test_gaussian_sampler_is_the_factor_applied_to_normals():
     problem, theta = make_problem(11, 5, 2, 7, 0.6, "tanh", paths=4)
     zeta = problem.sample_noise(theta, torch.Generator().manual_seed(5))
-    gen = torch.Generator().manual_seed(5)
-    z = torch.randn(4, 5, generator=gen, dtype=F64)
-    zp = torch.randn(4, 10, generator=gen, dtype=F64)
-    F = problem.noise_factor(theta)
-    close(zeta, torch.einsum("pdm,pm->pd", F, torch.cat([z, zp], dim=1)))
+    z = torch.randn(4, 15, generator=torch.Generator().manual_seed(5), dtype=F64)
+    Fz = torch.einsum("pdm,pm->pd", problem.noise_factor(theta), z)
+    close(zeta, Fz)
+    close(problem.noise_factor_matvec(theta, z), Fz)
 
 
 def test_step_is_dropout_gradient_descent_with_one_mask_per_path():
@@ -318,6 +317,8 @@ def test_method_validation():
         problem.dropout_loss_grad(theta, torch.ones(3, 3, dtype=F64))
     with pytest.raises(ValueError, match=r"`vec` must have the shape of `theta`, \(3, 6\)"):
         problem.expected_loss_hvp(theta, theta[0])
+    with pytest.raises(ValueError, match=r"`z` must have shape \(3, 3\); got \(3, 2\)"):
+        problem.noise_factor_matvec(theta, torch.zeros(3, 2, dtype=F64))
     with pytest.raises(ValueError, match=r"`method` must be one of gaussian, masks; got 'exact'"):
         problem.sample_noise(theta, gen, method="exact")
     with pytest.raises(ValueError, match=r"`n_pairs` must be a positive integer; got 0"):

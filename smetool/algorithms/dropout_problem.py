@@ -39,6 +39,7 @@ algorithm", ICLR 2024.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 import torch
@@ -101,7 +102,7 @@ class _Parts:
 
 
 def _check_keep_prob(keep_prob) -> float:
-    if isinstance(keep_prob, bool) or not isinstance(keep_prob, (int, float)):
+    if isinstance(keep_prob, bool) or not isinstance(keep_prob, numbers.Real):
         raise TypeError(f"`keep_prob` must be a real number in (0, 1]; got {keep_prob!r}.")
     p = float(keep_prob)
     if not (0.0 < p <= 1.0):
@@ -110,9 +111,9 @@ def _check_keep_prob(keep_prob) -> float:
 
 
 def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-    return value
+    return int(value)
 
 
 class DropoutProblem:
@@ -258,8 +259,8 @@ class DropoutProblem:
     def __repr__(self) -> str:
         return (
             f"DropoutProblem(n={self.n_points}, input_dim={self.net.input_dim}, "
-            f"width={self.width}, "
-            f"keep_prob={self._p:g}, activation={self.net.activation.name!r}, bias={self.bias})"
+            f"width={self.width}, keep_prob={self._p:g}, "
+            f"activation={self.net.activation.name!r}, bias={self.bias})"
         )
 
     # ----------------------------------------------------------------------------- internals
@@ -273,7 +274,6 @@ class DropoutProblem:
         X, y = self._data(theta)
         t = self.net.terms(theta, X)
         e = t.h.sum(dim=1) - y
-        n, d = X.shape
         g_w = (t.a.unsqueeze(-1) * t.ds).unsqueeze(-1) * X  # (P, m, n, d): a_r σ'(z_ri) x_i
         g = torch.cat([t.s.unsqueeze(-1), g_w], dim=-1)
         return _Parts(terms=t, e=e, g=g)
@@ -282,7 +282,6 @@ class DropoutProblem:
     def _contract(g: Tensor, u: Tensor) -> Tensor:
         """Blocks ``(1/n) Σ_i g_si u_si``: ``g (P,m,n,k)``, ``u (...,P,m,n)`` -> ``(...,P,m,k)``."""
         return torch.einsum("pmnk,...pmn->...pmk", g, u) / g.shape[2]
-
 
     @staticmethod
     def _to_theta(blk: Tensor) -> Tensor:
@@ -521,6 +520,40 @@ class DropoutProblem:
         w_rows = m + neurons.unsqueeze(1) * d + torch.arange(d, device=neurons.device)
         return torch.cat([neurons.unsqueeze(1), w_rows], dim=1)
 
+    def noise_factor_matvec(self, theta: Tensor, z: Tensor) -> Tensor:
+        """``F(θ) z`` without forming ``F``: ``(P, D)`` for ``z (P, M)``.
+
+        Block ``s`` of the result is ``(1/n) Σ_i g_si u_si`` with
+        ``u_si = √v (z_s (e_i + c h_si) + Σ_r z_r h_ri) + v Σ_q Z_sq h_qi``, where ``z_s`` are the
+        first ``m`` entries of ``z`` and ``Z`` is the symmetric, zero-diagonal matrix holding the
+        pair entries (column order of :meth:`noise_factor`). Cost ``O(n m² + n m d)`` per path,
+        against ``O(n m² d + m³ d)`` for forming ``F``.
+
+        Raises
+        ------
+        ValueError
+            If ``z`` does not have shape ``(P, M)``.
+        """
+        self._check_theta(theta)
+        if z.shape != (theta.shape[0], self.noise_dim):
+            raise ValueError(
+                f"`z` must have shape ({theta.shape[0]}, {self.noise_dim}); got {tuple(z.shape)}."
+            )
+        return self._factor_matvec(self._parts(theta), z)
+
+    def _factor_matvec(self, parts: _Parts, z: Tensor) -> Tensor:
+        m, h, e = self.width, parts.terms.h, parts.e
+        zs = z[:, :m]
+        ri, qi = self._pair_index(z.device)
+        Z = z.new_zeros(z.shape[0], m, m)
+        Z[:, ri, qi] = z[:, m:]
+        Z = Z + Z.transpose(1, 2)
+        common = torch.einsum("pr,prn->pn", zs, h)
+        u = math.sqrt(self.v) * (
+            zs.unsqueeze(-1) * (e.unsqueeze(1) + self._c * h) + common.unsqueeze(1)
+        ) + self.v * torch.einsum("psq,pqn->psn", Z, h)
+        return self._to_theta(self._contract(parts.g, u))
+
     def noise_covariance(self, theta: Tensor) -> Tensor:
         """The dropout gradient covariance ``Σ(θ) = Cov_η[∇R_S^drop(θ; η)]``, shape ``(P, D, D)``.
 
@@ -570,9 +603,8 @@ class DropoutProblem:
         generator : torch.Generator
             On the device of ``theta``.
         method : {"gaussian", "masks"}
-            ``"gaussian"``: ``ζ = F z`` with ``z ~ N(0, I_M)``, computed without forming ``F`` as
-            ``ζ_s = (1/n) Σ_i g_si u_si``, ``u_si = √v (z_s (e_i + c h_si) + Σ_r z_r h_ri)
-            + v Σ_q Z_sq h_qi`` (``Z`` symmetric, zero diagonal, ``Z_rq = z_rq``); cost
+            ``"gaussian"``: ``ζ = F z`` with ``z ~ N(0, I_M)`` (one ``torch.randn(P, M)`` draw),
+            computed by :meth:`noise_factor_matvec` without forming ``F``; cost
             ``O(n m² + n m d)`` per path. Exactly Gaussian.
             ``"masks"``: ``ζ = (2k)^{-1/2} Σ_{j≤k} (G(η_j) − G(η'_j))`` with independent dropout
             masks; symmetric with covariance exactly ``Σ`` but not Gaussian; cost ``2k`` dropout
@@ -598,17 +630,8 @@ class DropoutProblem:
         h, e = parts.terms.h, parts.e
         kw = dict(generator=generator, dtype=theta.dtype, device=theta.device)
         if method == "gaussian":
-            z = torch.randn(P, m, **kw)
-            ri, qi = self._pair_index(theta.device)
-            zp = torch.randn(P, ri.numel(), **kw)
-            Z = torch.zeros(P, m, m, dtype=theta.dtype, device=theta.device)
-            Z[:, ri, qi] = zp
-            Z = Z + Z.transpose(1, 2)
-            common = torch.einsum("pr,prn->pn", z, h)
-            u = math.sqrt(self.v) * (
-                z.unsqueeze(-1) * (e.unsqueeze(1) + self._c * h) + common.unsqueeze(1)
-            ) + self.v * torch.einsum("psq,pqn->psn", Z, h)
-            return self._to_theta(self._contract(parts.g, u))
+            z = torch.randn(P, self.noise_dim, **kw)
+            return self._factor_matvec(parts, z)
         scale = self.sample_scale(2 * n_pairs * P, generator, dtype=theta.dtype,
                                   device=theta.device)
         scale = scale.reshape(2 * n_pairs, P, m)
@@ -644,7 +667,7 @@ class DropoutProblem:
 
 
 def _check_lr(lr) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
         raise ValueError(f"`lr` must be a positive finite number; got {lr!r}.")
     return float(lr)
 
@@ -689,7 +712,7 @@ def default_problem(
     """
     n_points = _check_positive_int("n_points", n_points)
     for name, val in (("a_std", a_std), ("w_std", w_std)):
-        if not (isinstance(val, (int, float)) and math.isfinite(val) and val >= 0):
+        if not (isinstance(val, numbers.Real) and math.isfinite(val) and val >= 0):
             raise ValueError(f"`{name}` must be a finite non-negative number; got {val!r}.")
     x = torch.linspace(-1.0, 1.0, n_points, dtype=dtype)
     y = 0.5 * torch.relu(-x - 1.0 / 3.0) + 0.5 * torch.relu(x - 1.0 / 3.0)
