@@ -240,8 +240,9 @@ def solve(
     P, D = x.shape
     M = None
     if sde.noise_kind is not NoiseKind.SAMPLED:
-        g = sde.diffusion(t0, x)
-        check_diffusion(sde, g, x)
+        # One path is enough to check the layout and read M; a full evaluation can be costly.
+        g = sde.diffusion(t0, x[:1])
+        check_diffusion(sde, g, x[:1])
         M = brownian_dim(sde, g, D)
     drift0 = sde.drift(t0, x)
     if tuple(drift0.shape) != (P, D):

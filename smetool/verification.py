@@ -248,8 +248,8 @@ def _coupled_sme(
         for k in range(n_steps // 2):
             x_c = solver.step(sde, 2 * k * h, x_c, 2 * h, None, gen)
         return x_f, x_c
-    g = sde.diffusion(0.0, x0)
-    check_diffusion(sde, g, x0)
+    g = sde.diffusion(0.0, x0[:1])
+    check_diffusion(sde, g, x0[:1])
     M = brownian_dim(sde, g, D)
     inc = GaussianIncrements()
     for k in range(0, n_steps, 2):

@@ -62,13 +62,43 @@ def test_test_functions():
     algo = make_algo()
     x = perturbed_states(algo, 3)
     fns = algo.test_functions()
-    assert list(fns) == ["R_S", "L_S", "theta_norm_sq", "theta_0"]
+    j = algo.probe_coordinate()
+    assert list(fns) == ["R_S", "L_S", "theta_norm_sq", f"theta[{j}]"]
     for g in fns.values():
         assert g(x).shape == (3,)
     close(fns["R_S"](x), algo.problem.loss(x))
     close(fns["L_S"](x), algo.problem.expected_loss(x))
     close(fns["theta_norm_sq"](x), (x * x).sum(dim=1))
-    assert torch.equal(fns["theta_0"](x), x[:, 0])
+    assert torch.equal(fns[f"theta[{j}]"](x), x[:, j])
+
+
+def test_probe_coordinate_maximises_the_gd_versus_flow_rate():
+    algo = make_algo(seed=3, m=5)
+    theta0 = algo.theta0.unsqueeze(0).requires_grad_(True)
+    # (∇²L ∇L)_j = ∂/∂θ_j ½‖∇L‖², by autograd as an independent reference.
+    (grad,) = torch.autograd.grad(algo.problem.expected_loss(theta0).sum(), theta0, create_graph=True)
+    (rate,) = torch.autograd.grad(0.5 * (grad * grad).sum(), theta0)
+    assert algo.probe_coordinate() == int(rate[0].abs().argmax())
+
+
+@pytest.mark.parametrize("order", [1, 2])
+def test_diffusion_product_equals_factor_times_increment(order):
+    algo = make_algo(seed=4, m=5)
+    sde = algo.sme(0.05, order)
+    x = perturbed_states(algo, 7)
+    gen = torch.Generator().manual_seed(5)
+    dW = torch.randn(7, sde.noise_dim, generator=gen, dtype=F64)
+    expected = torch.einsum("pdm,pm->pd", sde.diffusion(0.0, x), dW)
+    close(sde.diffusion_product(0.0, x, dW), expected)
+
+
+def test_default_problem_target_scale():
+    base = DropoutAlgorithm.default(width=3, n_points=5)
+    scaled = DropoutAlgorithm.default(width=3, n_points=5, target_scale=5.0)
+    close(scaled.problem.y, 5.0 * base.problem.y)
+    assert torch.equal(scaled.theta0, base.theta0)
+    with pytest.raises(ValueError, match="`target_scale` must be a finite non-negative number"):
+        DropoutAlgorithm.default(target_scale=float("nan"))
 
 
 # ---------------------------------------------------------------------------------- the SME

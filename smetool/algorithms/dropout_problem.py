@@ -680,13 +680,14 @@ def default_problem(
     keep_prob: float = 0.9,
     a_std: float = 0.2,
     w_std: float = 1.0,
+    target_scale: float = 1.0,
     seed: int = 0,
     activation: str | Activation = "tanh",
     device: torch.device | str | None = None,
 ) -> tuple[DropoutProblem, Tensor]:
     """The embedded 1-D dropout task of smetool's verification runs.
 
-    Target ``½ ReLU(−x − ⅓) + ½ ReLU(x − ⅓)`` on ``n_points`` evenly spaced points in
+    Target ``target_scale · (½ ReLU(−x − ⅓) + ½ ReLU(x − ⅓))`` on ``n_points`` evenly spaced points in
     ``[−1, 1]``, input ``(x, 1)``, ``width`` neurons, ``a ~ N(0, a_std²)``, ``W ~ N(0, w_std²)``
     drawn from ``torch.Generator().manual_seed(seed)`` on the CPU (so ``θ0`` does not depend on the
     device).
@@ -695,8 +696,8 @@ def default_problem(
     ----------
     dtype : torch.dtype
         Default ``float64``.
-    n_points, width, keep_prob, a_std, w_std, seed, activation
-        See above; defaults 16, 16, 0.9, 0.2, 1.0, 0, ``"tanh"``.
+    n_points, width, keep_prob, a_std, w_std, target_scale, seed, activation
+        See above; defaults 16, 16, 0.9, 0.2, 1.0, 1.0, 0, ``"tanh"``.
     device : optional
         Where the data and ``θ0`` live.
 
@@ -711,11 +712,11 @@ def default_problem(
     algorithm", ICLR 2024 (the same kind of 1-D task).
     """
     n_points = _check_positive_int("n_points", n_points)
-    for name, val in (("a_std", a_std), ("w_std", w_std)):
+    for name, val in (("a_std", a_std), ("w_std", w_std), ("target_scale", target_scale)):
         if not (isinstance(val, numbers.Real) and math.isfinite(val) and val >= 0):
             raise ValueError(f"`{name}` must be a finite non-negative number; got {val!r}.")
     x = torch.linspace(-1.0, 1.0, n_points, dtype=dtype)
-    y = 0.5 * torch.relu(-x - 1.0 / 3.0) + 0.5 * torch.relu(x - 1.0 / 3.0)
+    y = target_scale * (0.5 * torch.relu(-x - 1.0 / 3.0) + 0.5 * torch.relu(x - 1.0 / 3.0))
     problem = DropoutProblem(
         x.unsqueeze(1).to(device), y.to(device), width=width, keep_prob=keep_prob,
         activation=activation, bias=True,
