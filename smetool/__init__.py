@@ -2,6 +2,7 @@
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
+from .algorithms import Algorithm, DropoutAlgorithm, DropoutProblem, DropoutSME
 from .brownian import (
     GaussianIncrements,
     Increments,
@@ -84,5 +85,9 @@ __all__ = [
     "Extrapolation",
     "verify",
     "VerifyResult",
+    "Algorithm",
+    "DropoutAlgorithm",
+    "DropoutProblem",
+    "DropoutSME",
     "VerifyRow",
 ]

@@ -1,5 +1,20 @@
-"""Plug-ins: discrete training algorithms paired with their SMEs."""
+"""Plug-ins: discrete training algorithms paired with their SMEs.
+
+Every plug-in meets :class:`Algorithm`; :data:`~smetool.algorithms.registry.PLUGINS` lists those
+the command line knows.
+"""
 
 from .base import Algorithm, TestFunction
+from .dropout import NOISE_REPRESENTATIONS, DropoutAlgorithm, DropoutSME
+from .dropout_problem import DropoutProblem, GradSecondMoment, default_problem
 
-__all__ = ["Algorithm", "TestFunction"]
+__all__ = [
+    "Algorithm",
+    "TestFunction",
+    "DropoutAlgorithm",
+    "DropoutSME",
+    "DropoutProblem",
+    "GradSecondMoment",
+    "default_problem",
+    "NOISE_REPRESENTATIONS",
+]
