@@ -1,0 +1,191 @@
+"""Variance–flatness relations along the principal directions of a covariance.
+
+For each path, the covariance (of random gradient data or of random trajectory data, see
+:mod:`smetool.analysis.variance`) is reduced to its ``K`` leading principal directions ``u_k`` with
+variances ``λ_k``. Along each ``u_k`` the landscape is measured at a centre ``θ_c`` by
+
+* the interval flatness ``F_k`` (width of ``{s : L(θ_c + s u_k) ≤ c L(θ_c)}``), and
+* the Hessian flatness ``F^H_k = u_kᵀ ∇²L(θ_c) u_k``,
+
+and power laws ``λ ∝ F^ψ`` and ``λ ∝ (F^H)^χ`` are fitted on log–log axes. The **inverse
+variance–flatness relation** is ``ψ < 0`` (more variance along sharper directions) and the
+**Hessian–variance relation** is ``χ > 0``.
+
+References
+----------
+Y. Feng, Y. Tu, "The inverse variance–flatness relation in stochastic gradient descent is critical
+for finding flat minima", PNAS 118(9), 2021.
+Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+algorithm", ICLR 2024.
+Z. Zhang, H. Zhou, Z.-Q. J. Xu, "A variance principle explains why dropout finds flatter minima",
+arXiv:2111.01022, 2021.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from .flatness import hessian_flatness, interval_flatness
+from .variance import PowerLawFit, PrincipalComponents, fit_power_law, principal_components
+
+__all__ = ["VarianceFlatness", "variance_flatness"]
+
+
+@dataclass(frozen=True)
+class VarianceFlatness:
+    """Per-direction variance and flatness, with per-path and pooled power-law fits.
+
+    Attributes
+    ----------
+    components : PrincipalComponents
+        ``variances (P, K)`` and ``directions (P, K, D)``.
+    interval : Tensor, (P, K)
+        Interval flatness (NaN where unbounded within the search distance).
+    hessian : Tensor, (P, K)
+        Hessian flatness ``uᵀ H u`` (may be ≤ 0 away from a minimum; such points are left out of
+        the log–log fit and counted in ``hessian_nonpositive``).
+    center_loss : Tensor, (P,)
+    fits_interval, fits_hessian : tuple of PowerLawFit or None
+        One fit per path (``None`` where fewer than 3 usable points remain).
+    pooled_interval, pooled_hessian : PowerLawFit or None
+        One fit over the points of all paths.
+    hessian_nonpositive : int
+        Directions with ``uᵀ H u ≤ 0`` (left out of the Hessian fits).
+    interval_unbounded : int
+        Directions whose interval was unbounded (left out of the interval fits).
+    level : float
+    """
+
+    components: PrincipalComponents
+    interval: Tensor
+    hessian: Tensor
+    center_loss: Tensor
+    fits_interval: tuple
+    fits_hessian: tuple
+    pooled_interval: PowerLawFit | None
+    pooled_hessian: PowerLawFit | None
+    hessian_nonpositive: int
+    interval_unbounded: int
+    level: float
+
+    def slopes(self, which: str) -> Tensor:
+        """Per-path slopes of ``"interval"`` or ``"hessian"`` fits (NaN where no fit)."""
+        fits = self.fits_interval if which == "interval" else self.fits_hessian
+        return torch.tensor([f.slope if f is not None else float("nan") for f in fits])
+
+    def to_dict(self) -> dict:
+        def fd(f):
+            return None if f is None else f.to_dict()
+
+        return {
+            "variances": self.components.variances.tolist(),
+            "interval_flatness": self.interval.tolist(),
+            "hessian_flatness": self.hessian.tolist(),
+            "center_loss": self.center_loss.tolist(),
+            "fits_interval": [fd(f) for f in self.fits_interval],
+            "fits_hessian": [fd(f) for f in self.fits_hessian],
+            "pooled_interval": fd(self.pooled_interval),
+            "pooled_hessian": fd(self.pooled_hessian),
+            "hessian_nonpositive": self.hessian_nonpositive,
+            "interval_unbounded": self.interval_unbounded,
+            "level": self.level,
+        }
+
+    def __repr__(self) -> str:
+        def s(f):
+            return "n/a" if f is None else f"{f.slope:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]"
+
+        P, K = self.interval.shape
+        return (
+            f"VarianceFlatness(paths={P}, directions={K}, pooled slope vs interval {s(self.pooled_interval)}, "
+            f"vs Hessian {s(self.pooled_hessian)})"
+        )
+
+
+def _fit(x: Tensor, y: Tensor, confidence: float) -> PowerLawFit | None:
+    ok = torch.isfinite(x) & (x > 0) & torch.isfinite(y) & (y > 0)
+    if int(ok.sum()) < 3 or bool((x[ok] == x[ok][0]).all()):
+        return None
+    return fit_power_law(x[ok], y[ok], confidence=confidence)
+
+
+def variance_flatness(
+    covariance: Tensor,
+    center: Tensor,
+    loss_fn: Callable[[Tensor], Tensor],
+    hessian: Tensor,
+    *,
+    n_components: int = 10,
+    level: float = 2.0,
+    max_distance: float = 100.0,
+    confidence: float = 0.95,
+) -> VarianceFlatness:
+    """Variance, interval flatness and Hessian flatness along the leading principal directions.
+
+    Parameters
+    ----------
+    covariance : Tensor, (P, D, D)
+        Noise covariance (random gradient data, or the exact ``Σ``) or trajectory covariance.
+    center : Tensor, (P, D)
+        Where the landscape is measured (the fixed point for gradient data, the window mean for
+        trajectory data).
+    loss_fn : callable
+        Batched loss ``(N, D) -> (N,)`` whose landscape is measured (e.g. ``problem.loss``).
+    hessian : Tensor, (P, D, D)
+        Hessian of that loss at ``center``.
+    n_components : int
+        ``K``, leading directions analysed.
+    level : float
+        ``c`` of the interval flatness (default 2).
+    max_distance : float
+        Search distance for the interval flatness; unbounded directions are left out (NaN).
+    confidence : float
+        Level of the slopes' confidence intervals.
+
+    Returns
+    -------
+    VarianceFlatness
+
+    Raises
+    ------
+    ValueError
+        On inconsistent shapes or invalid options (see :func:`interval_flatness`).
+
+    References
+    ----------
+    Y. Feng, Y. Tu, PNAS 2021; Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, ICLR 2024.
+    """
+    if center.ndim != 2 or covariance.shape != (center.shape[0], center.shape[1], center.shape[1]):
+        raise ValueError(
+            f"`covariance` must have shape (P, D, D) matching `center` (P, D) = "
+            f"{tuple(center.shape)}; got {tuple(covariance.shape)}."
+        )
+    if hessian.shape != covariance.shape:
+        raise ValueError(
+            f"`hessian` must have shape {tuple(covariance.shape)}; got {tuple(hessian.shape)}."
+        )
+    pc = principal_components(covariance, n_components)
+    hf = hessian_flatness(hessian, pc.directions)
+    itv = interval_flatness(
+        loss_fn, center, pc.directions, level=level, max_distance=max_distance, on_unbounded="nan"
+    )
+    P = center.shape[0]
+    fits_i = tuple(_fit(itv.width[p], pc.variances[p], confidence) for p in range(P))
+    fits_h = tuple(_fit(hf[p], pc.variances[p], confidence) for p in range(P))
+    return VarianceFlatness(
+        components=pc,
+        interval=itv.width,
+        hessian=hf,
+        center_loss=itv.center_loss,
+        fits_interval=fits_i,
+        fits_hessian=fits_h,
+        pooled_interval=_fit(itv.width.flatten(), pc.variances.flatten(), confidence),
+        pooled_hessian=_fit(hf.flatten(), pc.variances.flatten(), confidence),
+        hessian_nonpositive=int((hf <= 0).sum()),
+        interval_unbounded=int(torch.isnan(itv.width).sum()),
+        level=float(level),
+    )
