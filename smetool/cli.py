@@ -83,8 +83,9 @@ def _build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--paths", type=_positive_int, default=None,
                      help="paths per side and learning rate (default: the plug-in's)")
     ver.add_argument("--order", type=int, choices=(1, 2), default=1, help="SME order to test")
-    ver.add_argument("--steps-per-lr", type=_positive_int, default=4,
-                     help="SME steps per learning rate (even); the SME step is lr/steps")
+    ver.add_argument("--steps-per-lr", type=_positive_int, default=None,
+                     help="SME steps per learning rate (even); the SME step is lr/steps "
+                     "(default: the plug-in's)")
     ver.add_argument("--method", default="heun", help="SME solver (see `smetool list`)")
     ver.add_argument("--seed", type=int, default=0, help="random seed")
     ver.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to simulate")
@@ -163,11 +164,12 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     lrs = args.lrs or list(spec.lrs)
     horizon = args.horizon or spec.horizon
     paths = args.paths or spec.n_paths
-    if args.steps_per_lr % 2:
-        raise CLIError(f"--steps-per-lr must be even; got {args.steps_per_lr}.")
+    steps_per_lr = args.steps_per_lr or spec.steps_per_lr
+    if steps_per_lr % 2:
+        raise CLIError(f"--steps-per-lr must be even; got {steps_per_lr}.")
     result = verify(
         algorithm, lrs, horizon=horizon, n_paths=paths, order=args.order,
-        steps_per_lr=args.steps_per_lr, method=args.method, seed=args.seed,
+        steps_per_lr=steps_per_lr, method=args.method, seed=args.seed,
         chunk_size=args.chunk_size, dtype=dtype, device=args.device,
         progress=not args.quiet, settings={"problem": spec.describe(algorithm)},
     )

@@ -28,7 +28,7 @@ class PluginSpec:
         One line for ``smetool list``.
     orders : tuple of int
         SME orders available.
-    lrs, horizon, n_paths
+    lrs, horizon, n_paths, steps_per_lr
         Defaults of ``smetool verify NAME``, chosen so that the default run resolves every error
         point and finishes in a few minutes on two CPU cores.
     options : tuple of str
@@ -44,6 +44,7 @@ class PluginSpec:
     lrs: tuple[float, ...]
     horizon: float
     n_paths: int
+    steps_per_lr: int = 4
     options: tuple[str, ...] = ()
     describe: Callable[[Algorithm], dict[str, Any]] = field(default=lambda alg: {"repr": repr(alg)})
 
@@ -51,10 +52,7 @@ class PluginSpec:
 def _dropout_factory(*, dtype, device, **options) -> Algorithm:
     from .dropout import DropoutAlgorithm
 
-    alg = DropoutAlgorithm.default(dtype=dtype, **options)
-    alg.theta0 = alg.theta0.to(device)
-    alg.problem = alg.problem.to(device) if hasattr(alg.problem, "to") else alg.problem
-    return alg
+    return DropoutAlgorithm.verification_default(dtype=dtype, device=device, **options)
 
 
 PLUGINS: dict[str, PluginSpec] = {}
@@ -75,8 +73,9 @@ register(PluginSpec(
     description="dropout GD on a two-layer tanh network (Zhang, Li, Luo & Xu, ICLR 2024)",
     orders=(1, 2),
     lrs=(0.04, 0.02, 0.01, 0.005),
-    horizon=0.4,
-    n_paths=20_000,
+    horizon=0.2,
+    n_paths=10_000,
+    steps_per_lr=2,
     options=("keep_prob", "width"),
     describe=lambda alg: {"problem": repr(alg.problem)},
 ))
