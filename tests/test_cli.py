@@ -1,0 +1,117 @@
+"""The smetool command line: called through main([...]) and as `python -m smetool`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from smetool.cli import main
+
+
+def test_list_shows_solvers_and_plugins(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("euler", "milstein", "platen", "heun", "dropout"):
+        assert name in out
+    assert "weak order 2" in out
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "verify" in out and "list" in out and "analyze" in out
+
+
+def test_verify_help_documents_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--lrs", "--horizon", "--paths", "--order", "--keep-prob", "--width", "--seed",
+                 "--device", "--json", "--plot", "--out"):
+        assert flag in out
+    assert "default" in out
+
+
+def test_verify_writes_json_csv_and_plot(tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    json_path = tmp_path / "extra.json"
+    code = main(["verify", "dropout", "--lrs", "0.1,0.05", "--horizon", "0.2", "--paths", "300",
+                 "--width", "4", "--quiet", "--out", str(out_dir), "--json", str(json_path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "weak error of the order-1 SME of 'dropout'" in printed
+    data = json.loads(json_path.read_text())
+    assert data["algorithm"] == "dropout" and data["order"] == 1
+    assert {"lr", "test_function", "discrete_mean", "sme_mean", "error", "stderr"} <= set(
+        data["rows"][0])
+    assert json.loads((out_dir / "result.json").read_text())["rows"] == data["rows"]
+    assert (out_dir / "errors.csv").read_text().startswith("lr,test_function")
+    if data["fits"]:
+        assert (out_dir / "errors.png").exists()
+        assert {"test_function", "slope", "ci"} <= set(data["fits"][0])
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["verify", "nosuchplugin"], "invalid choice"),
+        (["verify", "dropout", "--paths", "-5"], "must be a positive integer"),
+        (["verify", "dropout", "--lrs", "0.1,abc"], "must be a positive number"),
+    ],
+)
+def test_bad_arguments_exit_nonzero_with_one_line(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code != 0
+    err = capsys.readouterr().err
+    assert message in err
+
+
+def test_library_errors_are_one_line_without_traceback(capsys):
+    code = main(["verify", "dropout", "--lrs", "0.1,0.03", "--horizon", "0.2", "--paths", "10",
+                 "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "must be a whole multiple" in err and "Traceback" not in err
+
+
+def test_keep_prob_out_of_range_is_a_clear_error(capsys):
+    code = main(["verify", "dropout", "--keep-prob", "1.5", "--paths", "10", "--quiet"])
+    assert code == 2
+    assert "keep_prob" in capsys.readouterr().err
+
+
+def test_unwritable_output_folder(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["verify", "dropout", "--paths", "10", "--quiet", "--out", str(blocker / "sub")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--out: cannot write" in err and len(err.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(capsys):
+    code = main(["--debug", "verify", "dropout", "--keep-prob", "0", "--paths", "10", "--quiet"])
+    assert code == 2
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is present")
+    assert main(["verify", "dropout", "--device", "cuda", "--paths", "10", "--quiet"]) == 2
+    assert "no CUDA device" in capsys.readouterr().err
+
+
+def test_python_dash_m_smetool():
+    done = subprocess.run([sys.executable, "-m", "smetool", "list"], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0 and "dropout" in done.stdout
