@@ -98,7 +98,8 @@ def test_pca_recovers_planted_spectrum_exactly():
     Q, lam, S = _planted()
     pc = principal_components(S)
     assert torch.allclose(pc.variances[0], lam, atol=1e-12)
-    assert torch.allclose((pc.directions[0] @ Q).abs().diagonal(), torch.ones(6, dtype=torch.float64), atol=1e-10)
+    overlap = (pc.directions[0] @ Q).abs().diagonal()
+    assert torch.allclose(overlap, torch.ones(6, dtype=torch.float64), atol=1e-10)
     assert torch.allclose(pc.explained.sum(-1), torch.ones(1, dtype=torch.float64))
     # sign convention: the largest-magnitude entry of each direction is positive
     d = pc.directions[0]

@@ -96,7 +96,8 @@ class OrientationClusters:
         Number of effective orientations.
     labels : Tensor, (P, m) int64
         Cluster label of each neuron (``0 … count − 1``; greedy: in order of the leaders'
-        amplitudes, components: in order of first appearance); −1 for a neuron left out (zero input weight or amplitude below the threshold).
+        amplitudes, components: in order of first appearance); −1 for a neuron left out (zero
+        input weight or amplitude below the threshold).
     threshold : float
     antipodal : bool
         Whether ``w`` and ``−w`` were merged.

@@ -5,8 +5,8 @@ Two directional measures are used by the variance–flatness analyses of dropout
 * **Hessian flatness** along a unit direction ``u``: ``F^H_u = uᵀ H u`` (a curvature: *larger* means
   *sharper*);
 * **interval flatness** along ``u`` (Feng & Tu 2021): the width ``F_u = s_+ − s_−`` of the interval
-  of ``s`` around 0 on which ``L(θ + s u) ≤ c · L(θ)`` (``c = 2`` by default), where ``s_± `` are the
-  first crossings of the level on each side (*larger* means *flatter*).
+  of ``s`` around 0 on which ``L(θ + s u) ≤ c · L(θ)`` (``c = 2`` by default), where ``s_±``
+  are the first crossings of the level on each side (*larger* means *flatter*).
 
 References
 ----------
@@ -66,7 +66,8 @@ class HessianSpectrum:
 
     def __repr__(self) -> str:
         return (
-            f"HessianSpectrum(paths={self.trace.shape[0]}, trace mean={float(self.trace.mean()):.4g}, "
+            f"HessianSpectrum(paths={self.trace.shape[0]}, "
+            f"trace mean={float(self.trace.mean()):.4g}, "
             f"λ_max mean={float(self.top_eigenvalues[:, 0].mean()):.4g})"
         )
 
@@ -317,7 +318,8 @@ def interval_flatness(
     if bool(above[..., 0].any()):
         p, k, side = (int(i) for i in torch.nonzero(above[..., 0])[0])
         raise ValueError(
-            f"the loss already exceeds {level:g} · L(θ) at distance min_distance={min_distance:.3g} "
+            f"the loss already exceeds {level:g} · L(θ) at distance "
+            f"min_distance={min_distance:.3g} "
             f"(path {p}, direction {k}, {'left' if side == 0 else 'right'}); lower `min_distance`."
         )
     any_above = above.any(dim=-1)

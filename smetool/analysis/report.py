@@ -124,7 +124,8 @@ class AlignmentTrace:
         return (
             f"AlignmentTrace(checkpoints={self.steps.numel()}, final α "
             f"{float(self.alpha[-1].mean()):.3f} vs baseline "
-            f"{float(self.baseline_mean[-1].mean()):.3f} ± {float(self.baseline_sd[-1].mean()):.3f})"
+            f"{float(self.baseline_mean[-1].mean()):.3f} ± "
+            f"{float(self.baseline_sd[-1].mean()):.3f})"
         )
 
 
@@ -212,7 +213,8 @@ def _paired_bound(diff: Tensor, sign: int) -> tuple[float, float, str]:
     se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("inf")
     t = float(stats.t.ppf(_T_CONFIDENCE, max(n - 1, 1)))
     bound = mean + t * se if sign < 0 else mean - t * se
-    return mean, bound, f"mean {mean:+.4g}, SE {se:.3g}, {_T_CONFIDENCE:.0%} one-sided bound {bound:+.4g}"
+    text = f"mean {mean:+.4g}, SE {se:.3g}, {_T_CONFIDENCE:.0%} one-sided bound {bound:+.4g}"
+    return mean, bound, text
 
 
 def _slope_finding(name: str, vf: VarianceFlatness, which: str, sign: int, claim: str) -> Finding:
@@ -587,7 +589,8 @@ def _findings(spectra, vf_grad, vf_traj, final_align: AlignmentResult, orient) -
         "alignment", "α(H, Σ) is well above its random-eigenbasis baseline at the end of dropout",
         holds, mean, bound,
         f"α {float(final_align.alpha.mean()):.3f} vs baseline "
-        f"{float(final_align.baseline_mean.mean()):.3f} ± {float(final_align.baseline_sd.mean()):.3f}"
+        f"{float(final_align.baseline_mean.mean()):.3f} ± "
+        f"{float(final_align.baseline_sd.mean()):.3f}"
         f"; α − baseline per seed: {text}; min z-score {float(z.min()):.1f} (needs > 3)",
     )
     dc = (orient["dropout"].count - orient["gd"].count).double()

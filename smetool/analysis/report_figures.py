@@ -57,7 +57,8 @@ def write_figures(report, out_dir: Path) -> list[Path]:
         vf = report.variance_flatness[kind]
         var = vf.components.variances.cpu().numpy()
         _loglog_panel(axes[row, 0], vf.interval.cpu().numpy(), var, vf.pooled_interval,
-                      f"interval flatness (level {vf.level:g}·L)", f"{kind} data: variance vs interval")
+                      f"interval flatness (level {vf.level:g}·L)",
+                      f"{kind} data: variance vs interval")
         _loglog_panel(axes[row, 1], vf.hessian.cpu().numpy(), var, vf.pooled_hessian,
                       "Hessian flatness uᵀHu", f"{kind} data: variance vs Hessian")
     files.append(out_dir / "variance_flatness.png")
@@ -89,9 +90,10 @@ def write_figures(report, out_dir: Path) -> list[Path]:
     for ax, method in zip(axes[0], methods):
         cos = report.cosine[method][0].cpu().numpy()
         ang = report.angle[method]
-        order = np.argsort(np.mod(ang[0].cpu().numpy(), math.pi)) if ang is not None else slice(None)
-        im = ax.imshow(cos[np.ix_(order, order)] if ang is not None else cos,
-                       vmin=-1, vmax=1, cmap="RdBu_r")
+        if ang is not None:  # sort neurons by orientation (mod π: antipodal = same line)
+            order = np.argsort(np.mod(ang[0].cpu().numpy(), math.pi))
+            cos = cos[np.ix_(order, order)]
+        im = ax.imshow(cos, vmin=-1, vmax=1, cmap="RdBu_r")
         n = int(report.orientations[method].count[0])
         ax.set_title(f"{_LABELS[method]}: {n} orientations", fontsize=10)
         ax.set_xlabel("neuron")

@@ -11,7 +11,8 @@ dropout GD follows, in expectation, gradient descent on ``R_S + R_1 + R_2`` with
 The three training rules compared here, all full-batch and batched over paths:
 
 * ``"dropout"``: ``θ ← θ − ε ∇R_S^drop(θ; η)`` with a fresh mask per step and path;
-* ``"explicit"``: ``θ ← θ − ε ∇(R_S + R_1)(θ) = θ − ε ∇L_S(θ)`` (the explicit regularizer, no noise);
+* ``"explicit"``: ``θ ← θ − ε ∇(R_S + R_1)(θ) = θ − ε ∇L_S(θ)`` (the explicit regularizer,
+  no noise);
 * ``"gd"``: ``θ ← θ − ε ∇R_S(θ)``.
 
 References

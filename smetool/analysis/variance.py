@@ -94,7 +94,9 @@ def sample_covariance(samples: Tensor) -> CovarianceEstimate:
     if samples.ndim == 2:
         samples = samples.unsqueeze(0)
     if samples.ndim != 3:
-        raise ValueError(f"`samples` must have shape (P, N, D) or (N, D); got {tuple(samples.shape)}.")
+        raise ValueError(
+            f"`samples` must have shape (P, N, D) or (N, D); got {tuple(samples.shape)}."
+        )
     N = samples.shape[1]
     if N < 2:
         raise ValueError(f"`samples` must hold at least 2 samples per batch entry; got {N}.")
@@ -238,7 +240,9 @@ class PrincipalComponents:
         )
 
 
-def principal_components(covariance: Tensor, n_components: int | None = None) -> PrincipalComponents:
+def principal_components(
+    covariance: Tensor, n_components: int | None = None
+) -> PrincipalComponents:
     """PCA of symmetric PSD matrices: the leading eigenpairs.
 
     Parameters
@@ -275,7 +279,9 @@ def principal_components(covariance: Tensor, n_components: int | None = None) ->
     sign = torch.where(sign == 0, torch.ones_like(sign), sign)
     total = torch.diagonal(sym, dim1=1, dim2=2).sum(dim=1, keepdim=True)
     return PrincipalComponents(
-        variances=evals, directions=dirs * sign, explained=evals / total.clamp_min(torch.finfo(sym.dtype).tiny)
+        variances=evals,
+        directions=dirs * sign,
+        explained=evals / total.clamp_min(torch.finfo(sym.dtype).tiny),
     )
 
 
@@ -323,7 +329,8 @@ class PowerLawFit:
     def __repr__(self) -> str:
         pct = round(100 * self.confidence)
         return (
-            f"PowerLawFit(slope={self.slope:.3f}, {pct}% CI=[{self.ci_low:.3f}, {self.ci_high:.3f}], "
+            f"PowerLawFit(slope={self.slope:.3f}, "
+            f"{pct}% CI=[{self.ci_low:.3f}, {self.ci_high:.3f}], "
             f"R²={self.r_squared:.3f}, n={self.n_points})"
         )
 

@@ -101,7 +101,8 @@ class VarianceFlatness:
 
         P, K = self.interval.shape
         return (
-            f"VarianceFlatness(paths={P}, directions={K}, pooled slope vs interval {s(self.pooled_interval)}, "
+            f"VarianceFlatness(paths={P}, directions={K}, "
+            f"pooled slope vs interval {s(self.pooled_interval)}, "
             f"vs Hessian {s(self.pooled_hessian)})"
         )
 
