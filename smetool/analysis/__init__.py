@@ -4,7 +4,8 @@ Modules: :mod:`.hessian` (exact batched Hessians), :mod:`.flatness` (Hessian spe
 and interval flatness), :mod:`.variance` (random gradient / trajectory covariances, PCA,
 power-law fits), :mod:`.variance_flatness`, :mod:`.alignment` (``α(H, Σ)`` with a Haar
 baseline), :mod:`.condensation`, :mod:`.training` (implicit regularizers, batched dropout / GD
-runs) and :mod:`.report` (:func:`analyze_dropout`).
+runs), :mod:`.findings` (the papers' claims with margins) and :mod:`.report`
+(:func:`analyze_dropout`, figures in :mod:`.report_figures`).
 """
 
 from .alignment import AlignmentResult, alignment, alignment_with_baseline, haar_orthogonal

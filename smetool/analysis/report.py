@@ -36,7 +36,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import stats
 from torch import Tensor
 
 from .alignment import AlignmentResult, alignment_with_baseline
@@ -46,56 +45,14 @@ from .condensation import (
     effective_orientations,
     orientation_amplitude,
 )
+from .findings import T_CONFIDENCE, Finding, dropout_findings
 from .flatness import HessianSpectrum, hessian_spectrum
 from .hessian import loss_hessian
 from .training import METHODS, ImplicitRegularization, Trajectory, implicit_regularization, train
 from .variance import gradient_noise_covariance, trajectory_covariance
-from .variance_flatness import VarianceFlatness, variance_flatness
+from .variance_flatness import variance_flatness
 
 __all__ = ["Finding", "AlignmentTrace", "AnalysisReport", "analyze_dropout", "load_problem"]
-
-_T_CONFIDENCE = 0.99  # one-sided level of every paired margin below
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One qualitative claim of the papers, checked with a margin.
-
-    Attributes
-    ----------
-    name : str
-    claim : str
-        The claim in words.
-    holds : bool
-    estimate : float
-        The measured effect (sign as in the claim's statistic).
-    bound : float
-        The one-sided confidence bound compared with 0 (``holds`` requires it on the claimed side).
-    detail : str
-        How it was measured, with the numbers.
-    """
-
-    name: str
-    claim: str
-    holds: bool
-    estimate: float
-    bound: float
-    detail: str
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "claim": self.claim,
-            "holds": self.holds,
-            "estimate": self.estimate,
-            "bound": self.bound,
-            "detail": self.detail,
-        }
-
-    def __repr__(self) -> str:
-        mark = "holds" if self.holds else "DOES NOT HOLD"
-        return f"Finding({self.name}: {mark}; {self.detail})"
-
 
 @dataclass(frozen=True)
 class AlignmentTrace:
@@ -205,35 +162,6 @@ class AnalysisReport:
 
 
 # --------------------------------------------------------------------------------- helpers
-def _paired_bound(diff: Tensor, sign: int) -> tuple[float, float, str]:
-    """Mean of per-seed differences and its one-sided t bound toward 0 (sign −1: upper bound)."""
-    d = diff.detach().double().cpu().numpy()
-    n = d.size
-    mean = float(d.mean())
-    se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("inf")
-    t = float(stats.t.ppf(_T_CONFIDENCE, max(n - 1, 1)))
-    bound = mean + t * se if sign < 0 else mean - t * se
-    text = f"mean {mean:+.4g}, SE {se:.3g}, {_T_CONFIDENCE:.0%} one-sided bound {bound:+.4g}"
-    return mean, bound, text
-
-
-def _slope_finding(name: str, vf: VarianceFlatness, which: str, sign: int, claim: str) -> Finding:
-    pooled = vf.pooled_interval if which == "interval" else vf.pooled_hessian
-    slopes = vf.slopes(which)
-    slopes = slopes[torch.isfinite(slopes)]
-    if pooled is None or slopes.numel() < 2:
-        return Finding(name, claim, False, float("nan"), float("nan"), "not enough points to fit")
-    mean, bound, text = _paired_bound(slopes, sign)
-    ci_ok = pooled.ci_high < 0 if sign < 0 else pooled.ci_low > 0
-    holds = ci_ok and (bound < 0 if sign < 0 else bound > 0)
-    left_out = vf.hessian_nonpositive if which == "hessian" else vf.interval_unbounded
-    detail = (
-        f"pooled slope {pooled.slope:+.3f}, {pooled.confidence:.0%} CI [{pooled.ci_low:+.3f}, "
-        f"{pooled.ci_high:+.3f}] (n={pooled.n_points}, {left_out} left out); per-seed slopes {text}"
-    )
-    return Finding(name, claim, bool(holds), pooled.slope, bound, detail)
-
-
 def load_problem(path: str | os.PathLike, *, width: int = 16, keep_prob: float = 0.9,
                  activation: str = "tanh", bias: bool = True, dtype: torch.dtype = torch.float64):
     """A :class:`DropoutProblem` from an ``.npz`` file with arrays ``X (n, d0)`` and ``y (n,)``.
@@ -510,7 +438,7 @@ def analyze_dropout(
         oa = orientation_amplitude(net, th)
         amplitude[method], angle[method] = oa.amplitude, oa.angle
 
-    findings = _findings(spectra, vf_grad, vf_traj, al[-1], orient)
+    findings = dropout_findings(spectra, vf_grad, vf_traj, al[-1], orient)
     config = {
         "problem": name,
         "problem_repr": repr(problem),
@@ -529,7 +457,7 @@ def analyze_dropout(
         "orientation_method": orient["dropout"].method,
         "antipodal": orient["dropout"].antipodal,
         "hessian_of": "R_S",
-        "margin": f"one-sided paired t bound at {_T_CONFIDENCE:.0%} over seeds",
+        "margin": f"one-sided paired t bound at {T_CONFIDENCE:.0%} over seeds",
         "theta0": "given" if theta0 is not None else f"N(0, {a_std}²) / N(0, {w_std}²) by seed",
         "methods": list(methods),
         "dtype": str(dtype),
@@ -552,55 +480,3 @@ def analyze_dropout(
     report = AnalysisReport(**{**report.__dict__, "files": report.files + (str(json_path),)})
     json_path.write_text(json.dumps(report.to_dict(), indent=1, allow_nan=True))
     return report
-
-
-def _findings(spectra, vf_grad, vf_traj, final_align: AlignmentResult, orient) -> dict:
-    out: dict[str, Finding] = {}
-    d = spectra["dropout"].trace - spectra["gd"].trace
-    mean, bound, text = _paired_bound(d, -1)
-    out["flatter"] = Finding(
-        "flatter", "dropout ends with a smaller Hessian trace than GD (same initializations)",
-        bound < 0, mean, bound,
-        f"tr H(dropout) − tr H(GD) per seed: {text} "
-        f"(tr H dropout {float(spectra['dropout'].trace.mean()):.4g}, GD "
-        f"{float(spectra['gd'].trace.mean()):.4g})",
-    )
-    out["variance_interval_gradient"] = _slope_finding(
-        "variance_interval_gradient", vf_grad, "interval", -1,
-        "gradient-noise variance decreases with interval flatness",
-    )
-    out["variance_hessian_gradient"] = _slope_finding(
-        "variance_hessian_gradient", vf_grad, "hessian", +1,
-        "gradient-noise variance increases with Hessian flatness",
-    )
-    out["variance_interval_trajectory"] = _slope_finding(
-        "variance_interval_trajectory", vf_traj, "interval", -1,
-        "trajectory variance decreases with interval flatness",
-    )
-    out["variance_hessian_trajectory"] = _slope_finding(
-        "variance_hessian_trajectory", vf_traj, "hessian", +1,
-        "trajectory variance increases with Hessian flatness",
-    )
-    gap = final_align.alpha - final_align.baseline_mean
-    mean, bound, text = _paired_bound(gap, +1)
-    z = final_align.z_score
-    holds = bound > 0 and bool((z > 3).all())
-    out["alignment"] = Finding(
-        "alignment", "α(H, Σ) is well above its random-eigenbasis baseline at the end of dropout",
-        holds, mean, bound,
-        f"α {float(final_align.alpha.mean()):.3f} vs baseline "
-        f"{float(final_align.baseline_mean.mean()):.3f} ± "
-        f"{float(final_align.baseline_sd.mean()):.3f}"
-        f"; α − baseline per seed: {text}; min z-score {float(z.min()):.1f} (needs > 3)",
-    )
-    dc = (orient["dropout"].count - orient["gd"].count).double()
-    mean, bound, text = _paired_bound(dc, -1)
-    out["condensation"] = Finding(
-        "condensation", "dropout yields fewer effective orientations than GD",
-        bound < 0, mean, bound,
-        f"orientations dropout {orient['dropout'].count.tolist()}, GD "
-        f"{orient['gd'].count.tolist()}, initial {orient['initial'].count.tolist()} "
-        f"({orient['dropout'].method}, cos > {orient['dropout'].threshold:g}); "
-        f"dropout − GD: {text}",
-    )
-    return out
