@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .algorithms import Algorithm, DropoutAlgorithm, DropoutProblem, DropoutSME
+from .analysis.report import AnalysisReport, analyze_dropout
 from .brownian import (
     GaussianIncrements,
     Increments,

@@ -112,11 +112,14 @@ def _build_parser() -> argparse.ArgumentParser:
     ana.add_argument("algorithm", choices=("dropout",), help="only 'dropout' for now")
     ana.add_argument("--data", default=None, help=".npz file with arrays X (n, d) and y (n,)")
     ana.add_argument("--out", default="out/analysis", help="folder for report.json and figures")
-    ana.add_argument("--keep-prob", type=float, default=None, help="keep probability p in (0, 1]")
-    ana.add_argument("--width", type=_positive_int, default=None, help="hidden neurons m")
-    ana.add_argument("--lr", type=_positive_float, default=None, help="learning rate")
-    ana.add_argument("--steps", type=_positive_int, default=None, help="training steps")
-    ana.add_argument("--seeds", type=_positive_int, default=None, help="independent runs")
+    ana.add_argument("--keep-prob", type=float, default=None,
+                     help="keep probability p in (0, 1] (default 0.9)")
+    ana.add_argument("--width", type=_positive_int, default=None, help="hidden neurons m (default 16)")
+    ana.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default 0.2)")
+    ana.add_argument("--steps", type=_positive_int, default=None,
+                     help="training steps (default 20000)")
+    ana.add_argument("--seeds", type=_positive_int, default=None,
+                     help="independent initialisations (default 8)")
     ana.add_argument("--seed", type=int, default=0, help="random seed")
     ana.add_argument("--quiet", action="store_true", help="no progress bars")
     return parser
@@ -198,14 +201,17 @@ def _write_csv(result, path: Path) -> None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis.report import analyze_dropout_cli
+    from .analysis.report import analyze_dropout
 
     out = _output_dir(args.out)
-    report = analyze_dropout_cli(
-        data=args.data, out_dir=out, keep_prob=args.keep_prob, width=args.width, lr=args.lr,
-        steps=args.steps, n_seeds=args.seeds, seed=args.seed, progress=not args.quiet,
+    options = {"lr": args.lr, "steps": args.steps, "n_seeds": args.seeds,
+               "keep_prob": args.keep_prob, "width": args.width}
+    report = analyze_dropout(
+        args.data, out_dir=out, seed=args.seed, progress=not args.quiet,
+        **{k: v for k, v in options.items() if v is not None},
     )
-    print(report.summary() if hasattr(report, "summary") else json.dumps(report.to_dict(), indent=2))
+    print(report.summary())
+    print(f"wrote {out / 'report.json'} and figures in {out}")
     return 0
 
 

@@ -115,3 +115,22 @@ def test_python_dash_m_smetool():
     done = subprocess.run([sys.executable, "-m", "smetool", "list"], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0 and "dropout" in done.stdout
+
+
+def test_analyze_dropout_writes_report_and_figures(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "analysis"
+    code = main(["analyze", "dropout", "--steps", "200", "--seeds", "2", "--quiet",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report
+    assert list(out.glob("*.png"))
+
+
+def test_analyze_with_missing_data_file_is_one_line(tmp_path, capsys):
+    code = main(["analyze", "dropout", "--data", str(tmp_path / "nope.npz"), "--quiet",
+                 "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope.npz" in err
