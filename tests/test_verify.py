@@ -1,0 +1,113 @@
+"""verify(): the weak-order test of an SME against its discrete algorithm, and its validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from smetool import verify
+from smetool.algorithms.dropout import DropoutAlgorithm
+from smetool.algorithms.registry import PLUGINS
+
+
+def _small():
+    return DropoutAlgorithm.verification_default(width=4, n_points=6)
+
+
+# ----------------------------------------------------------------------------- the main claim
+def test_dropout_order_one_sme_has_weak_order_one_on_the_default_problem():
+    """The default run of ``smetool verify dropout`` (fixed seed 0, 10,000 paths per side).
+
+    Every error point must be resolved (|e| ≥ 3 SE: no point may be excluded from the fit), the
+    95 % CI of the fitted slope must contain 1 for every default test function, and the SME
+    solver's own error (coupled h vs 2h) must be a small part of every error.
+    """
+    spec = PLUGINS["dropout"]
+    algorithm = spec.factory(dtype=torch.float64, device="cpu")
+    result = verify(algorithm, spec.lrs, horizon=spec.horizon, n_paths=spec.n_paths,
+                    steps_per_lr=spec.steps_per_lr, order=1, seed=0, progress=False)
+    assert not result.unfitted, result.table()
+    assert set(result.fits) == set(algorithm.test_functions())
+    for name, fit in result.fits.items():
+        assert all(fit.used), f"{name}: a point is below 3 SE\n{result.table()}"
+        assert fit.contains(1.0), f"{name}: CI {fit.ci} excludes 1\n{result.table()}"
+    for row in result.rows:
+        assert abs(row.error) >= 3 * row.stderr
+        assert abs(row.solver_error) <= 0.25 * abs(row.error), result.table()
+
+
+# ----------------------------------------------------------------------------- result object
+def test_result_object_json_table_and_plot(tmp_path):
+    result = verify(_small(), [0.1, 0.05], horizon=0.2, n_paths=200, seed=1, progress=False,
+                    min_snr=0.0)
+    d = result.to_dict()
+    json.dumps(d)
+    assert d["algorithm"] == "dropout" and d["order"] == 1
+    row = d["rows"][0]
+    assert {"lr", "test_function", "discrete_mean", "sme_mean", "error", "stderr"} <= set(row)
+    assert {"test_function", "slope", "ci"} <= set(d["fits"][0])
+    assert len(d["fits"][0]["ci"]) == 2
+    assert "slope" in result.table() and "VerifyResult(" in repr(result)
+    path = tmp_path / "result.json"
+    result.to_json(str(path))
+    assert json.loads(path.read_text())["rows"]
+    pytest.importorskip("matplotlib")
+    result.plot(str(tmp_path / "errors.png"))
+    assert (tmp_path / "errors.png").stat().st_size > 0
+
+
+def test_same_seed_same_result():
+    a = verify(_small(), [0.1, 0.05], horizon=0.2, n_paths=50, seed=3, progress=False,
+               min_snr=0.0)
+    b = verify(_small(), [0.1, 0.05], horizon=0.2, n_paths=50, seed=3, progress=False,
+               min_snr=0.0)
+    assert [r.error for r in a.rows] == [r.error for r in b.rows]
+
+
+def test_unresolved_points_are_reported_not_raised():
+    result = verify(_small(), [0.1, 0.05], horizon=0.2, n_paths=4, seed=0, progress=False,
+                    min_snr=1e6)
+    assert set(result.unfitted) == {r.test_function for r in result.rows}
+    assert "no fit" in result.table()
+
+
+# ----------------------------------------------------------------------------- validation
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        (dict(lrs=[0.1]), "at least two learning rates"),
+        (dict(lrs=[0.1, -0.05]), "must be positive"),
+        (dict(lrs=[0.1, 0.1]), "must be distinct"),
+        (dict(lrs=[0.1, 0.03]), r"`horizon` \(0.2\) must be a whole multiple"),
+        (dict(horizon=-1.0), "`horizon` must be a positive number"),
+        (dict(order=3), r"`order` must be one of \(1, 2\)"),
+        (dict(n_paths=1), "`n_paths` must be an integer ≥ 2"),
+        (dict(steps_per_lr=3), "`steps_per_lr` must be an even integer"),
+        (dict(test_functions={}), "at least one test function"),
+    ],
+)
+def test_verify_validation(kwargs, match):
+    args = dict(lrs=[0.1, 0.05], horizon=0.2, n_paths=10, progress=False)
+    args.update(kwargs)
+    lrs = args.pop("lrs")
+    with pytest.raises(ValueError, match=match) as info:
+        verify(_small(), lrs, **args)
+    assert str(info.value).startswith("dropout:")
+
+
+def test_verify_refuses_a_non_plugin():
+    with pytest.raises(TypeError, match="must implement smetool.algorithms.Algorithm"):
+        verify(object(), [0.1, 0.05], horizon=0.2, n_paths=10)
+
+
+@pytest.mark.cuda
+def test_verify_runs_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    alg = DropoutAlgorithm.verification_default(device="cuda")
+    result = verify(alg, [0.04, 0.02], horizon=0.2, n_paths=2000, device="cuda", progress=False,
+                    min_snr=0.0)
+    assert result.settings["device"] == "cuda"
+    assert all(torch.isfinite(torch.tensor(r.error)) for r in result.rows)
