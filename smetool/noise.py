@@ -23,7 +23,7 @@ class NotPSDError(ValueError):
     """A covariance that is clearly indefinite (beyond round-off) was passed where Σ must be PSD."""
 
 
-def psd_factor(sigma: Tensor, *, rtol: float = 1e-8, atol: float = 0.0) -> Tensor:
+def psd_factor(sigma: Tensor, *, rtol: float | None = None, atol: float = 0.0) -> Tensor:
     """Symmetric square root ``Σ^{1/2}`` of a batch of PSD matrices.
 
     Eigenvalues in ``[-tol, 0)`` with ``tol = rtol · max(λ_max, 0) + atol`` are round-off and set
@@ -36,8 +36,13 @@ def psd_factor(sigma: Tensor, *, rtol: float = 1e-8, atol: float = 0.0) -> Tenso
     ----------
     sigma : Tensor, (..., D, D)
         Symmetric positive semi-definite matrices.
-    rtol, atol : float
-        Tolerance for negative eigenvalues (relative to the largest eigenvalue, and absolute).
+    rtol : float, optional
+        Tolerance for negative eigenvalues relative to the largest one. Default
+        ``max(1e-8, 10 · D · eps)`` with ``eps`` the machine epsilon of ``sigma``'s dtype: the
+        eigenvalues of a singular float32 ``Σ`` come out as small as ``−5e-7 λ_max`` by round-off
+        alone, which a fixed ``1e-8`` would refuse.
+    atol : float
+        Absolute tolerance for negative eigenvalues.
 
     Returns
     -------
@@ -60,6 +65,8 @@ def psd_factor(sigma: Tensor, *, rtol: float = 1e-8, atol: float = 0.0) -> Tenso
         )
     sym = 0.5 * (sigma + sigma.transpose(-1, -2))
     evals, evecs = torch.linalg.eigh(sym)
+    if rtol is None:
+        rtol = max(1e-8, 10.0 * sigma.shape[-1] * torch.finfo(sigma.dtype).eps)
     tol = rtol * evals[..., -1:].clamp_min(0.0) + atol
     bad = evals[..., :1] < -tol
     if bool(bad.any()):
