@@ -663,8 +663,9 @@ class LinearDropoutMoments(AffineGradientModel):
 
     def step(self, theta: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """One dropout GD step on a batch ``θ (P, d)``, a fresh mask per path (for Monte Carlo)."""
-        X = torch.as_tensor(self.X, dtype=theta.dtype, device=theta.device)
-        y = torch.as_tensor(self.y, dtype=theta.dtype, device=theta.device)
+        # np.array: a writable copy (the stored data are read-only).
+        X = torch.as_tensor(np.array(self.X), dtype=theta.dtype, device=theta.device)
+        y = torch.as_tensor(np.array(self.y), dtype=theta.dtype, device=theta.device)
         keep = torch.rand(theta.shape, generator=generator, dtype=theta.dtype, device=theta.device)
         u = (keep < self.keep_prob).to(theta.dtype) / self.keep_prob
         resid = (theta * u) @ X.T - y  # (P, n)
