@@ -18,6 +18,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from smetool.exact.linear_moments import (
+    AffineGradientModel,
     ExactWeakErrors,
     HeavyBallMoments,
     LeastSquaresSGDMoments,
@@ -323,6 +324,12 @@ def test_validation_messages():
         model.weak_errors(x0, [], 1.0)
     with pytest.raises(TypeError, match="must map names to Quadratic"):
         model.weak_errors(x0, [0.25], 1.0, test_functions={"f": lambda x: x})
+    class Bare(AffineGradientModel):
+        def test_functions(self):
+            return {}
+
+    with pytest.raises(ValueError, match=r"Bare: operators must have shapes \(d, d\+1\)"):
+        Bare(np.zeros((2, 3)), np.zeros((4, 4)))
     with pytest.raises(TypeError, match="`base` must be an AffineGradientModel"):
         HeavyBallMoments(object(), 1.0)
     with pytest.raises(ValueError, match="`damping` must be a positive finite number"):

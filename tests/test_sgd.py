@@ -214,6 +214,8 @@ def test_validation_messages():
         SGDLeastSquares(torch.full((6, 2), float("inf")), y, x0)
     with pytest.raises(TypeError, match="`A` must be a real tensor"):
         SGDLeastSquares("A", y, x0)
+    with pytest.raises(TypeError, match="SGDLeastSquares.default: unknown keyword 'b'"):
+        SGDLeastSquares.default(b=1)
     algo = SGDLeastSquares.default()
     with pytest.raises(ValueError, match="SGDLeastSquares: `lr` must be a positive finite number; got -0.1"):
         algo.step(algo.initial_state(2), -0.1, torch.Generator())

@@ -30,6 +30,7 @@ from __future__ import annotations
 import abc
 import math
 import numbers
+import types
 from typing import Any
 
 import torch
@@ -52,12 +53,12 @@ _REFERENCE = (
     "algorithms I: mathematical foundations\", JMLR 20 (2019)"
 )
 
-DEFAULT_LEAST_SQUARES = {
+DEFAULT_LEAST_SQUARES = types.MappingProxyType({
     "A": ((1.0, 0.2), (0.3, -0.8), (-0.5, 0.6), (1.2, 0.4), (0.1, 1.0), (-0.7, -0.3)),
     "y": (0.8, -0.5, 0.3, 1.1, 0.6, -0.4),
     "x0": (2.0, -2.0),
     "batch_size": 1,
-}
+})
 """The embedded default least-squares problem (``n = 6``, ``d = 2``, ``B = 1``).
 
 Hand-picked, well conditioned (Hessian eigenvalues 0.35 and 0.58, minimiser ≈ (0.56, 0.72)),
@@ -298,7 +299,14 @@ class SGDLeastSquares(FiniteSumSGD):
 
     @classmethod
     def default(cls, dtype: torch.dtype = torch.float64, device=None, **kwargs) -> "SGDLeastSquares":
-        """The plug-in on :data:`DEFAULT_LEAST_SQUARES` (keywords override its entries)."""
+        """The plug-in on :data:`DEFAULT_LEAST_SQUARES` (keywords ``A``, ``y``, ``x0``,
+        ``batch_size`` override its entries)."""
+        unknown = sorted(set(kwargs) - set(DEFAULT_LEAST_SQUARES))
+        if unknown:
+            raise TypeError(
+                f"SGDLeastSquares.default: unknown keyword {unknown[0]!r}; the keywords are "
+                f"{', '.join(DEFAULT_LEAST_SQUARES)}."
+            )
         spec = {**DEFAULT_LEAST_SQUARES, **kwargs}
         as_t = lambda v: torch.tensor(v, dtype=dtype, device=device)  # noqa: E731
         return cls(as_t(spec["A"]), as_t(spec["y"]), as_t(spec["x0"]), batch_size=spec["batch_size"])

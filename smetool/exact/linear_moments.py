@@ -451,6 +451,11 @@ class AffineGradientModel(LinearMomentModel):
         ``H̄ = E H``.
     second_operator : ndarray, (d², (d + 1)²)
         ``E[H ⊗ H]`` (row-major: entry ``[(i, j), (k, l)] = E[H_ik H_jl]``).
+
+    Raises
+    ------
+    ValueError
+        If the operators' shapes do not fit together.
     """
 
     def __init__(self, mean_operator: np.ndarray, second_operator: np.ndarray):
