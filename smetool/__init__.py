@@ -2,7 +2,15 @@
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .algorithms import Algorithm, DropoutAlgorithm, DropoutProblem, DropoutSME
+from .algorithms import (
+    Algorithm,
+    DropoutAlgorithm,
+    DropoutProblem,
+    DropoutSME,
+    HeavyBallSGD,
+    SGDLeastSquares,
+    SGDTwoLayer,
+)
 from .analysis.report import AnalysisReport, analyze_dropout
 from .brownian import (
     GaussianIncrements,

@@ -150,3 +150,16 @@ def test_order_two_sme_error_is_clearly_below_order_one_at_the_smallest_lr():
         se_ratio = ((se_delta / e1) ** 2 + (ratio * se1 / e1) ** 2) ** 0.5
         print(f"{name}: e1 = {e1:+.3e} ± {se1:.1e}, δ/e1 = {ratio:.3f} ± {se_ratio:.3f}")
         assert ratio - 4 * se_ratio > 0 and ratio + 4 * se_ratio < 2, (name, ratio, se_ratio)
+
+
+def test_sgd_order_one_sme_default_run():
+    """``smetool verify sgd`` (seed 0): the order-1 SME's slope CI contains 1 for every test
+    function, with at least three resolved learning rates each."""
+    spec = PLUGINS["sgd"]
+    algorithm = spec.factory(dtype=torch.float64, device="cpu")
+    result = verify(algorithm, spec.lrs, horizon=spec.horizon, n_paths=spec.n_paths,
+                    steps_per_lr=spec.steps_per_lr, seed=0, progress=False)
+    assert not result.unfitted, result.table()
+    for name, fit in result.fits.items():
+        assert sum(fit.used) >= 3, result.table()
+        assert fit.contains(1.0), result.table()

@@ -7,6 +7,8 @@ the command line knows.
 from .base import Algorithm, TestFunction
 from .dropout import NOISE_REPRESENTATIONS, DropoutAlgorithm, DropoutSME
 from .dropout_problem import DropoutProblem, GradSecondMoment, default_problem
+from .momentum import HeavyBallSGD, HeavyBallSME
+from .sgd import SGDSME, FiniteSumSGD, SGDLeastSquares, SGDTwoLayer
 
 __all__ = [
     "Algorithm",
@@ -17,4 +19,10 @@ __all__ = [
     "GradSecondMoment",
     "default_problem",
     "NOISE_REPRESENTATIONS",
+    "FiniteSumSGD",
+    "SGDLeastSquares",
+    "SGDTwoLayer",
+    "SGDSME",
+    "HeavyBallSGD",
+    "HeavyBallSME",
 ]

@@ -97,9 +97,10 @@ class HeavyBallSGD(Algorithm):
         self.v0 = v0
 
     @classmethod
-    def default(cls, dtype: torch.dtype = torch.float64, *, damping: float = 1.0) -> "HeavyBallSGD":
+    def default(cls, dtype: torch.dtype = torch.float64, *, damping: float = 1.0,
+                device=None) -> "HeavyBallSGD":
         """Heavy ball on :meth:`SGDLeastSquares.default` with ``λ = damping``, ``v0 = 0``."""
-        return cls(SGDLeastSquares.default(dtype), damping)
+        return cls(SGDLeastSquares.default(dtype, device=device), damping)
 
     @property
     def dim(self) -> int:

@@ -55,6 +55,18 @@ def _dropout_factory(*, dtype, device, **options) -> Algorithm:
     return DropoutAlgorithm.verification_default(dtype=dtype, device=device, **options)
 
 
+def _sgd_factory(*, dtype, device, **options) -> Algorithm:
+    from .sgd import SGDLeastSquares
+
+    return SGDLeastSquares.default(dtype, device=device, **options)
+
+
+def _momentum_factory(*, dtype, device, **options) -> Algorithm:
+    from .momentum import HeavyBallSGD
+
+    return HeavyBallSGD.default(dtype, device=device, **options)
+
+
 PLUGINS: dict[str, PluginSpec] = {}
 
 
@@ -78,4 +90,29 @@ register(PluginSpec(
     steps_per_lr=2,
     options=("keep_prob", "width"),
     describe=lambda alg: {"problem": repr(alg.problem)},
+))
+
+register(PluginSpec(
+    name="sgd",
+    factory=_sgd_factory,
+    description="minibatch SGD on a 6-point least-squares problem (Li, Tai & E, 2017/2019)",
+    orders=(1, 2),
+    lrs=(2.0**-3, 2.0**-4, 2.0**-5, 2.0**-6, 2.0**-7),
+    horizon=1.0,
+    n_paths=100_000,
+    steps_per_lr=4,
+    options=("batch_size",),
+    describe=lambda alg: {"problem": repr(alg)},
+))
+
+register(PluginSpec(
+    name="momentum",
+    factory=_momentum_factory,
+    description="heavy-ball SGD, step sqrt(lr), momentum 1 - sqrt(lr) (Li, Tai & E, 2019)",
+    orders=(1,),
+    lrs=(2.0**-3, 2.0**-4, 2.0**-5, 2.0**-6),
+    horizon=1.0,
+    n_paths=50_000,
+    steps_per_lr=4,
+    describe=lambda alg: {"problem": repr(alg)},
 ))
