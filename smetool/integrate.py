@@ -240,9 +240,7 @@ def solve(
     P, D = x.shape
     M = None
     if sde.noise_kind is not NoiseKind.SAMPLED:
-        # One path is enough to check the layout and read M; a full evaluation can be costly.
-        g = sde.diffusion(t0, x[:1])
-        check_diffusion(sde, g, x[:1])
+        g = _checked_diffusion(sde, t0, x)
         M = brownian_dim(sde, g, D)
     drift0 = sde.drift(t0, x)
     if tuple(drift0.shape) != (P, D):
@@ -281,6 +279,18 @@ def solve(
     ts = torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype, device=x.device)
     return Solution(ts, xs, n, dt, solver.name, seed,
                     first_bad if bool((first_bad >= 0).any()) else None)
+
+
+def _checked_diffusion(sde: SDE, t: float, x: Tensor) -> Tensor:
+    """Evaluate the diffusion on one path to check its layout (a full evaluation can be costly);
+    when that fails, evaluate it on every path so that the error shows the shapes the user gave."""
+    g = sde.diffusion(t, x[:1])
+    try:
+        check_diffusion(sde, g, x[:1])
+    except ValueError:
+        check_diffusion(sde, sde.diffusion(t, x), x)
+        raise
+    return g
 
 
 def _nonfinite_message(first_bad: Tensor, t0: float, dt: float) -> str:

@@ -25,9 +25,9 @@ from torch import Tensor
 
 from .algorithms.base import Algorithm, TestFunction
 from .brownian import GaussianIncrements
-from .integrate import _as_solver
+from .integrate import _as_solver, _checked_diffusion
 from .montecarlo import chunk_seed, evaluate_test_functions, run_chunks
-from .noise import brownian_dim, check_diffusion
+from .noise import brownian_dim
 from .sde import NoiseKind
 from .solvers import SmallNoiseHeun, Solver
 from .weak import WeakOrderWarning, fit_order
@@ -248,9 +248,7 @@ def _coupled_sme(
         for k in range(n_steps // 2):
             x_c = solver.step(sde, 2 * k * h, x_c, 2 * h, None, gen)
         return x_f, x_c
-    g = sde.diffusion(0.0, x0[:1])
-    check_diffusion(sde, g, x0[:1])
-    M = brownian_dim(sde, g, D)
+    M = brownian_dim(sde, _checked_diffusion(sde, 0.0, x0), D)
     inc = GaussianIncrements()
     for k in range(0, n_steps, 2):
         t = k * h
