@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import math
 from typing import ClassVar
 
 import torch
@@ -15,14 +16,22 @@ from ..sde import SDE, NoiseKind
 __all__ = ["Solver", "UnsupportedError", "noise_increment"]
 
 
-def noise_increment(sde: SDE, t: float, x: Tensor, dW: Tensor) -> Tensor:
+def noise_increment(
+    sde: SDE, t: float, x: Tensor, dW: Tensor | None, h: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
     """``σ(t, x) dW``, through the SDE's matrix-free ``diffusion_product`` when it has one.
+
+    For SAMPLED noise (``dW is None``) it is ``√h ζ`` with ``ζ = sde.sample_noise(t, x,
+    generator)``, the Euler–Maruyama noise term with the sampled law.
 
     An SDE with GENERAL noise may define ``diffusion_product(t, x, dW) -> (P, D)`` that computes
     ``σ(t, x) dW`` without forming the ``(P, D, M)`` matrix (e.g. the dropout SME, whose ``M`` grows
     like ``m²``). Schemes that only need this product (Euler–Maruyama, the small-noise Heun) use it;
     schemes that need the columns of ``σ`` (Platen) call ``diffusion``.
     """
+    if sde.noise_kind is NoiseKind.SAMPLED:
+        return math.sqrt(h) * sde.sample_noise(t, x, generator)
     product = getattr(sde, "diffusion_product", None)
     if product is not None and sde.noise_kind is NoiseKind.GENERAL:
         return product(t, x, dW)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from ..sde import NoiseKind
 from .base import Solver, noise_increment
 
@@ -31,7 +29,4 @@ class EulerMaruyama(Solver):
     reference = "Kloeden & Platen (1992), Numerical Solution of SDEs, §10.2 and §14.1"
 
     def step(self, sde, t, x, h, dW, generator):
-        drift = sde.drift(t, x)
-        if sde.noise_kind is NoiseKind.SAMPLED:
-            return x + drift * h + math.sqrt(h) * sde.sample_noise(t, x, generator)
-        return x + drift * h + noise_increment(sde, t, x, dW)
+        return x + sde.drift(t, x) * h + noise_increment(sde, t, x, dW, h, generator)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 from ..sde import NoiseKind
 from .base import Solver, noise_increment
 
@@ -42,9 +40,6 @@ class SmallNoiseHeun(Solver):
 
     def step(self, sde, t, x, h, dW, generator):
         a0 = sde.drift(t, x)
-        if sde.noise_kind is NoiseKind.SAMPLED:
-            noise = math.sqrt(h) * sde.sample_noise(t, x, generator)
-        else:
-            noise = noise_increment(sde, t, x, dW)
+        noise = noise_increment(sde, t, x, dW, h, generator)
         predictor = x + a0 * h + noise
         return x + 0.5 * (a0 + sde.drift(t + h, predictor)) * h + noise
