@@ -20,6 +20,7 @@ from .brownian import (
     TorchsdeBrownian,
     brownian_bridge_split,
 )
+from .citation import citation
 from .extrapolation import Extrapolation, richardson, richardson_monte_carlo, richardson_weights
 from .integrate import NonFiniteError, Solution, solve
 from .montecarlo import (

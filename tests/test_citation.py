@@ -1,0 +1,40 @@
+"""Citation metadata stays equal to the package version; citation() lists what was used."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import smetool
+from smetool.citation import citation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_citation_cff_version_equals_package_version():
+    cff = (ROOT / "CITATION.cff").read_text()
+    cff_version = re.search(r"^version:\s*(\S+)", cff, re.M).group(1)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert cff_version == project
+    if smetool.__version__ != "0+unknown":  # installed: the metadata is the single source
+        assert smetool.__version__ == project
+
+
+def test_citation_lists_smetool_first_and_the_papers_used():
+    text = citation(solver="heun", plugin="dropout")
+    assert text.startswith("@software{smetool")
+    assert f"version = {{{smetool.__version__}}}" in text
+    assert "zhang2024dropout" in text and "milstein1997small" in text and "li2019sme" in text
+    assert "li2021svag" not in text
+    assert citation().count("@") == 1
+    assert citation(plugin=["sgd", "dropout"]).count("li2019sme") == 1
+
+
+def test_citation_rejects_unknown_names():
+    with pytest.raises(ValueError, match="`solver` must be one of euler, milstein"):
+        citation(solver="rk4")
+    with pytest.raises(ValueError, match="`plugin` must be one of"):
+        citation(plugin="adamw")
