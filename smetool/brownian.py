@@ -69,7 +69,7 @@ class GaussianIncrements(Increments):
 
     def sample(self, t0, t1, shape, generator, dtype, device):
         z = torch.randn(shape, generator=generator, dtype=dtype, device=device)
-        return z * math.sqrt(t1 - t0)
+        return z.mul_(math.sqrt(t1 - t0))
 
 
 class RademacherIncrements(Increments):

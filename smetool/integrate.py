@@ -266,8 +266,11 @@ def solve(
         t = t0 + k * dt
         dW = None if M is None else inc.sample(t, t + dt, (P, M), gen, x.dtype, x.device)
         x = solver.step(sde, t, x, dt, dW, gen)
-        bad_now = ~torch.isfinite(x).all(dim=1)
-        first_bad = torch.where((first_bad < 0) & bad_now, torch.full_like(first_bad, k + 1), first_bad)
+        # A NaN or inf coordinate makes the row sum non-finite: one reduction per step instead of
+        # an elementwise test of the whole state (a finite row whose sum overflows counts as
+        # diverged, which it has for any purpose).
+        bad_now = ~torch.isfinite(x.sum(dim=1))
+        first_bad.masked_fill_(bad_now & (first_bad < 0), k + 1)
         if slot < len(save_idx) and save_idx[slot] == k + 1:
             xs[slot] = x
             slot += 1
