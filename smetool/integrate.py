@@ -254,34 +254,67 @@ def solve(
     if save_idx[0] == 0:
         xs[0] = x
         slot = 1
-    steps = range(n)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        steps = tqdm(steps, desc=f"solve ({solver.name})", unit="step", leave=False)
-    # Checking for non-finite values needs a device sync on GPUs; doing it every few steps and
-    # recording the first bad step per path on the device keeps the exact step without the cost.
-    check_every = 1 if x.device.type == "cpu" else 16
-    for k in steps:
+        bar = tqdm(total=n, desc=f"solve ({solver.name})", unit="step", leave=False)
+
+    def advance(state: Tensor, k: int) -> Tensor:
         t = t0 + k * dt
         dW = None if M is None else inc.sample(t, t + dt, (P, M), gen, x.dtype, x.device)
-        x = solver.step(sde, t, x, dt, dW, gen)
-        # A NaN or inf coordinate makes the row sum non-finite: one reduction per step instead of
-        # an elementwise test of the whole state (a finite row whose sum overflows counts as
-        # diverged, which it has for any purpose).
-        bad_now = ~torch.isfinite(x.sum(dim=1))
-        first_bad.masked_fill_(bad_now & (first_bad < 0), k + 1)
-        if slot < len(save_idx) and save_idx[slot] == k + 1:
-            xs[slot] = x
-            slot += 1
-        if on_nonfinite == "raise" and ((k + 1) % check_every == 0 or k + 1 == n):
-            if bool((first_bad >= 0).any()):
-                sol = Solution(torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype),
-                               xs, k + 1, dt, solver.name, seed, first_bad)
-                raise NonFiniteError(_nonfinite_message(first_bad, t0, dt), sol)
+        return solver.step(sde, t, state, dt, dW, gen)
+
+    def track(state: Tensor, k: int) -> None:
+        # A NaN or inf coordinate makes the row sum non-finite (a finite row whose sum overflows
+        # counts as diverged, which it has for any purpose).
+        bad_now = ~torch.isfinite(state.sum(dim=1))
+        first_bad.masked_fill_(bad_now & (first_bad < 0), k)
+
+    # Non-finite states are looked for once per window of steps, not every step (a device sync on
+    # GPUs, a full pass over the state everywhere). When a window turns up one, it is replayed
+    # from its start with the same random draws, step by step, which gives every path's exact
+    # first bad step; with on_nonfinite="continue" the rest of the run is then tracked per step.
+    window = 8 if x.device.type == "cpu" else 32
+    per_step = False
+    anchor_x, anchor_k, anchor_rng = x, 0, gen.get_state()
+    for k in range(1, n + 1):
+        x = advance(x, k - 1)
+        if per_step:
+            track(x, k)
+        elif k % window == 0 or k == n:
+            if not bool(torch.isfinite(x.sum(dim=1)).all()):
+                gen.set_state(anchor_rng)
+                replay = anchor_x
+                for j in range(anchor_k + 1, k + 1):
+                    replay = advance(replay, j - 1)
+                    track(replay, j)
+                x = replay
+                if on_nonfinite == "raise":
+                    _save(xs, save_idx, slot, x, k)
+                    sol = Solution(torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype),
+                                   xs, k, dt, solver.name, seed, first_bad)
+                    if bar is not None:
+                        bar.close()
+                    raise NonFiniteError(_nonfinite_message(first_bad, t0, dt), sol)
+                per_step = True
+            anchor_x, anchor_k, anchor_rng = x, k, gen.get_state()
+        slot = _save(xs, save_idx, slot, x, k)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
     ts = torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype, device=x.device)
     return Solution(ts, xs, n, dt, solver.name, seed,
                     first_bad if bool((first_bad >= 0).any()) else None)
+
+
+def _save(xs: Tensor, save_idx: list[int], slot: int, x: Tensor, k: int) -> int:
+    """Store ``x`` if step ``k`` is the next save time; return the next free slot."""
+    if slot < len(save_idx) and save_idx[slot] == k:
+        xs[slot] = x
+        return slot + 1
+    return slot
 
 
 def _checked_diffusion(sde: SDE, t: float, x: Tensor) -> Tensor:

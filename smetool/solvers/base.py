@@ -107,7 +107,9 @@ class Solver(abc.ABC):
         """Advance ``x (P, D)`` from ``t`` to ``t + h`` with Brownian increments ``dW (P, M)``.
 
         ``dW`` is ``None`` for SAMPLED noise; ``generator`` serves any extra randomness the scheme
-        needs (e.g. the two-point variables of a weak order-2 scheme).
+        needs (e.g. the two-point variables of a weak order-2 scheme). A step returns a new tensor
+        and never writes into ``x``: :func:`smetool.solve` keeps earlier states by reference to
+        replay a window of steps when it looks for the first non-finite one.
         """
 
     def __repr__(self) -> str:
