@@ -99,6 +99,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="folder for result.json, errors.csv and errors.png")
     ver.add_argument("--json", default=None, help="also write the JSON result to this path")
     ver.add_argument("--plot", default=None, help="also write the log-log plot (PNG) to this path")
+    ver.add_argument("--checkpoint-dir", default=None,
+                     help="folder for per-learning-rate checkpoints; rerun the same command to "
+                     "resume a killed run")
     ver.add_argument("--quiet", action="store_true", help="no progress bars")
 
     sub.add_parser("list", help="list solvers and plug-ins with their orders")
@@ -173,7 +176,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         algorithm, lrs, horizon=horizon, n_paths=paths, order=args.order,
         steps_per_lr=steps_per_lr, method=args.method, seed=args.seed,
         chunk_size=args.chunk_size, dtype=dtype, device=args.device,
-        progress=not args.quiet, settings={"problem": spec.describe(algorithm)},
+        progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
+        settings={"problem": spec.describe(algorithm)},
     )
     print(result.table())
     targets = []

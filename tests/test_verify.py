@@ -66,6 +66,17 @@ def test_same_seed_same_result():
     assert [r.error for r in a.rows] == [r.error for r in b.rows]
 
 
+def test_checkpointed_run_resumes_to_the_same_numbers(tmp_path):
+    args = dict(horizon=0.2, n_paths=60, chunk_size=20, seed=5, progress=False, min_snr=0.0,
+                checkpoint_dir=tmp_path)
+    first = verify(_small(), [0.1, 0.05], **args)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr0.pt", "lr1.pt"]
+    again = verify(_small(), [0.1, 0.05], **args)  # every chunk is read back from the files
+    assert [r.error for r in again.rows] == [r.error for r in first.rows]
+    with pytest.raises(ValueError, match="belongs to a different run"):
+        verify(_small(), [0.1, 0.05], **{**args, "n_paths": 80})
+
+
 def test_unresolved_points_are_reported_not_raised():
     result = verify(_small(), [0.1, 0.05], horizon=0.2, n_paths=4, seed=0, progress=False,
                     min_snr=1e6)
