@@ -85,7 +85,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--steps-per-lr", type=_positive_int, default=None,
                      help="SME steps per learning rate (even); the SME step is lr/steps "
                      "(default: the plug-in's)")
-    ver.add_argument("--method", default="heun", help="SME solver (see `smetool list`)")
+    ver.add_argument("--method", default=None,
+                     help="SME solver (see `smetool list`; default: the plug-in's)")
     ver.add_argument("--seed", type=int, default=0, help="random seed")
     ver.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to simulate")
     ver.add_argument("--dtype", choices=("float32", "float64"), default="float64",
@@ -133,6 +134,8 @@ PLUGIN_OPTIONS = {
                                   "(p = 0.9 drops 10%% of the neurons)"}),
     "width": ("--width", {"type": _positive_int, "help": "hidden neurons m"}),
     "batch_size": ("--batch-size", {"type": _positive_int, "help": "SGD minibatch size"}),
+    "base_lr": ("--base-lr", {"type": _positive_float, "help": "SVAG: the learning rate whose "
+                              "SME is the target (each step lr uses amplification base_lr/lr)"}),
 }
 
 
@@ -174,7 +177,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         raise CLIError(f"--steps-per-lr must be even; got {steps_per_lr}.")
     result = verify(
         algorithm, lrs, horizon=horizon, n_paths=paths, order=args.order,
-        steps_per_lr=steps_per_lr, method=args.method, seed=args.seed,
+        steps_per_lr=steps_per_lr, method=args.method or spec.method, seed=args.seed,
         chunk_size=args.chunk_size, dtype=dtype, device=args.device,
         progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
         settings={"problem": spec.describe(algorithm)},

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from ..sde import SDE
 
-__all__ = ["Algorithm", "TestFunction"]
+__all__ = ["Algorithm", "StochasticGradientAlgorithm", "TestFunction"]
 
 TestFunction = Callable[[Tensor], Tensor]
 """A test function ``g``: states ``(P, D) -> (P,)``."""
@@ -63,3 +63,21 @@ class Algorithm(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+class StochasticGradientAlgorithm(Algorithm):
+    """An :class:`Algorithm` whose step is ``x ← x − lr · g(x; ξ)`` for an unbiased stochastic
+    gradient ``g`` with a fresh ``ξ`` per step and path.
+
+    Plug-ins of this form (mini-batch SGD, dropout GD) implement :meth:`stochastic_gradient`;
+    the step follows. Wrappers that change how gradients are combined, such as
+    :class:`~smetool.algorithms.svag.SVAG`, need nothing else from them.
+    """
+
+    @abc.abstractmethod
+    def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """One draw of the stochastic gradient on every path, ``(P, D) -> (P, D)``."""
+
+    def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        """``x − lr · g(x; ξ)`` with a fresh ``ξ`` per path."""
+        return x - lr * self.stochastic_gradient(x, generator)

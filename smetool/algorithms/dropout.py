@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from ..sde import SDE, NoiseKind
-from .base import Algorithm, TestFunction
+from .base import StochasticGradientAlgorithm, TestFunction
 from .dropout_problem import DropoutProblem, _check_lr, _check_positive_int, default_problem
 
 __all__ = ["DropoutAlgorithm", "DropoutSME", "NOISE_REPRESENTATIONS"]
@@ -150,7 +150,7 @@ class DropoutSME(SDE):
         return f"DropoutSME(order={self.order}, lr={self.lr:g}, noise={self.noise!r}{extra})"
 
 
-class DropoutAlgorithm(Algorithm):
+class DropoutAlgorithm(StochasticGradientAlgorithm):
     """Full-batch dropout gradient descent on a two-layer network, paired with its SMEs.
 
     One step is ``θ ← θ − lr ∇_θ R_S^drop(θ; η)`` with a fresh dropout mask per path (keep
@@ -240,6 +240,12 @@ class DropoutAlgorithm(Algorithm):
             device=self.theta0.device if device is None else device,
         )
         return theta0.unsqueeze(0).repeat(n_paths, 1)
+
+    def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """``∇_θ R_S^drop(θ; η)`` with a fresh dropout mask per path, ``(P, D)``."""
+        self.problem._check_theta(x)
+        scale = self.problem.sample_scale(x.shape[0], generator, dtype=x.dtype, device=x.device)
+        return self.problem.dropout_loss_grad(x, scale)[1]
 
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """One dropout GD step on every path (see :meth:`DropoutProblem.step`)."""

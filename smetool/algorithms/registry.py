@@ -31,6 +31,10 @@ class PluginSpec:
     lrs, horizon, n_paths, steps_per_lr
         Defaults of ``smetool verify NAME``, chosen so that the default run resolves every error
         point and finishes in a few minutes on two CPU cores.
+    method : str
+        The default SME solver (``smetool list`` names): ``"heun"`` for the small-noise SMEs of
+        SGD-type algorithms, ``"platen"`` where the noise is not small (RMSprop, Adam) or the SME
+        does not shrink with the step (SVAG).
     options : tuple of str
         Plug-in specific command-line options the factory takes (e.g. ``keep_prob``).
     describe : callable
@@ -45,6 +49,7 @@ class PluginSpec:
     horizon: float
     n_paths: int
     steps_per_lr: int = 4
+    method: str = "heun"
     options: tuple[str, ...] = ()
     describe: Callable[[Algorithm], dict[str, Any]] = field(default=lambda alg: {"repr": repr(alg)})
 
@@ -65,6 +70,22 @@ def _momentum_factory(*, dtype, device, **options) -> Algorithm:
     from .momentum import HeavyBallSGD
 
     return HeavyBallSGD.default(dtype, device=device, **options)
+
+
+def _svag_factory(*, dtype, device, **options) -> Algorithm:
+    from .sgd import SGDLeastSquares
+    from .svag import SVAG
+
+    base_lr = options.pop("base_lr", None) or 0.5
+    return SVAG(SGDLeastSquares.default(dtype, device=device, **options), base_lr)
+
+
+def _svag_dropout_factory(*, dtype, device, **options) -> Algorithm:
+    from .dropout import DropoutAlgorithm
+    from .svag import SVAG
+
+    base_lr = options.pop("base_lr", None) or 0.04
+    return SVAG(DropoutAlgorithm.verification_default(dtype=dtype, device=device, **options), base_lr)
 
 
 PLUGINS: dict[str, PluginSpec] = {}
@@ -115,4 +136,32 @@ register(PluginSpec(
     n_paths=50_000,
     steps_per_lr=4,
     describe=lambda alg: {"problem": repr(alg)},
+))
+
+register(PluginSpec(
+    name="svag",
+    factory=_svag_factory,
+    description="SVAG (two amplified SGD gradients, step base_lr/l) on the least-squares problem, "
+    "against the SGD SME at base_lr = 0.5 (Li, Malladi & Arora, 2021)",
+    orders=(1,),
+    lrs=(0.25, 0.125, 0.0625),
+    horizon=1.0,
+    n_paths=200_000,
+    steps_per_lr=4,
+    options=("base_lr", "batch_size"),
+    describe=lambda alg: {"problem": repr(alg)},
+))
+
+register(PluginSpec(
+    name="svag-dropout",
+    factory=_svag_dropout_factory,
+    description="SVAG with two dropout masks per step on the dropout problem, against the dropout "
+    "SME at base_lr = 0.04 (Li, Malladi & Arora, 2021)",
+    orders=(1,),
+    lrs=(0.02, 0.01, 0.005),
+    horizon=0.2,
+    n_paths=10_000,
+    steps_per_lr=2,
+    options=("base_lr", "keep_prob", "width"),
+    describe=lambda alg: {"problem": repr(alg.base.problem), "base_lr": alg.base_lr},
 ))

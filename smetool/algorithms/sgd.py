@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..models.two_layer import TwoLayerNet, add_bias_feature
 from ..sde import SDE, NoiseKind
-from .base import Algorithm, TestFunction
+from .base import StochasticGradientAlgorithm, TestFunction
 
 __all__ = [
     "FiniteSumSGD",
@@ -98,7 +98,7 @@ def _check_tensor(value: Any, name: str, ndim: int, owner: str, dtype=None) -> T
     return value
 
 
-class FiniteSumSGD(Algorithm):
+class FiniteSumSGD(StochasticGradientAlgorithm):
     """Mini-batch SGD (with replacement) on ``f = (1/n) Σ_i f_i``, paired with its SMEs.
 
     Subclasses provide the per-sample quantities; this class supplies the step, the SMEs
@@ -180,11 +180,15 @@ class FiniteSumSGD(Algorithm):
                         device=self.x0.device if device is None else device)
         return x0.unsqueeze(0).repeat(int(n_paths), 1)
 
+    def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """The gradient of an independent mini-batch per path, ``(P, D)``."""
+        index = self.sample_indices(x.shape[0], generator, x.device)
+        return self.batch_gradient(x, index)
+
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """One SGD step on every path with an independent mini-batch per path."""
         lr = _check_lr(lr, type(self).__name__)
-        index = self.sample_indices(x.shape[0], generator, x.device)
-        return x - lr * self.batch_gradient(x, index)
+        return x - lr * self.stochastic_gradient(x, generator)
 
     def sme(self, lr: float, order: int = 1) -> "SGDSME":
         """The SME of ``order`` (1 or 2) for learning rate ``lr``; see :class:`SGDSME`."""

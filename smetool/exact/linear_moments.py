@@ -22,6 +22,8 @@ Monte Carlo. Three problems are provided:
   ``u_r = b_r / p``); ``H(u) = [D_u S D_u, −D_u b]`` and the mask moments are
   ``E Π u_{r_j} = p^{#distinct − #factors}``.
 * :class:`HeavyBallMoments` — heavy-ball momentum on either of them, with its order-1 SME.
+* :class:`SVAGMoments` — SVAG (two independent gradients per step, covariance amplified by
+  ``l``, step ``η / l``) on either of them, against the order-1 SME at learning rate ``η``.
 
 Vectors are flattened row-major: ``vec(G M Hᵀ) = (G ⊗ H) vec M``.
 
@@ -55,6 +57,7 @@ __all__ = [
     "LeastSquaresSGDMoments",
     "LinearDropoutMoments",
     "HeavyBallMoments",
+    "SVAGMoments",
 ]
 
 
@@ -498,11 +501,13 @@ class AffineGradientModel(LinearMomentModel):
         d, N = self.dim, self.dim + 1
         return np.eye(N), lr * np.eye(N, d), np.eye(N)
 
-    def step_operator(self, lr: float) -> np.ndarray:
+    def step_operator(self, lr: float, second_operator: np.ndarray | None = None) -> np.ndarray:
+        """``𝒢`` of one step; ``second_operator`` replaces ``E[H ⊗ H]`` (e.g. amplified noise)."""
         G0, C, S = self._embedding(lr)
         Pbar = C @ self.mean_operator @ S
+        second = self.second_operator if second_operator is None else second_operator
         return (np.kron(G0, G0) - np.kron(G0, Pbar) - np.kron(Pbar, G0)
-                + _kron_embed(C, self.second_operator, S))
+                + _kron_embed(C, second, S))
 
     def sme_generator(self, lr: float, order: int) -> np.ndarray:
         d, N = self.dim, self.dim + 1
@@ -753,3 +758,62 @@ class HeavyBallMoments(LinearMomentModel):
 
     def __repr__(self) -> str:
         return f"HeavyBallMoments({self.base!r}, damping={self.damping:g})"
+
+
+class SVAGMoments(LinearMomentModel):
+    """SVAG on an :class:`AffineGradientModel`: exact moments, against the base's order-1 SME.
+
+    One SVAG step of size ``τ`` uses ``H_l = c₊ H(ξ₁) + c₋ H(ξ₂)`` (independent draws,
+    ``c₊ + c₋ = 1``, ``c₊² + c₋² = l = η / τ``), so ``E H_l = H̄`` and
+    ``E[H_l ⊗ H_l] = H̄ ⊗ H̄ + l (E[H ⊗ H] − H̄ ⊗ H̄)``: the base's step recursion with the noise
+    operator amplified by ``l``. The SME it approaches is the base's order-1 SME at learning rate
+    ``η`` for every ``τ``; the weak error is ``O(τ) = O(η / l)`` (Li, Malladi & Arora 2021).
+
+    Parameters
+    ----------
+    base : AffineGradientModel
+        E.g. :class:`LeastSquaresSGDMoments` or :class:`LinearDropoutMoments`.
+    base_lr : float
+        ``η``; the SVAG steps ``τ`` passed as ``lr`` must satisfy ``τ ≤ η``.
+
+    References
+    ----------
+    Z. Li, S. Malladi, S. Arora, "On the validity of modeling SGD with stochastic differential
+    equations (SDEs)", NeurIPS 2021.
+    """
+
+    sme_orders = (1,)
+
+    def __init__(self, base: AffineGradientModel, base_lr: float):
+        if not isinstance(base, AffineGradientModel):
+            raise TypeError(f"SVAGMoments: `base` must be an AffineGradientModel; got {type(base).__name__}.")
+        self.base = base
+        self.base_lr = _positive(base_lr, "base_lr", "SVAGMoments")
+        self.dim = base.dim
+        self.state_dim = base.dim
+
+    def amplification(self, lr: float) -> float:
+        """``l = η / τ`` for the step ``τ = lr`` (``ValueError`` if ``l < 1``)."""
+        lr = _positive(lr, "lr", self._owner)
+        if lr > self.base_lr * (1 + 1e-12):
+            raise ValueError(
+                f"SVAGMoments: the step `lr` must be at most `base_lr` = {self.base_lr:g}; got {lr:g}."
+            )
+        return max(1.0, self.base_lr / lr)
+
+    def step_operator(self, lr: float) -> np.ndarray:
+        base = self.base
+        amplified = np.kron(base.mean_operator, base.mean_operator) \
+            + self.amplification(lr) * base.noise_operator
+        return base.step_operator(lr, amplified)
+
+    def sme_generator(self, lr: float, order: int) -> np.ndarray:
+        self.amplification(lr)
+        return self.base.sme_generator(self.base_lr, 1)
+
+    def test_functions(self) -> dict[str, Quadratic]:
+        """The base's test functions."""
+        return self.base.test_functions()
+
+    def __repr__(self) -> str:
+        return f"SVAGMoments({self.base!r}, base_lr={self.base_lr:g})"

@@ -1,0 +1,170 @@
+"""SVAG: stochastic variance amplified gradient, an algorithm that converges to an SGD-type SME.
+
+Given a stochastic-gradient algorithm ``x ← x − η g(x; ξ)`` with mean ``E g = ∇f`` and covariance
+``Σ``, SVAG with amplification ``l ≥ 1`` takes steps of size ``η / l`` with the combination of two
+independent draws
+
+    ``g_l = c₊ g(x; ξ₁) + c₋ g(x; ξ₂)``,   ``c± = (1 ± √(2l − 1)) / 2``.
+
+``c₊ + c₋ = 1`` keeps the mean ``∇f`` and ``c₊² + c₋² = l`` scales the covariance to ``l Σ``, so
+one step has drift ``(η/l) ∇f`` and noise covariance ``(η/l)² l Σ = (η/l) · η Σ``: in time
+``t = k η / l`` the iterates approach the SME of the base algorithm at learning rate ``η``,
+
+    ``dX = −∇f(X) dt + √η Σ(X)^{1/2} dW``,
+
+with a weak error ``O(1/l)`` (Li, Malladi & Arora 2021). Under the
+:class:`~smetool.algorithms.Algorithm` contract the ``lr`` of a step is the SVAG step
+``τ = η / l`` (so ``l = η / τ``) and the SME is the same for every ``τ``; :func:`smetool.verify`
+then measures the weak error against ``τ`` and its order 1 is the paper's ``O(1/l)`` rate.
+
+The point of SVAG is that it reaches the SME by simulating the algorithm only — no noise
+covariance, factor or sampler is needed — so it works for any base that can draw stochastic
+gradients: mini-batch SGD (:class:`~smetool.algorithms.sgd.FiniteSumSGD`) and dropout GD
+(:class:`~smetool.algorithms.dropout.DropoutAlgorithm`, two independent masks per step).
+
+References
+----------
+Z. Li, S. Malladi, S. Arora, "On the validity of modeling SGD with stochastic differential
+equations (SDEs)", NeurIPS 2021.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..sde import SDE
+from .base import Algorithm, StochasticGradientAlgorithm, TestFunction
+
+__all__ = ["SVAG", "svag_coefficients"]
+
+_REFERENCE = (
+    "Z. Li, S. Malladi, S. Arora, \"On the validity of modeling SGD with stochastic differential "
+    "equations (SDEs)\", NeurIPS 2021"
+)
+
+
+def svag_coefficients(amplification: float) -> tuple[float, float]:
+    """``(c₊, c₋) = ((1 + √(2l − 1))/2, (1 − √(2l − 1))/2)`` for amplification ``l ≥ 1``.
+
+    ``c₊ + c₋ = 1`` and ``c₊² + c₋² = l``: combining two independent stochastic gradients with
+    these weights keeps their mean and multiplies their covariance by ``l``.
+
+    Raises
+    ------
+    ValueError
+        If ``amplification`` is not a finite number ≥ 1.
+    """
+    if isinstance(amplification, bool) or not isinstance(amplification, numbers.Real) \
+            or not math.isfinite(amplification) or amplification < 1:
+        raise ValueError(f"`amplification` must be a finite number ≥ 1; got {amplification!r}.")
+    s = math.sqrt(2.0 * amplification - 1.0)
+    return 0.5 * (1.0 + s), 0.5 * (1.0 - s)
+
+
+class SVAG(Algorithm):
+    """SVAG on a stochastic-gradient base algorithm, converging to the base's order-1 SME.
+
+    Parameters
+    ----------
+    base : StochasticGradientAlgorithm
+        Any plug-in that draws unbiased stochastic gradients (SGD, dropout GD, a user's).
+    base_lr : float
+        ``η``, the learning rate whose SME is the target. A step ``τ`` of SVAG uses the
+        amplification ``l = η / τ``, which must be ≥ 1 (``τ ≤ η``).
+
+    Raises
+    ------
+    TypeError
+        If ``base`` is not a :class:`StochasticGradientAlgorithm`.
+    ValueError
+        If ``base_lr`` is not a positive finite number.
+
+    References
+    ----------
+    Li, Malladi & Arora, NeurIPS 2021.
+
+    Examples
+    --------
+    >>> from smetool.algorithms import SGDLeastSquares
+    >>> svag = SVAG(SGDLeastSquares.default(), base_lr=0.25)
+    >>> x = svag.step(svag.initial_state(4), 0.25 / 8, torch.Generator().manual_seed(0))
+    >>> svag.amplification(0.25 / 8)
+    8.0
+    """
+
+    name = "svag"
+    reference = _REFERENCE
+    sme_orders = (1,)
+
+    def __init__(self, base: StochasticGradientAlgorithm, base_lr: float):
+        if not isinstance(base, StochasticGradientAlgorithm):
+            raise TypeError(
+                f"SVAG: `base` must be a StochasticGradientAlgorithm (one that draws stochastic "
+                f"gradients, e.g. FiniteSumSGD or DropoutAlgorithm); got {type(base).__name__}."
+            )
+        if isinstance(base_lr, bool) or not isinstance(base_lr, numbers.Real) \
+                or not math.isfinite(base_lr) or base_lr <= 0:
+            raise ValueError(f"SVAG: `base_lr` must be a positive finite number; got {base_lr!r}.")
+        self.base = base
+        self.base_lr = float(base_lr)
+
+    def amplification(self, lr: float) -> float:
+        """``l = base_lr / lr`` for the SVAG step ``lr``.
+
+        Raises
+        ------
+        ValueError
+            If ``lr`` is not positive or exceeds ``base_lr`` (``l < 1``).
+        """
+        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) \
+                or lr <= 0:
+            raise ValueError(f"SVAG: `lr` must be a positive finite number; got {lr!r}.")
+        if lr > self.base_lr * (1 + 1e-12):
+            raise ValueError(
+                f"SVAG: the step `lr` must be at most `base_lr` = {self.base_lr:g} (amplification "
+                f"l = base_lr / lr ≥ 1); got lr={lr:g}."
+            )
+        return max(1.0, self.base_lr / float(lr))
+
+    def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> Tensor:
+        """The base's initial state, ``(P, D)``."""
+        return self.base.initial_state(n_paths, dtype=dtype, device=device)
+
+    def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        """``x − lr (c₊ g(x; ξ₁) + c₋ g(x; ξ₂))`` with two independent draws per path."""
+        c_plus, c_minus = svag_coefficients(self.amplification(lr))
+        g1 = self.base.stochastic_gradient(x, generator)
+        g2 = self.base.stochastic_gradient(x, generator)
+        return x - lr * (c_plus * g1 + c_minus * g2)
+
+    def sme(self, lr: float, order: int = 1) -> SDE:
+        """The base's order-1 SME at learning rate ``base_lr`` (the same SDE for every ``lr``)."""
+        self.amplification(lr)
+        if isinstance(order, bool) or order != 1:
+            raise ValueError(
+                f"SVAG: `order` must be 1 (SVAG approximates the order-1 SME with error O(1/l)); "
+                f"got {order!r}."
+            )
+        return self.base.sme(self.base_lr, 1)
+
+    def test_functions(self) -> dict[str, TestFunction]:
+        """The base's test functions."""
+        return self.base.test_functions()
+
+    def exact_moments(self) -> Any:
+        """:class:`~smetool.exact.linear_moments.SVAGMoments` when the base has exact moments."""
+        from ..exact.linear_moments import SVAGMoments
+
+        moments = getattr(self.base, "exact_moments", None)
+        if moments is None:
+            raise TypeError(f"SVAG: the base {self.base!r} has no exact moments.")
+        return SVAGMoments(moments(), self.base_lr)
+
+    def __repr__(self) -> str:
+        return f"SVAG({self.base!r}, base_lr={self.base_lr:g})"
