@@ -3,13 +3,18 @@
 from importlib.metadata import PackageNotFoundError, version as _version
 
 from .algorithms import (
+    SVAG,
+    Adam,
     Algorithm,
     DropoutAlgorithm,
     DropoutProblem,
     DropoutSME,
     HeavyBallSGD,
+    RMSprop,
     SGDLeastSquares,
     SGDTwoLayer,
+    StochasticGradientAlgorithm,
+    sqrt_scaling_rule,
 )
 from .analysis.report import AnalysisReport, analyze_dropout
 from .brownian import (
@@ -99,5 +104,13 @@ __all__ = [
     "DropoutAlgorithm",
     "DropoutProblem",
     "DropoutSME",
+    "StochasticGradientAlgorithm",
+    "SGDLeastSquares",
+    "SGDTwoLayer",
+    "HeavyBallSGD",
+    "SVAG",
+    "RMSprop",
+    "Adam",
+    "sqrt_scaling_rule",
     "VerifyRow",
 ]

@@ -4,14 +4,17 @@ Every plug-in meets :class:`Algorithm`; :data:`~smetool.algorithms.registry.PLUG
 the command line knows.
 """
 
-from .base import Algorithm, TestFunction
+from .adaptive import Adam, AdamSME, RMSprop, RMSpropSME, sde_constants, sqrt_scaling_rule
+from .base import Algorithm, StochasticGradientAlgorithm, TestFunction
 from .dropout import NOISE_REPRESENTATIONS, DropoutAlgorithm, DropoutSME
 from .dropout_problem import DropoutProblem, GradSecondMoment, default_problem
 from .momentum import HeavyBallSGD, HeavyBallSME
 from .sgd import SGDSME, FiniteSumSGD, SGDLeastSquares, SGDTwoLayer
+from .svag import SVAG, svag_coefficients
 
 __all__ = [
     "Algorithm",
+    "StochasticGradientAlgorithm",
     "TestFunction",
     "DropoutAlgorithm",
     "DropoutSME",
@@ -25,4 +28,12 @@ __all__ = [
     "SGDSME",
     "HeavyBallSGD",
     "HeavyBallSME",
+    "SVAG",
+    "svag_coefficients",
+    "RMSprop",
+    "RMSpropSME",
+    "Adam",
+    "AdamSME",
+    "sqrt_scaling_rule",
+    "sde_constants",
 ]

@@ -88,6 +88,18 @@ def _svag_dropout_factory(*, dtype, device, **options) -> Algorithm:
     return SVAG(DropoutAlgorithm.verification_default(dtype=dtype, device=device, **options), base_lr)
 
 
+def _rmsprop_factory(*, dtype, device, **options) -> Algorithm:
+    from .adaptive import RMSprop
+
+    return RMSprop.default(dtype, device=device, **options)
+
+
+def _adam_factory(*, dtype, device, **options) -> Algorithm:
+    from .adaptive import Adam
+
+    return Adam.default(dtype, device=device, **options)
+
+
 PLUGINS: dict[str, PluginSpec] = {}
 
 
@@ -164,4 +176,30 @@ register(PluginSpec(
     steps_per_lr=2,
     options=("base_lr", "keep_prob", "width"),
     describe=lambda alg: {"problem": repr(alg.base.problem), "base_lr": alg.base_lr},
+))
+
+register(PluginSpec(
+    name="rmsprop",
+    factory=_rmsprop_factory,
+    description="RMSprop with noise scale sigma0/eta on least squares, step tau = eta^2 "
+    "(Malladi, Lyu, Panigrahi & Arora, 2022)",
+    orders=(1,),
+    lrs=(1 / 8, 1 / 16, 1 / 32),
+    horizon=1.0,
+    n_paths=100_000,
+    steps_per_lr=4,
+    describe=lambda alg: {"problem": repr(alg)},
+))
+
+register(PluginSpec(
+    name="adam",
+    factory=_adam_factory,
+    description="Adam (no bias correction) with noise scale sigma0/eta on least squares, step "
+    "tau = eta^2 (Malladi, Lyu, Panigrahi & Arora, 2022)",
+    orders=(1,),
+    lrs=(1 / 8, 1 / 16, 1 / 32),
+    horizon=1.0,
+    n_paths=100_000,
+    steps_per_lr=4,
+    describe=lambda alg: {"problem": repr(alg)},
 ))

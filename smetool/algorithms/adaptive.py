@@ -1,0 +1,533 @@
+"""RMSprop and Adam plug-ins with the SDEs of Malladi, Lyu, Panigrahi & Arora (2022).
+
+**The noise model.** Adaptive methods have an SDE limit only when the gradient noise is large:
+with learning rate ``η`` the stochastic gradient is ``g = ∇f(x) + σ ξ``, ``E ξ = 0``,
+``Cov ξ = Σ(x)``, and the noise scale grows as ``σ = σ₀ / η`` (their "noisy gradient oracle with
+scale parameter"). Here ``ξ = F(x) z`` with the factor ``F Fᵀ = Σ`` of a finite-sum problem
+(:class:`~smetool.algorithms.sgd.FiniteSumSGD`: ``Σ`` is its mini-batch gradient covariance) and
+``z`` standard Gaussian or Rademacher.
+
+**The scaling** in which the SDE exists: ``1 − β = c η²`` for each decay rate,
+``ε = ε₀ / η``, ``σ = σ₀ / η``, and one step is SDE time ``η²``. Under the
+:class:`~smetool.algorithms.Algorithm` contract the ``lr`` of a step is that time step
+``τ = η²``; :meth:`hyperparameters` gives the algorithm's own ``(η, β, ε, σ)`` for a ``τ``.
+The second-moment state is stored as ``u = v / σ²`` so that the discrete state and the SDE state
+are the same variables.
+
+**RMSprop** ``v ← β v + (1 − β) g²``, ``x ← x − η g / (√v + ε)``; its SDE, state ``(x, u)``:
+
+    ``dx = −P⁻¹ (∇f(x) dt + σ₀ F(x) dW)``,  ``du = c (diag Σ(x) − u) dt``,  ``P = σ₀ √u + ε₀``.
+
+**Adam** (no bias correction) ``m ← β₁ m + (1 − β₁) g``, ``v ← β₂ v + (1 − β₂) g²``,
+``x ← x − η m / (√v + ε)``; its SDE, state ``(x, m, u)``:
+
+    ``dx = −P⁻¹ m dt``,  ``dm = c₁ (∇f(x) − m) dt + σ₀ c₁ F(x) dW``,  ``du = c₂ (diag Σ(x) − u) dt``.
+
+PyTorch's Adam applies the bias corrections ``1/(1 − β^k)``; their SDE carries the factors
+``γ_i(t) = 1 − e^{−c_i t}``, singular at ``t = 0`` when ``m₀ = 0``, which fixed-step schemes do
+not integrate at their declared order, so it is not provided here.
+
+**Weak order.** Malladi et al. prove a weak error ``O(η) = O(√τ)`` for general noise. The
+``O(√τ)`` term comes from the third moment of the noise (the step's noise is ``√τ σ₀ ξ``, of the
+size of a Brownian increment, so the discrete algorithm is a weak Euler scheme with increments
+``ξ``); for noise with vanishing odd moments — both options here — it cancels and the weak error
+is ``O(τ)``: order 1 in ``τ``, which is what ``sme_orders = (1,)`` and :func:`smetool.verify`
+measure.
+
+**Square-root scaling rule** (the paper's practical result): multiplying the batch size by ``κ``
+divides ``σ`` by ``√κ``; :func:`sqrt_scaling_rule` (``η → √κ η``, ``1 − β → κ (1 − β)``,
+``ε → ε/√κ``) keeps ``σ₀, c, ε₀`` — hence the SDE — unchanged (:func:`sde_constants`).
+
+References
+----------
+S. Malladi, K. Lyu, A. Panigrahi, S. Arora, "On the SDEs and scaling rules for adaptive gradient
+algorithms", NeurIPS 2022. T. Tieleman, G. Hinton, Lecture 6.5 (RMSprop), 2012. D. P. Kingma,
+J. Ba, "Adam: a method for stochastic optimization", ICLR 2015.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+
+from ..sde import SDE, NoiseKind
+from .base import Algorithm, TestFunction
+from .sgd import FiniteSumSGD, SGDLeastSquares, _check_lr
+
+__all__ = ["RMSprop", "RMSpropSME", "Adam", "AdamSME", "sqrt_scaling_rule", "sde_constants",
+           "default_base", "ADAPTIVE_NOISE"]
+
+ADAPTIVE_NOISE = ("gaussian", "rademacher")
+"""The laws of ``z`` in the gradient noise ``ξ = F(x) z``."""
+
+_REFERENCE = (
+    "S. Malladi, K. Lyu, A. Panigrahi, S. Arora, \"On the SDEs and scaling rules for adaptive "
+    "gradient algorithms\", NeurIPS 2022"
+)
+
+
+def _positive(value: Any, name: str, owner: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{owner}: `{name}` must be a positive finite number; got {value!r}.")
+    return float(value)
+
+
+def _betas(betas: float | Sequence[float], owner: str) -> tuple[float, ...]:
+    values = (betas,) if isinstance(betas, numbers.Real) else tuple(betas)
+    for b in values:
+        if isinstance(b, bool) or not isinstance(b, numbers.Real) or not 0 <= b < 1:
+            raise ValueError(f"{owner}: every decay rate in `betas` must be in [0, 1); got {b!r}.")
+    return tuple(float(b) for b in values)
+
+
+def sqrt_scaling_rule(kappa: float, *, lr: float, betas: float | Sequence[float],
+                      eps: float) -> dict[str, Any]:
+    """The square-root scaling rule for RMSprop/Adam when the batch size is multiplied by ``kappa``.
+
+    ``lr → √κ lr``, ``1 − β → κ (1 − β)`` for every decay rate, ``eps → eps / √κ``. With the
+    gradient noise scale ``σ ∝ 1/√B`` this keeps the SDE constants :func:`sde_constants`
+    unchanged, so the two runs follow the same SDE (Malladi et al. 2022).
+
+    Parameters
+    ----------
+    kappa : float
+        The batch-size multiplier, ``> 0``.
+    lr : float
+    betas : float or sequence of float
+        ``β`` (RMSprop) or ``(β₁, β₂)`` (Adam), each in ``[0, 1)``.
+    eps : float
+
+    Returns
+    -------
+    dict
+        ``{"lr", "betas", "eps"}`` of the scaled run (``betas`` a tuple).
+
+    Raises
+    ------
+    ValueError
+        A non-positive ``kappa``, ``lr`` or ``eps``, or a decay rate whose scaled ``1 − β`` would
+        exceed 1.
+
+    Examples
+    --------
+    >>> sqrt_scaling_rule(4, lr=1e-3, betas=(0.9, 0.999), eps=1e-8)["lr"]
+    0.002
+    """
+    owner = "sqrt_scaling_rule"
+    kappa = _positive(kappa, "kappa", owner)
+    lr = _positive(lr, "lr", owner)
+    eps = _positive(eps, "eps", owner)
+    scaled = []
+    for b in _betas(betas, owner):
+        one_minus = kappa * (1.0 - b)
+        if one_minus > 1:
+            raise ValueError(
+                f"{owner}: with kappa={kappa:g} the decay rate beta={b:g} would become "
+                f"{1 - one_minus:g} < 0; the rule needs kappa · (1 − beta) ≤ 1."
+            )
+        scaled.append(1.0 - one_minus)
+    return {"lr": math.sqrt(kappa) * lr, "betas": tuple(scaled), "eps": eps / math.sqrt(kappa)}
+
+
+def sde_constants(*, lr: float, betas: float | Sequence[float], eps: float,
+                  noise_scale: float) -> dict[str, Any]:
+    """The SDE constants of RMSprop/Adam hyperparameters: ``σ₀ = σ η``, ``c = (1 − β)/η²``,
+    ``ε₀ = ε η`` and the SDE time per step ``τ = η²``.
+
+    Parameters
+    ----------
+    lr : float
+        ``η``.
+    betas : float or sequence of float
+    eps : float
+    noise_scale : float
+        ``σ``, the gradient noise scale (``∝ 1/√batch``).
+
+    Returns
+    -------
+    dict
+        ``{"sigma0", "c", "eps0", "tau"}`` (``c`` a tuple, one per decay rate).
+    """
+    owner = "sde_constants"
+    lr = _positive(lr, "lr", owner)
+    eps = _positive(eps, "eps", owner)
+    sigma = _positive(noise_scale, "noise_scale", owner)
+    return {"sigma0": sigma * lr, "c": tuple((1.0 - b) / lr**2 for b in _betas(betas, owner)),
+            "eps0": eps * lr, "tau": lr**2}
+
+
+def default_base(dtype: torch.dtype = torch.float64, device=None) -> SGDLeastSquares:
+    """The least-squares problem of :meth:`SGDLeastSquares.default` started at ``x0 = (4, −4)``.
+
+    Why (measured with ``smetool verify rmsprop|adam``, ``docs/numerics.md``): with the default
+    constants ``σ₀ = 0.5, ε₀ = 1`` the far start gives a drift phase strong enough that the
+    ``O(τ)`` errors of ``x`` and ``f`` stand 5–25 standard errors above the noise at ``10⁵``
+    paths for ``τ = 1/8 … 1/32``, with successive slopes near 1 already from ``τ = 1/8``; with
+    ``σ₀ = ε₀ = 0.25`` the errors are larger but the slopes are still 0.7–0.9 at ``τ = 1/128``
+    (pre-asymptotic).
+    """
+    return SGDLeastSquares.default(dtype, device=device, x0=(4.0, -4.0))
+
+
+class _AdaptiveAlgorithm(Algorithm):
+    """The noise oracle, checks and state layout shared by :class:`RMSprop` and :class:`Adam`."""
+
+    reference = _REFERENCE
+    sme_orders = (1,)
+    n_blocks: int  # the state is n_blocks × D: (x, u) or (x, m, u)
+
+    def __init__(self, base: FiniteSumSGD, *, sigma0: float, eps0: float, noise: str,
+                 u0: Any):
+        owner = type(self).__name__
+        if not isinstance(base, FiniteSumSGD):
+            raise TypeError(f"{owner}: `base` must be a FiniteSumSGD; got {type(base).__name__}.")
+        if noise not in ADAPTIVE_NOISE:
+            raise ValueError(f"{owner}: `noise` must be one of {', '.join(ADAPTIVE_NOISE)}; got {noise!r}.")
+        self.base = base
+        self.sigma0 = _positive(sigma0, "sigma0", owner)
+        self.eps0 = _positive(eps0, "eps0", owner)
+        self.noise = noise
+        D = base.dim
+        if u0 is None:  # warm start: the stationary value of u at x0
+            u0 = self.gradient_variance(base.x0.unsqueeze(0))[0]
+        u0 = torch.as_tensor(u0).to(base.x0)
+        if u0.shape != (D,) or not bool(torch.isfinite(u0).all()) or bool((u0 < 0).any()):
+            raise ValueError(
+                f"{owner}: `u0` must be a finite, non-negative tensor of shape ({D},); got "
+                f"shape {tuple(u0.shape)}."
+            )
+        self.u0 = u0
+
+    # ---------------------------------------------------------------- shared pieces
+    @property
+    def dim(self) -> int:
+        """``D`` of the parameters ``x``; the state has ``n_blocks · D`` coordinates."""
+        return self.base.dim
+
+    def split(self, z: Tensor) -> tuple[Tensor, ...]:
+        """The blocks of a state ``(P, n_blocks · D)``: ``(x, u)`` or ``(x, m, u)``."""
+        D = self.dim
+        if z.ndim != 2 or z.shape[1] != self.n_blocks * D:
+            raise ValueError(
+                f"{type(self).__name__}: the state must have shape (paths, {self.n_blocks * D}); "
+                f"got {tuple(z.shape)}."
+            )
+        return tuple(z[:, i * D:(i + 1) * D] for i in range(self.n_blocks))
+
+    def gradient_variance(self, x: Tensor) -> Tensor:
+        """``diag Σ(x)``, ``(P, D) -> (P, D)``."""
+        return (self.base.noise_factor(x) ** 2).sum(dim=-1)
+
+    def preconditioner(self, u: Tensor) -> Tensor:
+        """``P = σ₀ √u + ε₀`` (the diagonal, ``(P, D)``)."""
+        return self.sigma0 * u.clamp(min=0).sqrt() + self.eps0
+
+    def scaled_gradient(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        """``η g / σ₀ = η ∇f / σ₀ + F z`` for the step ``τ = lr`` (``η = √τ``), ``(P, D)``.
+
+        ``g = ∇f + (σ₀/η) F z`` is the noisy gradient; this scaling keeps every term ``O(1)``.
+        """
+        P = x.shape[0]
+        M = self.base.n_points
+        if self.noise == "gaussian":
+            z = torch.randn(P, M, generator=generator, dtype=x.dtype, device=x.device)
+        else:
+            z = torch.randint(0, 2, (P, M), generator=generator, device=x.device).to(x.dtype) * 2 - 1
+        return math.sqrt(lr) / self.sigma0 * self.base.gradient(x) + self.base.noise_factor_matvec(x, z)
+
+    def _check_rate(self, c: float, lr: float, name: str) -> None:
+        if c * lr >= 1:
+            raise ValueError(
+                f"{type(self).__name__}: the step `lr` must satisfy {name} · lr < 1 (decay rate in "
+                f"(0, 1)); got lr={lr:g} with {name}={c:g}."
+            )
+
+    def test_functions(self) -> dict[str, TestFunction]:
+        """The base's test functions on ``x`` and ``"u_sum"`` (``Σ_i u_i``)."""
+        D = self.dim
+        out = {name: (lambda z, g=g: g(z[:, :D])) for name, g in self.base.test_functions().items()}
+        out["u_sum"] = lambda z: z[:, -D:].sum(dim=1)
+        return out
+
+
+class RMSprop(_AdaptiveAlgorithm):
+    """RMSprop on a finite-sum problem with large gradient noise, paired with its SDE.
+
+    The state is ``z = (x, u)``, ``u = v / σ²``, shape ``(P, 2D)``; the step ``lr`` is the SDE time
+    step ``τ = η²`` (see the module docstring for the scaling).
+
+    Parameters
+    ----------
+    base : FiniteSumSGD
+        Gives ``∇f``, the noise factor ``F`` (``F Fᵀ = Σ``) and ``x0``.
+    sigma0 : float
+        ``σ₀ = σ η``.
+    eps0 : float
+        ``ε₀ = ε η > 0``.
+    c : float
+        ``c = (1 − β)/η²``; a step needs ``c · lr < 1``.
+    noise : {"gaussian", "rademacher"}
+        The law of ``z`` in ``ξ = F z``.
+    u0 : Tensor, (D,), optional
+        Initial ``u`` (default ``diag Σ(x0)``, where ``u`` would settle).
+
+    Raises
+    ------
+    TypeError
+        If ``base`` is not a :class:`FiniteSumSGD`.
+    ValueError
+        Non-positive constants, an unknown ``noise``, a bad ``u0``.
+
+    References
+    ----------
+    Malladi, Lyu, Panigrahi & Arora, NeurIPS 2022.
+
+    Examples
+    --------
+    >>> algo = RMSprop.default()
+    >>> z = algo.step(algo.initial_state(4), 1 / 16, torch.Generator().manual_seed(0))
+    >>> algo.hyperparameters(1 / 16)["lr"]
+    0.25
+    """
+
+    name = "rmsprop"
+    n_blocks = 2
+
+    def __init__(self, base: FiniteSumSGD, *, sigma0: float = 0.5, eps0: float = 1.0,
+                 c: float = 1.0, noise: str = "gaussian", u0: Any = None):
+        super().__init__(base, sigma0=sigma0, eps0=eps0, noise=noise, u0=u0)
+        self.c = _positive(c, "c", "RMSprop")
+
+    @classmethod
+    def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> "RMSprop":
+        """RMSprop on :func:`default_base` (keywords as the constructor)."""
+        return cls(default_base(dtype, device), **kwargs)
+
+    def hyperparameters(self, lr: float) -> dict[str, float]:
+        """The discrete algorithm's ``η = √τ``, ``β``, ``ε`` and noise scale ``σ`` for ``τ = lr``."""
+        lr = _check_lr(lr, "RMSprop")
+        eta = math.sqrt(lr)
+        return {"lr": eta, "beta": 1.0 - self.c * lr, "eps": self.eps0 / eta,
+                "noise_scale": self.sigma0 / eta}
+
+    def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> Tensor:
+        """``(x0, u0)`` on every path, ``(P, 2D)``."""
+        x = self.base.initial_state(n_paths, dtype=dtype, device=device)
+        return torch.cat([x, self.u0.to(x).expand_as(x)], dim=1)
+
+    def step(self, z: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        """``u ← β u + (1 − β) (g/σ)²``, ``x ← x − η g / (σ √u + ε)`` with ``τ = lr = η²``."""
+        lr = _check_lr(lr, "RMSprop")
+        self._check_rate(self.c, lr, "c")
+        x, u = self.split(z)
+        s = self.scaled_gradient(x, lr, generator)  # η g / σ₀ = g / σ
+        u = (1.0 - self.c * lr) * u + self.c * lr * s * s
+        # η g / (σ √u + ε) = τ g / P = √τ σ₀ s / P
+        x = x - math.sqrt(lr) * self.sigma0 * s / self.preconditioner(u)
+        return torch.cat([x, u], dim=1)
+
+    def sme(self, lr: float, order: int = 1) -> "RMSpropSME":
+        """The RMSprop SDE (the same for every ``lr``); see :class:`RMSpropSME`."""
+        return RMSpropSME(self, lr, order)
+
+    def __repr__(self) -> str:
+        return (f"RMSprop({self.base!r}, sigma0={self.sigma0:g}, eps0={self.eps0:g}, c={self.c:g}, "
+                f"noise={self.noise!r})")
+
+
+class RMSpropSME(SDE):
+    """``dx = −P⁻¹(∇f dt + σ₀ F dW)``, ``du = c (diag Σ − u) dt``, ``P = σ₀ √u + ε₀``.
+
+    GENERAL noise, ``M = n``; the ``u`` rows of the diffusion are zero.
+
+    Parameters
+    ----------
+    algorithm : RMSprop
+    lr : float
+        ``τ``, only checked (the SDE does not depend on it).
+    order : {1}
+    """
+
+    noise_kind = NoiseKind.GENERAL
+
+    def __init__(self, algorithm: RMSprop, lr: float, order: int = 1):
+        if not isinstance(algorithm, RMSprop):
+            raise TypeError(f"RMSpropSME: `algorithm` must be an RMSprop; got {type(algorithm).__name__}.")
+        self.lr = _check_lr(lr, "RMSpropSME")
+        if isinstance(order, bool) or order != 1:
+            raise ValueError(f"RMSpropSME: `order` must be 1 (the only order provided); got {order!r}.")
+        self.algorithm = algorithm
+        self.noise_dim = algorithm.base.n_points
+
+    def drift(self, t: float, z: Tensor) -> Tensor:
+        alg = self.algorithm
+        x, u = alg.split(z)
+        return torch.cat([-alg.base.gradient(x) / alg.preconditioner(u),
+                          alg.c * (alg.gradient_variance(x) - u)], dim=1)
+
+    def diffusion(self, t: float, z: Tensor) -> Tensor:
+        alg = self.algorithm
+        x, u = alg.split(z)
+        F = -alg.sigma0 * alg.base.noise_factor(x) / alg.preconditioner(u).unsqueeze(-1)
+        return torch.cat([F, torch.zeros_like(F)], dim=1)
+
+    def diffusion_product(self, t: float, z: Tensor, dW: Tensor) -> Tensor:
+        alg = self.algorithm
+        x, u = alg.split(z)
+        top = -alg.sigma0 * alg.base.noise_factor_matvec(x, dW) / alg.preconditioner(u)
+        return torch.cat([top, torch.zeros_like(top)], dim=1)
+
+    def __repr__(self) -> str:
+        return f"RMSpropSME({self.algorithm!r})"
+
+
+class Adam(_AdaptiveAlgorithm):
+    """Adam (without bias correction) on a finite-sum problem with large gradient noise, paired
+    with its SDE.
+
+    The state is ``z = (x, m, u)``, ``u = v / σ²``, shape ``(P, 3D)``; the step ``lr`` is the SDE
+    time step ``τ = η²`` (see the module docstring).
+
+    Parameters
+    ----------
+    base : FiniteSumSGD
+    sigma0, eps0 : float
+        As for :class:`RMSprop`.
+    c1, c2 : float
+        ``c_i = (1 − β_i)/η²``; a step needs ``c_i · lr < 1``.
+    noise : {"gaussian", "rademacher"}
+    m0 : Tensor, (D,), optional
+        Initial first moment (default 0).
+    u0 : Tensor, (D,), optional
+        Initial ``u`` (default ``diag Σ(x0)``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As for :class:`RMSprop`; also a bad ``m0``.
+
+    References
+    ----------
+    Malladi, Lyu, Panigrahi & Arora, NeurIPS 2022; Kingma & Ba, ICLR 2015.
+
+    Examples
+    --------
+    >>> algo = Adam.default()
+    >>> z = algo.step(algo.initial_state(4), 1 / 16, torch.Generator().manual_seed(0))
+    >>> tuple(z.shape)
+    (4, 6)
+    """
+
+    name = "adam"
+    n_blocks = 3
+
+    def __init__(self, base: FiniteSumSGD, *, sigma0: float = 0.5, eps0: float = 1.0,
+                 c1: float = 2.0, c2: float = 1.0, noise: str = "gaussian", m0: Any = None,
+                 u0: Any = None):
+        super().__init__(base, sigma0=sigma0, eps0=eps0, noise=noise, u0=u0)
+        self.c1 = _positive(c1, "c1", "Adam")
+        self.c2 = _positive(c2, "c2", "Adam")
+        D = base.dim
+        m0 = torch.zeros_like(base.x0) if m0 is None else torch.as_tensor(m0).to(base.x0)
+        if m0.shape != (D,) or not bool(torch.isfinite(m0).all()):
+            raise ValueError(f"Adam: `m0` must be a finite tensor of shape ({D},); got shape {tuple(m0.shape)}.")
+        self.m0 = m0
+
+    @classmethod
+    def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> "Adam":
+        """Adam on :func:`default_base` (keywords as the constructor)."""
+        return cls(default_base(dtype, device), **kwargs)
+
+    def hyperparameters(self, lr: float) -> dict[str, Any]:
+        """``η = √τ``, ``(β₁, β₂)``, ``ε`` and the noise scale ``σ`` for ``τ = lr``."""
+        lr = _check_lr(lr, "Adam")
+        eta = math.sqrt(lr)
+        return {"lr": eta, "betas": (1.0 - self.c1 * lr, 1.0 - self.c2 * lr),
+                "eps": self.eps0 / eta, "noise_scale": self.sigma0 / eta}
+
+    def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> Tensor:
+        """``(x0, m0, u0)`` on every path, ``(P, 3D)``."""
+        x = self.base.initial_state(n_paths, dtype=dtype, device=device)
+        return torch.cat([x, self.m0.to(x).expand_as(x), self.u0.to(x).expand_as(x)], dim=1)
+
+    def step(self, z: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        """``m ← β₁ m + (1−β₁) g``, ``u ← β₂ u + (1−β₂)(g/σ)²``, ``x ← x − η m/(σ √u + ε)``."""
+        lr = _check_lr(lr, "Adam")
+        self._check_rate(self.c1, lr, "c1")
+        self._check_rate(self.c2, lr, "c2")
+        x, m, u = self.split(z)
+        s = self.scaled_gradient(x, lr, generator)  # g / σ; g = σ₀ s / η
+        m = (1.0 - self.c1 * lr) * m + self.c1 * lr * (self.sigma0 / math.sqrt(lr)) * s
+        u = (1.0 - self.c2 * lr) * u + self.c2 * lr * s * s
+        x = x - lr * m / self.preconditioner(u)
+        return torch.cat([x, m, u], dim=1)
+
+    def sme(self, lr: float, order: int = 1) -> "AdamSME":
+        """The Adam SDE (the same for every ``lr``); see :class:`AdamSME`."""
+        return AdamSME(self, lr, order)
+
+    def test_functions(self) -> dict[str, TestFunction]:
+        """As :class:`RMSprop`'s, plus ``"m_norm_sq"`` (``‖m‖²``)."""
+        D = self.dim
+        out = super().test_functions()
+        out["m_norm_sq"] = lambda z: (z[:, D:2 * D] ** 2).sum(dim=1)
+        return out
+
+    def __repr__(self) -> str:
+        return (f"Adam({self.base!r}, sigma0={self.sigma0:g}, eps0={self.eps0:g}, c1={self.c1:g}, "
+                f"c2={self.c2:g}, noise={self.noise!r})")
+
+
+class AdamSME(SDE):
+    """``dx = −P⁻¹ m dt``, ``dm = c₁(∇f − m) dt + σ₀ c₁ F dW``, ``du = c₂(diag Σ − u) dt``.
+
+    GENERAL noise, ``M = n``; only the ``m`` rows of the diffusion are non-zero.
+
+    Parameters
+    ----------
+    algorithm : Adam
+    lr : float
+        ``τ``, only checked (the SDE does not depend on it).
+    order : {1}
+    """
+
+    noise_kind = NoiseKind.GENERAL
+
+    def __init__(self, algorithm: Adam, lr: float, order: int = 1):
+        if not isinstance(algorithm, Adam):
+            raise TypeError(f"AdamSME: `algorithm` must be an Adam; got {type(algorithm).__name__}.")
+        self.lr = _check_lr(lr, "AdamSME")
+        if isinstance(order, bool) or order != 1:
+            raise ValueError(f"AdamSME: `order` must be 1 (the only order provided); got {order!r}.")
+        self.algorithm = algorithm
+        self.noise_dim = algorithm.base.n_points
+
+    def drift(self, t: float, z: Tensor) -> Tensor:
+        alg = self.algorithm
+        x, m, u = alg.split(z)
+        return torch.cat([-m / alg.preconditioner(u), alg.c1 * (alg.base.gradient(x) - m),
+                          alg.c2 * (alg.gradient_variance(x) - u)], dim=1)
+
+    def diffusion(self, t: float, z: Tensor) -> Tensor:
+        alg = self.algorithm
+        x, _, _ = alg.split(z)
+        F = alg.sigma0 * alg.c1 * alg.base.noise_factor(x)
+        zero = torch.zeros_like(F)
+        return torch.cat([zero, F, zero], dim=1)
+
+    def diffusion_product(self, t: float, z: Tensor, dW: Tensor) -> Tensor:
+        alg = self.algorithm
+        x, _, _ = alg.split(z)
+        mid = alg.sigma0 * alg.c1 * alg.base.noise_factor_matvec(x, dW)
+        zero = torch.zeros_like(mid)
+        return torch.cat([zero, mid, zero], dim=1)
+
+    def __repr__(self) -> str:
+        return f"AdamSME({self.algorithm!r})"
