@@ -48,6 +48,19 @@ BIBTEX: dict[str, str] = {
   booktitle = {Advances in Neural Information Processing Systems},
   year      = {2021}
 }""",
+    "malladi2022adaptive": """@inproceedings{malladi2022adaptive,
+  title     = {On the {SDE}s and Scaling Rules for Adaptive Gradient Algorithms},
+  author    = {Malladi, Sadhika and Lyu, Kaifeng and Panigrahi, Abhishek and Arora, Sanjeev},
+  booktitle = {Advances in Neural Information Processing Systems},
+  volume    = {35},
+  year      = {2022}
+}""",
+    "kingma2015adam": """@inproceedings{kingma2015adam,
+  title     = {Adam: A Method for Stochastic Optimization},
+  author    = {Kingma, Diederik P. and Ba, Jimmy},
+  booktitle = {International Conference on Learning Representations},
+  year      = {2015}
+}""",
     "kloeden1992": """@book{kloeden1992,
   title     = {Numerical Solution of Stochastic Differential Equations},
   author    = {Kloeden, Peter E. and Platen, Eckhard},
@@ -78,6 +91,9 @@ _PLUGIN_KEYS = {
     "sgd": ["li2019sme"],
     "momentum": ["li2019sme"],
     "svag": ["li2021svag", "li2019sme"],
+    "svag-dropout": ["li2021svag", "zhang2024dropout"],
+    "rmsprop": ["malladi2022adaptive"],
+    "adam": ["malladi2022adaptive", "kingma2015adam"],
     "analysis": ["zhang2024implicit", "zhang2021variance", "zhang2024dropout"],
 }
 
@@ -92,8 +108,9 @@ def citation(solver: str | Iterable[str] | None = None,
         Solver names as in ``smetool list`` (``"euler"``, ``"milstein"``, ``"platen"``,
         ``"heun"``).
     plugin : str or iterable of str, optional
-        Plug-in names (``"dropout"``, ``"sgd"``, ``"momentum"``, ``"svag"``) or ``"analysis"``
-        for the dropout analyses.
+        Plug-in names as in ``smetool list`` (``"dropout"``, ``"sgd"``, ``"momentum"``,
+        ``"svag"``, ``"svag-dropout"``, ``"rmsprop"``, ``"adam"``) or ``"analysis"`` for the
+        dropout analyses.
 
     Returns
     -------

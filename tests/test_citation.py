@@ -39,3 +39,10 @@ def test_citation_rejects_unknown_names():
         citation(solver="rk4")
     with pytest.raises(ValueError, match="`plugin` must be one of"):
         citation(plugin="adamw")
+
+
+def test_every_registered_plugin_has_its_papers():
+    from smetool.algorithms.registry import PLUGINS
+
+    for name in PLUGINS:
+        assert citation(plugin=name).count("@") >= 2, name
