@@ -150,9 +150,10 @@ def _cmd_list() -> int:
         print(f"  {name:<10} weak order {d['weak_order']:g}, strong order {strong:<4} "
               f"noise: {', '.join(d['noise_kinds'])}")
     print("\nplug-ins (smetool verify NAME):")
+    width = max(len(name) for name in PLUGINS)
     for name, spec in sorted(PLUGINS.items()):
         orders = ", ".join(str(o) for o in spec.orders)
-        print(f"  {name:<10} SME orders {orders:<6} {spec.description}")
+        print(f"  {name:<{width}} SME orders {orders:<6} {spec.description}")
     return 0
 
 

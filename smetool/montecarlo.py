@@ -289,6 +289,16 @@ def check_positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def check_path_count(value: Any, name: str = "n_paths") -> int:
+    """A path count that gives a variance: an integer ≥ 2."""
+    value = check_positive_int(value, name)
+    if value < 2:
+        raise ValueError(
+            f"`{name}` must be at least 2 (a standard error needs a variance); got {value}."
+        )
+    return value
+
+
 def check_seed(seed: Any) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"`seed` must be a non-negative integer; got {seed!r}.")
@@ -574,7 +584,7 @@ def run_monte_carlo(
     if not callable(producer):
         raise TypeError(f"`producer` must be callable (n_paths, generator) -> Tensor; got {producer!r}.")
     tests = check_test_functions(test_functions)
-    n_paths = check_positive_int(n_paths, "n_paths")
+    n_paths = check_path_count(n_paths)
     seed = check_seed(seed)
     checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
     dev = torch.device("cpu" if device is None else device)

@@ -30,7 +30,7 @@ from .brownian import GaussianIncrements
 from .integrate import _as_solver, _checked_diffusion
 from .montecarlo import chunk_seed, evaluate_test_functions, run_chunks
 from .noise import brownian_dim
-from .sde import NoiseKind
+from .sde import SDE, NoiseKind
 from .solvers import SmallNoiseHeun, Solver
 from .weak import WeakOrderWarning, fit_order
 
@@ -241,6 +241,54 @@ def check_learning_rates(lrs: Sequence[float], horizon: float, name: str = "algo
     return steps
 
 
+def _check_plugin(algorithm: Algorithm, name: str, lr: float, order: int, solver: Solver,
+                  tests: Mapping[str, TestFunction], dtype: torch.dtype,
+                  device: torch.device) -> SDE:
+    """Probe a plug-in on two paths before the long loops: shapes of its state, step, SME drift
+    and diffusion, test-function outputs, and whether the solver can take its noise kind. Every
+    error names the plug-in and the learning rate."""
+    where = f"{name} (lr={lr:g})"
+    x0 = algorithm.initial_state(2, dtype=dtype, device=device)
+    if not isinstance(x0, Tensor) or x0.ndim != 2 or x0.shape[0] != 2 or not x0.is_floating_point():
+        shape = tuple(x0.shape) if isinstance(x0, Tensor) else type(x0).__name__
+        raise ValueError(f"{where}: initial_state(2) must return a floating-point (2, D) tensor; got {shape}.")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError(f"{where}: initial_state holds NaN or inf.")
+    D = x0.shape[1]
+    x1 = algorithm.step(x0.clone(), lr, torch.Generator(device=device).manual_seed(0))
+    if not isinstance(x1, Tensor) or tuple(x1.shape) != (2, D):
+        shape = tuple(x1.shape) if isinstance(x1, Tensor) else type(x1).__name__
+        raise ValueError(f"{where}: step(x, lr, generator) must return the shape of x, (2, {D}); got {shape}.")
+    sde = algorithm.sme(lr, order)
+    if not isinstance(sde, SDE):
+        raise TypeError(f"{where}: sme(lr, order) must return an smetool.SDE; got {type(sde).__name__}.")
+    try:
+        solver.check(sde, GaussianIncrements())
+    except ValueError as exc:  # UnsupportedError included: keep its type, add the plug-in
+        raise type(exc)(f"{where}: {exc}") from None
+    drift = sde.drift(0.0, x0)
+    if not isinstance(drift, Tensor) or tuple(drift.shape) != (2, D):
+        shape = tuple(drift.shape) if isinstance(drift, Tensor) else type(drift).__name__
+        raise ValueError(f"{where}: the SME's drift(t, x) must have the shape of x, (2, {D}); got {shape}.")
+    try:
+        if sde.noise_kind is NoiseKind.SAMPLED:
+            zeta = sde.sample_noise(0.0, x0, torch.Generator(device=device).manual_seed(0))
+            if not isinstance(zeta, Tensor) or tuple(zeta.shape) != (2, D):
+                raise ValueError(f"sample_noise(t, x, generator) must return (2, {D}); got "
+                                 f"{tuple(zeta.shape) if isinstance(zeta, Tensor) else type(zeta).__name__}.")
+        else:
+            _checked_diffusion(sde, 0.0, x0)
+        evaluate_test_functions(tests, x0.unsqueeze(0))
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+    return sde
+
+
+def _count_nonfinite(values: Tensor) -> int:
+    """Paths (columns of ``(K, P)``) with a non-finite value of any test function."""
+    return int((~torch.isfinite(values)).any(dim=0).sum())
+
+
 def _coupled_sme(
     sde, solver: Solver, x0: Tensor, n_steps: int, h: float, gen: torch.Generator
 ) -> tuple[Tensor, Tensor]:
@@ -369,8 +417,7 @@ def verify(
 
     rows: list[VerifyRow] = []
     for i, (lr, k_steps) in enumerate(zip(lrs, steps)):
-        sde = algorithm.sme(lr, order)
-        solver.check(sde, GaussianIncrements())
+        sde = _check_plugin(algorithm, name, lr, order, solver, tests, dtype, device)
         h = lr / steps_per_lr
         n_sme = k_steps * steps_per_lr
 
@@ -385,6 +432,15 @@ def verify(
             x0 = algorithm.initial_state(n, dtype=dtype, device=device)
             fine, coarse = _coupled_sme(sde, solver, x0, n_sme, h, gen)
             vals = evaluate_test_functions(tests, torch.stack([fine, coarse]))
+            bad = {side: _count_nonfinite(v) for side, v in
+                   (("discrete", disc), ("SME", vals[:, 0]), ("coarse SME", vals[:, 1]))}
+            if any(bad.values()):
+                # The checkpoint (if any) keeps the chunks finished before this one.
+                raise FloatingPointError(
+                    f"{name}: at lr={lr:g}, chunk {c} ({n} paths) diverged by T = {horizon:g}: "
+                    + ", ".join(f"{k} non-finite {side} paths" for side, k in bad.items() if k)
+                    + ". A smaller learning rate, or for the SME a larger steps_per_lr, may help."
+                )
             return {"discrete": disc, "sme": vals[:, 0], "solver": vals[:, 0] - vals[:, 1]}
 
         fingerprint = {

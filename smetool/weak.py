@@ -33,6 +33,7 @@ from .montecarlo import (
     _check_times,
     _generator,
     check_antithetic_producer,
+    check_path_count,
     check_positive_int,
     check_seed,
     check_test_functions,
@@ -320,7 +321,7 @@ def weak_error(
     hs = _check_steps(steps)
     tests = check_test_functions(test_functions)
     names = list(tests)
-    n_paths = check_positive_int(n_paths, "n_paths")
+    n_paths = check_path_count(n_paths)
     seed = check_seed(seed)
     checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
     dev = torch.device("cpu" if device is None else device)

@@ -134,3 +134,39 @@ def test_analyze_with_missing_data_file_is_one_line(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope.npz" in err
+
+
+@pytest.mark.parametrize("argv", [
+    ["svag", "--lrs", "0.25,0.125", "--base-lr", "0.25", "--batch-size", "2"],
+    ["svag-dropout", "--lrs", "0.02,0.01", "--width", "4", "--keep-prob", "0.8"],
+    ["rmsprop", "--lrs", "0.125,0.0625"],
+    ["adam", "--lrs", "0.125,0.0625", "--method", "euler"],
+])
+def test_verify_runs_every_registered_plugin_with_its_options(argv, tmp_path):
+    json_path = tmp_path / "r.json"
+    assert main(["verify", *argv, "--paths", "200", "--quiet", "--json", str(json_path)]) == 0
+    data = json.loads(json_path.read_text())
+    assert data["lrs"] == [float(v) for v in argv[2].split(",")]
+    assert data["method"] == ("euler" if "euler" in argv else "heun")
+    assert len(data["rows"]) == 2 * len({r["test_function"] for r in data["rows"]})
+
+
+def test_svag_base_lr_below_a_step_is_a_one_line_error(capsys):
+    assert main(["verify", "svag", "--lrs", "0.5,0.25", "--base-lr", "0.25", "--paths", "50",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "must be at most `base_lr` = 0.25" in err and "Traceback" not in err
+
+
+def test_odd_steps_per_lr_is_a_one_line_error(capsys):
+    assert main(["verify", "sgd", "--steps-per-lr", "3", "--paths", "10", "--quiet"]) == 2
+    assert "--steps-per-lr must be even; got 3." in capsys.readouterr().err
+
+
+def test_registry_refuses_duplicates_and_non_specs():
+    from smetool.algorithms.registry import PLUGINS, register
+
+    with pytest.raises(ValueError, match="a plug-in named 'sgd' is already registered"):
+        register(PLUGINS["sgd"])
+    with pytest.raises(TypeError, match="`spec` must be a PluginSpec; got dict"):
+        register({"name": "x"})

@@ -332,3 +332,13 @@ def test_method_validation():
         default_problem(n_points=0)
     with pytest.raises(ValueError, match=r"`a_std` must be a finite non-negative number; got -1"):
         default_problem(a_std=-1)
+
+
+@pytest.mark.parametrize("m, activation", [(9, "tanh"), (10, "sigmoid")])
+def test_closed_forms_equal_mask_enumeration_at_the_largest_widths(m, activation):
+    """The issue's bound m ≤ 10 reached: 512 and 1,024 masks, float64, 1e-10."""
+    problem, theta = make_problem(3, m, 2, 5, 0.7, activation, True, 1.0)
+    mean_loss, mean_grad, cov, second = enumerate_masks(problem, theta)
+    close(problem.expected_loss(theta), mean_loss)
+    close(problem.expected_loss_grad(theta), mean_grad)
+    close(problem.noise_covariance(theta), cov)

@@ -274,9 +274,19 @@ def test_result_to_dict_and_repr():
     assert isinstance(r, MonteCarloResult)
 
 
-def test_progress_bar_runs(capsys):
+def test_progress_bar_shows_and_can_be_silenced(capsys):
     r = run_monte_carlo(lognormal(), X, 100, seed=0, chunk_size=10, progress=True)
     assert r.count == 100
+    shown = capsys.readouterr().err
+    assert "/100" in shown and "path/s" in shown  # paths done of the total, and the rate
+    run_monte_carlo(lognormal(), X, 100, seed=0, chunk_size=10, progress=False)
+    silent = capsys.readouterr()
+    assert silent.err == "" and silent.out == ""
+
+
+def test_a_single_path_is_refused():
+    with pytest.raises(ValueError, match=r"`n_paths` must be at least 2 \(a standard error needs a variance\); got 1"):
+        run_monte_carlo(lognormal(), X, 1, seed=0)
 
 
 # ----------------------------------------------------------------------------- checkpoints

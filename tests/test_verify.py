@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+import smetool
 from smetool import verify
 from smetool.algorithms.dropout import DropoutAlgorithm
 from smetool.algorithms.registry import PLUGINS
@@ -82,6 +83,8 @@ def test_unresolved_points_are_reported_not_raised():
                     min_snr=1e6)
     assert set(result.unfitted) == {r.test_function for r in result.rows}
     assert "no fit" in result.table()
+    with pytest.raises(ValueError, match="no test function has a fitted order to plot"):
+        result.plot()
 
 
 # ----------------------------------------------------------------------------- validation
@@ -174,3 +177,63 @@ def test_sgd_order_one_sme_default_run():
     for name, fit in result.fits.items():
         assert sum(fit.used) >= 3, result.table()
         assert fit.contains(1.0), result.table()
+
+
+class _Toy(smetool.Algorithm):
+    """A one-line plug-in (GD with additive noise on ½|x|²) whose pieces the tests break."""
+
+    name = "toy"
+
+    def initial_state(self, n, *, dtype=None, device=None):
+        return torch.ones(n, 2, dtype=dtype or torch.float64, device=device)
+
+    def step(self, x, lr, generator):
+        return x - lr * (x + torch.randn(x.shape, generator=generator, dtype=x.dtype))
+
+    def sme(self, lr, order=1):
+        return smetool.FunctionSDE(lambda t, x: -x, lambda t, x: lr**0.5 * torch.ones_like(x))
+
+    def test_functions(self):
+        return {"x0": lambda x: x[:, 0]}
+
+
+def _broken(**overrides):
+    return type("Broken", (_Toy,), overrides)()
+
+
+@pytest.mark.parametrize("plugin, kwargs, error, match", [
+    (_broken(sme=lambda self, lr, order=1: smetool.FunctionSDE(
+        lambda t, x: x[:, :1], lambda t, x: torch.ones_like(x))), {}, ValueError,
+     r"toy \(lr=0.1\): the SME's drift\(t, x\) must have the shape of x, \(2, 2\); got \(2, 1\)"),
+    (_broken(step=lambda self, x, lr, g: x[:, :1]), {}, ValueError,
+     r"toy \(lr=0.1\): step\(x, lr, generator\) must return the shape of x, \(2, 2\); got \(2, 1\)"),
+    (_broken(sme=lambda self, lr, order=1: smetool.FunctionSDE(
+        lambda t, x: -x, lambda t, x: torch.ones(x.shape[0], 2, 3, dtype=x.dtype),
+        noise_kind=smetool.NoiseKind.GENERAL)), {"method": "milstein"}, smetool.UnsupportedError,
+     r"toy \(lr=0.1\): Milstein\(\) does not support noise_kind='general'"),
+    (_broken(test_functions=lambda self: {"bad": lambda x: x}), {}, ValueError,
+     r"toy \(lr=0.1\): test function 'bad' must map states \(N, D\) to values \(N,\)"),
+    (_broken(initial_state=lambda self, n, *, dtype=None, device=None: torch.ones(n, 2)
+             * float("nan")), {}, ValueError, r"toy \(lr=0.1\): initial_state holds NaN or inf"),
+    (_broken(sme=lambda self, lr, order=1: "not an SDE"), {}, TypeError,
+     r"toy \(lr=0.1\): sme\(lr, order\) must return an smetool.SDE; got str"),
+    (_Toy(), {"lrs": [0.1, 0.03]}, ValueError,
+     r"toy: `horizon` \(0.2\) must be a whole multiple of every learning rate; got lr=0.03"),
+])
+def test_broken_plugins_get_errors_naming_the_plugin(plugin, kwargs, error, match):
+    lrs = kwargs.pop("lrs", [0.1, 0.05])
+    with pytest.raises(error, match=match):
+        verify(plugin, lrs, horizon=0.2, n_paths=10, progress=False, **kwargs)
+
+
+def test_diverging_plugin_says_where_and_keeps_the_finished_chunks(tmp_path):
+    def step(self, x, lr, generator):  # blows up on the second chunk's paths only
+        return x * (1e308 if x.shape[0] == 5 and bool((x > 0).all()) else 1.0)
+
+    plugin = _broken(step=step)
+    with pytest.raises(FloatingPointError,
+                       match=r"toy: at lr=0.1, chunk 1 \(5 paths\) diverged by T = 0.2: 5 non-finite "
+                             r"discrete paths"):
+        verify(plugin, [0.1, 0.05], horizon=0.2, n_paths=15, chunk_size=10, progress=False,
+               checkpoint_dir=tmp_path)
+    assert (tmp_path / "lr0.pt").exists()  # chunk 0 is kept for a resumed run

@@ -218,6 +218,7 @@ def test_weak_error_table_methods():
         ({"steps": [0.1, 0.1]}, ValueError, "`steps` must be distinct"),
         ({"steps": 0.1}, ValueError, "`steps` must be a sequence of positive step sizes"),
         ({"n_paths": 0}, ValueError, "`n_paths` must be a positive integer"),
+        ({"n_paths": 1}, ValueError, r"`n_paths` must be at least 2 \(a standard error needs a variance\); got 1"),
         ({"seed": -3}, ValueError, "`seed` must be a non-negative integer"),
         ({"reference": 3.0}, TypeError, "`reference` must be an ExactReference or a callable"),
         ({"approximation": 3.0}, TypeError, "`approximation` must be a callable or mapping"),
