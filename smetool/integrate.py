@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -40,6 +41,8 @@ class Solution:
     first_nonfinite_step : Tensor or None, (P,)
         Per path, the first step (1-based) after which the state was non-finite, ``-1`` for paths
         that stayed finite; ``None`` when every path stayed finite.
+    seconds : float
+        Wall-clock time of the time loop (validation and set-up excluded).
     """
 
     ts: Tensor
@@ -49,6 +52,12 @@ class Solution:
     method: str
     seed: int | None = None
     first_nonfinite_step: Tensor | None = field(default=None, repr=False)
+    seconds: float = field(default=float("nan"), repr=False)
+
+    @property
+    def path_steps_per_second(self) -> float:
+        """Throughput of the time loop: paths × steps / :attr:`seconds`."""
+        return self.xs.shape[1] * self.n_steps / self.seconds if self.seconds > 0 else math.inf
 
     @property
     def final(self) -> Tensor:
@@ -73,6 +82,8 @@ class Solution:
             "method": self.method,
             "seed": self.seed,
             "n_nonfinite": self.n_nonfinite,
+            "seconds": self.seconds,
+            "path_steps_per_second": self.path_steps_per_second,
         }
 
     def __repr__(self) -> str:
@@ -276,6 +287,7 @@ def solve(
     # from its start with the same random draws, step by step, which gives every path's exact
     # first bad step; with on_nonfinite="continue" the rest of the run is then tracked per step.
     window = 8 if x.device.type == "cpu" else 32
+    started = time.perf_counter()
     per_step = False
     anchor_x, anchor_k, anchor_rng = x, 0, gen.get_state()
     for k in range(1, n + 1):
@@ -293,7 +305,8 @@ def solve(
                 if on_nonfinite == "raise":
                     _save(xs, save_idx, slot, x, k)
                     sol = Solution(torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype),
-                                   xs, k, dt, solver.name, seed, first_bad)
+                                   xs, k, dt, solver.name, seed, first_bad,
+                                   time.perf_counter() - started)
                     if bar is not None:
                         bar.close()
                     raise NonFiniteError(_nonfinite_message(first_bad, t0, dt), sol)
@@ -306,7 +319,8 @@ def solve(
         bar.close()
     ts = torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype, device=x.device)
     return Solution(ts, xs, n, dt, solver.name, seed,
-                    first_bad if bool((first_bad >= 0).any()) else None)
+                    first_bad if bool((first_bad >= 0).any()) else None,
+                    time.perf_counter() - started)
 
 
 def _save(xs: Tensor, save_idx: list[int], slot: int, x: Tensor, k: int) -> int:

@@ -388,6 +388,8 @@ def test_solution_api_and_seed_recording(device):
     assert sol.ts.tolist() == [0.0, 0.5, 1.0] and sol.ts.device == sol.xs.device
     assert torch.equal(sol.final, sol.xs[-1])
     d = sol.to_dict()
+    assert sol.seconds > 0 and d.pop("seconds") == sol.seconds
+    assert d.pop("path_steps_per_second") == pytest.approx(4 * 4 / sol.seconds)
     assert d == {"ts": [0.0, 0.5, 1.0], "paths": 4, "dim": 2, "n_steps": 4, "dt": 0.25,
                  "method": "euler", "seed": sol.seed, "n_nonfinite": 0}
     assert repr(sol) == ("Solution(method='euler', paths=4, dim=2, saves=3, n_steps=4, dt=0.25, "
