@@ -255,6 +255,24 @@ class _AdaptiveAlgorithm(Algorithm):
         return out
 
 
+class _AdaptiveSME(SDE):
+    """The checks shared by :class:`RMSpropSME` and :class:`AdamSME` (GENERAL noise, ``M = n``)."""
+
+    noise_kind = NoiseKind.GENERAL
+    algorithm_type: type
+
+    def __init__(self, algorithm: _AdaptiveAlgorithm, lr: float, order: int = 1):
+        owner = type(self).__name__
+        if not isinstance(algorithm, self.algorithm_type):
+            raise TypeError(f"{owner}: `algorithm` must be an {self.algorithm_type.__name__}; "
+                            f"got {type(algorithm).__name__}.")
+        self.lr = _check_lr(lr, owner)
+        if isinstance(order, bool) or order != 1:
+            raise ValueError(f"{owner}: `order` must be 1 (the only order provided); got {order!r}.")
+        self.algorithm = algorithm
+        self.noise_dim = algorithm.base.n_points
+
+
 class RMSprop(_AdaptiveAlgorithm):
     """RMSprop on a finite-sum problem with large gradient noise, paired with its SDE.
 
@@ -341,7 +359,7 @@ class RMSprop(_AdaptiveAlgorithm):
                 f"noise={self.noise!r})")
 
 
-class RMSpropSME(SDE):
+class RMSpropSME(_AdaptiveSME):
     """``dx = −P⁻¹(∇f dt + σ₀ F dW)``, ``du = c (diag Σ − u) dt``, ``P = σ₀ √u + ε₀``.
 
     GENERAL noise, ``M = n``; the ``u`` rows of the diffusion are zero.
@@ -354,16 +372,7 @@ class RMSpropSME(SDE):
     order : {1}
     """
 
-    noise_kind = NoiseKind.GENERAL
-
-    def __init__(self, algorithm: RMSprop, lr: float, order: int = 1):
-        if not isinstance(algorithm, RMSprop):
-            raise TypeError(f"RMSpropSME: `algorithm` must be an RMSprop; got {type(algorithm).__name__}.")
-        self.lr = _check_lr(lr, "RMSpropSME")
-        if isinstance(order, bool) or order != 1:
-            raise ValueError(f"RMSpropSME: `order` must be 1 (the only order provided); got {order!r}.")
-        self.algorithm = algorithm
-        self.noise_dim = algorithm.base.n_points
+    algorithm_type = RMSprop
 
     def drift(self, t: float, z: Tensor) -> Tensor:
         alg = self.algorithm
@@ -485,7 +494,7 @@ class Adam(_AdaptiveAlgorithm):
                 f"c2={self.c2:g}, noise={self.noise!r})")
 
 
-class AdamSME(SDE):
+class AdamSME(_AdaptiveSME):
     """``dx = −P⁻¹ m dt``, ``dm = c₁(∇f − m) dt + σ₀ c₁ F dW``, ``du = c₂(diag Σ − u) dt``.
 
     GENERAL noise, ``M = n``; only the ``m`` rows of the diffusion are non-zero.
@@ -498,16 +507,7 @@ class AdamSME(SDE):
     order : {1}
     """
 
-    noise_kind = NoiseKind.GENERAL
-
-    def __init__(self, algorithm: Adam, lr: float, order: int = 1):
-        if not isinstance(algorithm, Adam):
-            raise TypeError(f"AdamSME: `algorithm` must be an Adam; got {type(algorithm).__name__}.")
-        self.lr = _check_lr(lr, "AdamSME")
-        if isinstance(order, bool) or order != 1:
-            raise ValueError(f"AdamSME: `order` must be 1 (the only order provided); got {order!r}.")
-        self.algorithm = algorithm
-        self.noise_dim = algorithm.base.n_points
+    algorithm_type = Adam
 
     def drift(self, t: float, z: Tensor) -> Tensor:
         alg = self.algorithm
