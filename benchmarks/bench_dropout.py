@@ -59,7 +59,8 @@ class _TorchsdeDropout(torch.nn.Module):
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", type=int, default=10_000, help="paths for smetool and the step")
-    parser.add_argument("--torchsde-paths", type=int, default=1_000)
+    parser.add_argument("--torchsde-paths", type=int, default=None,
+                        help="paths for torchsde (default: as --paths, so the ratio compares equal batches)")
     parser.add_argument("--naive-paths", type=int, default=20)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--lr", type=float, default=0.01)
@@ -67,6 +68,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
+    if args.torchsde_paths is None:
+        args.torchsde_paths = args.paths
     dtype, device = getattr(torch, args.dtype), torch.device(args.device)
     alg = smetool.DropoutAlgorithm.verification_default(dtype=dtype, device=device)
     sme = alg.sme(args.lr, 1)
