@@ -27,12 +27,13 @@ PyTorch's Adam applies the bias corrections ``1/(1 − β^k)``; their SDE carrie
 ``γ_i(t) = 1 − e^{−c_i t}``, singular at ``t = 0`` when ``m₀ = 0``, which fixed-step schemes do
 not integrate at their declared order, so it is not provided here.
 
-**Weak order.** Malladi et al. prove a weak error ``O(η) = O(√τ)`` for general noise. The
-``O(√τ)`` term comes from the third moment of the noise (the step's noise is ``√τ σ₀ ξ``, of the
-size of a Brownian increment, so the discrete algorithm is a weak Euler scheme with increments
-``ξ``); for noise with vanishing odd moments — both options here — it cancels and the weak error
-is ``O(τ)``: order 1 in ``τ``, which is what ``sme_orders = (1,)`` and :func:`smetool.verify`
-measure.
+**Weak order.** The step's noise is ``√τ σ₀ ξ``, of the size of a Brownian increment, so the
+discrete algorithm is a weak Euler scheme for its SDE with increments ``ξ``. Expanding one step
+(derived here, not quoted from the paper): the first two moments match the SDE's to ``O(τ²)`` and
+the third moment is ``τ^{3/2} σ₀³ E[ξ⊗ξ⊗ξ] + O(τ²)``, so skewed noise leaves a weak error
+``O(√τ) = O(η)``, while for noise with vanishing odd moments — both options here — the weak
+error is ``O(τ)``: order 1 in ``τ``, which is what ``sme_orders = (1,)`` and
+:func:`smetool.verify` measure.
 
 **Square-root scaling rule** (the paper's practical result): multiplying the batch size by ``κ``
 divides ``σ`` by ``√κ``; :func:`sqrt_scaling_rule` (``η → √κ η``, ``1 − β → κ (1 − β)``,
