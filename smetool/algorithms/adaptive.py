@@ -56,7 +56,7 @@ import torch
 from torch import Tensor
 
 from ..sde import SDE, NoiseKind
-from .base import Algorithm, TestFunction
+from .base import Algorithm, TestFunction, check_positive, on_leading_block
 from .sgd import FiniteSumSGD, SGDLeastSquares, _check_lr
 
 __all__ = ["RMSprop", "RMSpropSME", "Adam", "AdamSME", "sqrt_scaling_rule", "sde_constants",
@@ -69,13 +69,6 @@ _REFERENCE = (
     "S. Malladi, K. Lyu, A. Panigrahi, S. Arora, \"On the SDEs and scaling rules for adaptive "
     "gradient algorithms\", NeurIPS 2022"
 )
-
-
-def _positive(value: Any, name: str, owner: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"{owner}: `{name}` must be a positive finite number; got {value!r}.")
-    return float(value)
 
 
 def _betas(betas: float | Sequence[float], owner: str) -> tuple[float, ...]:
@@ -120,9 +113,9 @@ def sqrt_scaling_rule(kappa: float, *, lr: float, betas: float | Sequence[float]
     0.002
     """
     owner = "sqrt_scaling_rule"
-    kappa = _positive(kappa, "kappa", owner)
-    lr = _positive(lr, "lr", owner)
-    eps = _positive(eps, "eps", owner)
+    kappa = check_positive(kappa, "kappa", owner)
+    lr = check_positive(lr, "lr", owner)
+    eps = check_positive(eps, "eps", owner)
     scaled = []
     for b in _betas(betas, owner):
         one_minus = kappa * (1.0 - b)
@@ -155,9 +148,9 @@ def sde_constants(*, lr: float, betas: float | Sequence[float], eps: float,
         ``{"sigma0", "c", "eps0", "tau"}`` (``c`` a tuple, one per decay rate).
     """
     owner = "sde_constants"
-    lr = _positive(lr, "lr", owner)
-    eps = _positive(eps, "eps", owner)
-    sigma = _positive(noise_scale, "noise_scale", owner)
+    lr = check_positive(lr, "lr", owner)
+    eps = check_positive(eps, "eps", owner)
+    sigma = check_positive(noise_scale, "noise_scale", owner)
     return {"sigma0": sigma * lr, "c": tuple((1.0 - b) / lr**2 for b in _betas(betas, owner)),
             "eps0": eps * lr, "tau": lr**2}
 
@@ -190,8 +183,8 @@ class _AdaptiveAlgorithm(Algorithm):
         if noise not in ADAPTIVE_NOISE:
             raise ValueError(f"{owner}: `noise` must be one of {', '.join(ADAPTIVE_NOISE)}; got {noise!r}.")
         self.base = base
-        self.sigma0 = _positive(sigma0, "sigma0", owner)
-        self.eps0 = _positive(eps0, "eps0", owner)
+        self.sigma0 = check_positive(sigma0, "sigma0", owner)
+        self.eps0 = check_positive(eps0, "eps0", owner)
         self.noise = noise
         D = base.dim
         if u0 is None:  # warm start: the stationary value of u at x0
@@ -251,7 +244,7 @@ class _AdaptiveAlgorithm(Algorithm):
     def test_functions(self) -> dict[str, TestFunction]:
         """The base's test functions on ``x`` and ``"u_sum"`` (``Σ_i u_i``)."""
         D = self.dim
-        out = {name: (lambda z, g=g: g(z[:, :D])) for name, g in self.base.test_functions().items()}
+        out = on_leading_block(self.base.test_functions(), D)
         out["u_sum"] = lambda z: z[:, -D:].sum(dim=1)
         return out
 
@@ -272,6 +265,13 @@ class _AdaptiveSME(SDE):
             raise ValueError(f"{owner}: `order` must be 1 (the only order provided); got {order!r}.")
         self.algorithm = algorithm
         self.noise_dim = algorithm.base.n_points
+
+    def _in_block(self, block: Tensor, index: int) -> Tensor:
+        """``block`` (rows of one state block) at position ``index``, zeros in the others: the
+        diffusion of every block but one is zero."""
+        zero = torch.zeros_like(block)
+        return torch.cat([block if i == index else zero for i in range(self.algorithm.n_blocks)],
+                         dim=1)
 
 
 class RMSprop(_AdaptiveAlgorithm):
@@ -320,7 +320,7 @@ class RMSprop(_AdaptiveAlgorithm):
     def __init__(self, base: FiniteSumSGD, *, sigma0: float = 0.5, eps0: float = 1.0,
                  c: float = 1.0, noise: str = "gaussian", u0: Any = None):
         super().__init__(base, sigma0=sigma0, eps0=eps0, noise=noise, u0=u0)
-        self.c = _positive(c, "c", "RMSprop")
+        self.c = check_positive(c, "c", "RMSprop")
 
     @classmethod
     def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> "RMSprop":
@@ -385,13 +385,13 @@ class RMSpropSME(_AdaptiveSME):
         alg = self.algorithm
         x, u = alg.split(z)
         F = -alg.sigma0 * alg.base.noise_factor(x) / alg.preconditioner(u).unsqueeze(-1)
-        return torch.cat([F, torch.zeros_like(F)], dim=1)
+        return self._in_block(F, 0)
 
     def diffusion_product(self, t: float, z: Tensor, dW: Tensor) -> Tensor:
         alg = self.algorithm
         x, u = alg.split(z)
         top = -alg.sigma0 * alg.base.noise_factor_matvec(x, dW) / alg.preconditioner(u)
-        return torch.cat([top, torch.zeros_like(top)], dim=1)
+        return self._in_block(top, 0)
 
     def __repr__(self) -> str:
         return f"RMSpropSME({self.algorithm!r})"
@@ -441,8 +441,8 @@ class Adam(_AdaptiveAlgorithm):
                  c1: float = 2.0, c2: float = 1.0, noise: str = "gaussian", m0: Any = None,
                  u0: Any = None):
         super().__init__(base, sigma0=sigma0, eps0=eps0, noise=noise, u0=u0)
-        self.c1 = _positive(c1, "c1", "Adam")
-        self.c2 = _positive(c2, "c2", "Adam")
+        self.c1 = check_positive(c1, "c1", "Adam")
+        self.c2 = check_positive(c2, "c2", "Adam")
         D = base.dim
         m0 = torch.zeros_like(base.x0) if m0 is None else torch.as_tensor(m0).to(base.x0)
         if m0.shape != (D,) or not bool(torch.isfinite(m0).all()):
@@ -519,16 +519,12 @@ class AdamSME(_AdaptiveSME):
     def diffusion(self, t: float, z: Tensor) -> Tensor:
         alg = self.algorithm
         x, _, _ = alg.split(z)
-        F = alg.sigma0 * alg.c1 * alg.base.noise_factor(x)
-        zero = torch.zeros_like(F)
-        return torch.cat([zero, F, zero], dim=1)
+        return self._in_block(alg.sigma0 * alg.c1 * alg.base.noise_factor(x), 1)
 
     def diffusion_product(self, t: float, z: Tensor, dW: Tensor) -> Tensor:
         alg = self.algorithm
         x, _, _ = alg.split(z)
-        mid = alg.sigma0 * alg.c1 * alg.base.noise_factor_matvec(x, dW)
-        zero = torch.zeros_like(mid)
-        return torch.cat([zero, mid, zero], dim=1)
+        return self._in_block(alg.sigma0 * alg.c1 * alg.base.noise_factor_matvec(x, dW), 1)
 
     def __repr__(self) -> str:
         return f"AdamSME({self.algorithm!r})"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import math
+import numbers
 from typing import Callable, ClassVar
 
 import torch
@@ -10,10 +12,31 @@ from torch import Tensor
 
 from ..sde import SDE
 
-__all__ = ["Algorithm", "StochasticGradientAlgorithm", "TestFunction"]
+__all__ = ["Algorithm", "StochasticGradientAlgorithm", "TestFunction", "check_positive",
+           "on_leading_block"]
 
 TestFunction = Callable[[Tensor], Tensor]
 """A test function ``g``: states ``(P, D) -> (P,)``."""
+
+
+def check_positive(value, name: str, owner: str) -> float:
+    """``value`` as a float if it is a positive finite real number (not a bool).
+
+    Raises
+    ------
+    ValueError
+        "``owner``: `name` must be a positive finite number; got …".
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValueError(f"{owner}: `{name}` must be a positive finite number; got {value!r}.")
+    return float(value)
+
+
+def on_leading_block(test_functions: dict[str, TestFunction], dim: int) -> dict[str, TestFunction]:
+    """The test functions of a base problem applied to the first ``dim`` coordinates of a larger
+    state (the position ``x`` of ``(x, v)``, ``(x, u)``, ``(x, m, u)``)."""
+    return {name: (lambda z, g=g: g(z[:, :dim])) for name, g in test_functions.items()}
 
 
 class Algorithm(abc.ABC):

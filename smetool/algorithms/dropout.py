@@ -243,9 +243,7 @@ class DropoutAlgorithm(StochasticGradientAlgorithm):
 
     def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """``∇_θ R_S^drop(θ; η)`` with a fresh dropout mask per path, ``(P, D)``."""
-        self.problem._check_theta(x)
-        scale = self.problem.sample_scale(x.shape[0], generator, dtype=x.dtype, device=x.device)
-        return self.problem.dropout_loss_grad(x, scale)[1]
+        return self.problem.stochastic_gradient(x, generator)
 
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """One dropout GD step on every path (see :meth:`DropoutProblem.step`)."""

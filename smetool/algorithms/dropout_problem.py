@@ -396,10 +396,13 @@ class DropoutProblem:
             If ``lr`` is not a positive finite number.
         """
         lr = _check_lr(lr)
+        return theta - lr * self.stochastic_gradient(theta, generator)
+
+    def stochastic_gradient(self, theta: Tensor, generator: torch.Generator) -> Tensor:
+        """``∇_θ R_S^drop(θ; η)`` with a fresh dropout mask per path, ``(P, D)``."""
         self._check_theta(theta)
         scale = self.sample_scale(theta.shape[0], generator, dtype=theta.dtype, device=theta.device)
-        _, grad = self.dropout_loss_grad(theta, scale)
-        return theta - lr * grad
+        return self.dropout_loss_grad(theta, scale)[1]
 
     # ----------------------------------------------------------------------------- expectations
     def loss(self, theta: Tensor) -> Tensor:

@@ -36,7 +36,7 @@ import torch
 from torch import Tensor
 
 from ..sde import SDE, NoiseKind
-from .base import Algorithm, TestFunction
+from .base import Algorithm, TestFunction, on_leading_block
 from .sgd import FiniteSumSGD, SGDLeastSquares, _check_lr
 
 __all__ = ["HeavyBallSGD", "HeavyBallSME"]
@@ -139,7 +139,7 @@ class HeavyBallSGD(Algorithm):
     def test_functions(self) -> dict[str, TestFunction]:
         """The base's test functions on the position, and ``"v_norm_sq"`` (``‖v‖²``)."""
         D = self.dim
-        out = {name: (lambda z, g=g: g(z[:, :D])) for name, g in self.base.test_functions().items()}
+        out = on_leading_block(self.base.test_functions(), D)
         out["v_norm_sq"] = lambda z: (z[:, D:] ** 2).sum(dim=1)
         return out
 

@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..models.two_layer import TwoLayerNet, add_bias_feature
 from ..sde import SDE, NoiseKind
-from .base import StochasticGradientAlgorithm, TestFunction
+from .base import StochasticGradientAlgorithm, TestFunction, check_positive
 
 __all__ = [
     "FiniteSumSGD",
@@ -69,9 +69,7 @@ of ``x_0`` is 0.11 … 0.04, so ~10⁵ paths resolve every error."""
 
 
 def _check_lr(lr: Any, owner: str) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"{owner}: `lr` must be a positive finite number; got {lr!r}.")
-    return float(lr)
+    return check_positive(lr, "lr", owner)
 
 
 def _check_batch_size(batch_size: Any, n: int, owner: str) -> int:

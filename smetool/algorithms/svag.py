@@ -38,9 +38,9 @@ import torch
 from torch import Tensor
 
 from ..sde import SDE
-from .base import Algorithm, StochasticGradientAlgorithm, TestFunction
+from .base import Algorithm, StochasticGradientAlgorithm, TestFunction, check_positive
 
-__all__ = ["SVAG", "svag_coefficients"]
+__all__ = ["SVAG", "svag_coefficients", "svag_amplification"]
 
 _REFERENCE = (
     "Z. Li, S. Malladi, S. Arora, \"On the validity of modeling SGD with stochastic differential "
@@ -64,6 +64,24 @@ def svag_coefficients(amplification: float) -> tuple[float, float]:
         raise ValueError(f"`amplification` must be a finite number ≥ 1; got {amplification!r}.")
     s = math.sqrt(2.0 * amplification - 1.0)
     return 0.5 * (1.0 + s), 0.5 * (1.0 - s)
+
+
+def svag_amplification(base_lr: float, lr: float, owner: str) -> float:
+    """``l = base_lr / lr`` for a SVAG step ``lr``, which must be positive and at most ``base_lr``.
+
+    Raises
+    ------
+    ValueError
+        If ``lr`` is not positive or exceeds ``base_lr`` (``l < 1``); the message starts with
+        ``owner``.
+    """
+    lr = check_positive(lr, "lr", owner)
+    if lr > base_lr * (1 + 1e-12):
+        raise ValueError(
+            f"{owner}: the step `lr` must be at most `base_lr` = {base_lr:g} (amplification "
+            f"l = base_lr / lr ≥ 1); got lr={lr:g}."
+        )
+    return max(1.0, base_lr / lr)
 
 
 class SVAG(Algorithm):
@@ -107,29 +125,12 @@ class SVAG(Algorithm):
                 f"SVAG: `base` must be a StochasticGradientAlgorithm (one that draws stochastic "
                 f"gradients, e.g. FiniteSumSGD or DropoutAlgorithm); got {type(base).__name__}."
             )
-        if isinstance(base_lr, bool) or not isinstance(base_lr, numbers.Real) \
-                or not math.isfinite(base_lr) or base_lr <= 0:
-            raise ValueError(f"SVAG: `base_lr` must be a positive finite number; got {base_lr!r}.")
         self.base = base
-        self.base_lr = float(base_lr)
+        self.base_lr = check_positive(base_lr, "base_lr", "SVAG")
 
     def amplification(self, lr: float) -> float:
-        """``l = base_lr / lr`` for the SVAG step ``lr``.
-
-        Raises
-        ------
-        ValueError
-            If ``lr`` is not positive or exceeds ``base_lr`` (``l < 1``).
-        """
-        if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) \
-                or lr <= 0:
-            raise ValueError(f"SVAG: `lr` must be a positive finite number; got {lr!r}.")
-        if lr > self.base_lr * (1 + 1e-12):
-            raise ValueError(
-                f"SVAG: the step `lr` must be at most `base_lr` = {self.base_lr:g} (amplification "
-                f"l = base_lr / lr ≥ 1); got lr={lr:g}."
-            )
-        return max(1.0, self.base_lr / float(lr))
+        """``l = base_lr / lr`` for the SVAG step ``lr`` (see :func:`svag_amplification`)."""
+        return svag_amplification(self.base_lr, lr, "SVAG")
 
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> Tensor:

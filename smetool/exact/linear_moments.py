@@ -794,12 +794,9 @@ class SVAGMoments(LinearMomentModel):
 
     def amplification(self, lr: float) -> float:
         """``l = η / τ`` for the step ``τ = lr`` (``ValueError`` if ``l < 1``)."""
-        lr = _positive(lr, "lr", self._owner)
-        if lr > self.base_lr * (1 + 1e-12):
-            raise ValueError(
-                f"SVAGMoments: the step `lr` must be at most `base_lr` = {self.base_lr:g}; got {lr:g}."
-            )
-        return max(1.0, self.base_lr / lr)
+        from ..algorithms.svag import svag_amplification
+
+        return svag_amplification(self.base_lr, lr, self._owner)
 
     def step_operator(self, lr: float) -> np.ndarray:
         base = self.base
