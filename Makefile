@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 TORCH_PIN ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench docs install clean
+.PHONY: demo test bench docs validation install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_solvers.py
 	$(BIN)/python benchmarks/bench_dropout.py
+
+# Regenerates docs/validation.md and docs/validation.json (about 15 min on 2 CPU cores).
+validation: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python scripts/validation.py
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info .pytest_cache .hypothesis

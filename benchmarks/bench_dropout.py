@@ -67,6 +67,7 @@ def main(argv=None) -> int:
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", default=None, help="also write the measurements to this path")
     args = parser.parse_args(argv)
     if args.torchsde_paths is None:
         args.torchsde_paths = args.paths
@@ -127,6 +128,19 @@ def main(argv=None) -> int:
     ours = rates["smetool solve (EM)"]
     print(f"smetool / torchsde = {ours / rates['torchsde sdeint (euler)']:.1f}x (target >= 5x)")
     print(f"smetool / naive loop = {ours / rates['naive per-path autograd']:.0f}x")
+    if args.json:
+        import json
+
+        record = {
+            "config": {k: v for k, v in vars(args).items() if k != "json"},
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "methods": {name: {"paths": paths, "seconds": sec, "path_steps_per_second": rates[name]}
+                        for name, paths, sec in rows},
+            "ratios": {"smetool / torchsde": ours / rates["torchsde sdeint (euler)"],
+                       "smetool / naive": ours / rates["naive per-path autograd"]},
+        }
+        with open(args.json, "w") as fh:
+            json.dump(record, fh, indent=2)
     return 0
 
 

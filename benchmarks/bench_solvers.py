@@ -190,6 +190,7 @@ def main(argv=None) -> int:
                         help="torch.set_num_threads in each child (0: torch's default)")
     parser.add_argument("--only", nargs="+", choices=list(RUNNERS), default=list(RUNNERS))
     parser.add_argument("--profile", action="store_true", help="also time smetool's step parts")
+    parser.add_argument("--json", default=None, help="also write the measurements to this path")
     args = parser.parse_args(argv)
     for name in ("paths", "dim", "steps", "repeats"):
         if getattr(args, name) < 1:
@@ -222,9 +223,31 @@ def main(argv=None) -> int:
     mean = MU * (1 - math.exp(-THETA * T))
     var = SIGMA**2 / (2 * THETA) * (1 - math.exp(-2 * THETA * T))
     print(f"exact OU: mean {mean:.4f}, var {var:.5f} (EM's bias is O(dt))")
+    if args.json:
+        _write_json(args, results, med, path_steps, torch)
     if args.profile:
         profile_smetool(args)
     return 0
+
+
+def _write_json(args, results, med, path_steps, torch) -> None:
+    """The table as JSON, for the validation page (scripts/validation.py)."""
+    import json
+
+    record = {
+        "config": {k: v for k, v in vars(args).items() if k not in ("json", "profile")},
+        "torch": torch.__version__,
+        "methods": {name: {"seconds": med[name], "path_steps_per_second": path_steps / med[name],
+                           "peak_mb": res["peak_bytes"] / 2**20, "times": res["times"]}
+                    for name, res in results.items()},
+        "ratios": {},
+    }
+    if "smetool" in med and "torchsde" in med:
+        record["ratios"]["torchsde / smetool"] = med["torchsde"] / med["smetool"]
+    if "smetool" in med and "plain" in med:
+        record["ratios"]["smetool / plain"] = med["smetool"] / med["plain"]
+    with open(args.json, "w") as fh:
+        json.dump(record, fh, indent=2)
 
 
 if __name__ == "__main__":
