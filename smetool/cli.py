@@ -16,6 +16,25 @@ class CLIError(Exception):
     """A user error, printed as one line without a traceback."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument error is one line (which command, what is wrong, where help is), not usage."""
+
+    def error(self, message: str):  # noqa: D401 - argparse's hook
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Show a default only where there is one to show: not for "unset" (None) or off flags, and
+    not where the help text already says what the default is."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        unset = action.default in (None, argparse.SUPPRESS) or action.default is False
+        if unset or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -57,28 +76,29 @@ def _output_dir(path: str | None) -> Path | None:
 def _build_parser() -> argparse.ArgumentParser:
     from .algorithms.registry import PLUGINS
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="smetool",
         description="Stochastic modified equations of training algorithms: verify weak orders, "
         "list solvers and plug-ins, analyse dropout.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     ver = sub.add_parser(
         "verify",
         help="measure the weak error of an SME against its discrete algorithm and fit the order",
         description="Run the discrete algorithm and its SME on many paths for several learning "
         "rates, print the weak-error table with standard errors and the fitted order with its "
-        "confidence interval. Defaults depend on the plug-in (see `smetool list`).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "confidence interval. Defaults depend on the plug-in; the table at the end lists them.",
+        epilog=_plugin_defaults_table(PLUGINS),
+        formatter_class=_HelpFormatter,
     )
     ver.add_argument("algorithm", choices=sorted(PLUGINS), metavar="ALGORITHM",
                      help=f"plug-in name: {', '.join(sorted(PLUGINS))}")
     ver.add_argument("--lrs", type=_lr_list, default=None,
-                     help="learning rates, e.g. '0.04,0.02,0.01' (default: the plug-in's)")
+                     help="learning rates, e.g. '0.04,0.02,0.01' (default: the plug-in's, below)")
     ver.add_argument("--horizon", type=_positive_float, default=None,
-                     help="horizon T in SDE time; T/lr steps of the algorithm (default: plug-in's)")
+                     help="horizon T in SDE time; T/lr steps of the algorithm (default: the plug-in's)")
     ver.add_argument("--paths", type=_positive_int, default=None,
                      help="paths per side and learning rate (default: the plug-in's)")
     ver.add_argument("--order", type=int, choices=(1, 2), default=1, help="SME order to test")
@@ -92,12 +112,14 @@ def _build_parser() -> argparse.ArgumentParser:
     ver.add_argument("--dtype", choices=("float32", "float64"), default="float64",
                      help="simulation precision (statistics are always float64)")
     ver.add_argument("--chunk-size", type=_positive_int, default=None,
-                     help="paths per chunk (memory)")
+                     help="paths per chunk, to bound memory (default: all paths, at most 20000)")
     for option in sorted({o for spec in PLUGINS.values() for o in spec.options}):
         flag, kwargs = PLUGIN_OPTIONS[option]
-        ver.add_argument(flag, dest=option, default=None, **kwargs)
+        ver.add_argument(flag, dest=option, default=None,
+                         **{**kwargs, "help": kwargs["help"] + " (default: the plug-in's, below)"})
     ver.add_argument("--out", default=None,
-                     help="folder for result.json, errors.csv and errors.png")
+                     help="folder for result.json, errors.csv and errors.png "
+                     "(default: print only)")
     ver.add_argument("--json", default=None, help="also write the JSON result to this path")
     ver.add_argument("--plot", default=None, help="also write the log-log plot (PNG) to this path")
     ver.add_argument("--checkpoint-dir", default=None,
@@ -105,26 +127,35 @@ def _build_parser() -> argparse.ArgumentParser:
                      "resume a killed run")
     ver.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    sub.add_parser("list", help="list solvers and plug-ins with their orders")
+    lst = sub.add_parser("list", help="list solvers and plug-ins with their orders",
+                   description="List the SDE solvers (weak and strong order, noise kinds) and the "
+                   "plug-ins (SME orders, problem, paper).")
 
     ana = sub.add_parser(
         "analyze",
         help="the dropout papers' analyses (flatness, variance-flatness, alignment, condensation)",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Train dropout GD from several initialisations, then measure the implicit "
+        "regulariser, flatness, the variance-flatness relations, Hessian-variance alignment and "
+        "condensation; writes report.json and the figures.",
+        formatter_class=_HelpFormatter,
     )
     ana.add_argument("algorithm", choices=("dropout",), help="only 'dropout' for now")
-    ana.add_argument("--data", default=None, help=".npz file with arrays X (n, d) and y (n,)")
     ana.add_argument("--out", default="out/analysis", help="folder for report.json and figures")
+    ana.add_argument("--data", default=None,
+                     help=".npz file with arrays X (n, d) and y (n,) "
+                     "(default: the embedded 1-D task)")
     ana.add_argument("--keep-prob", type=float, default=None,
-                     help="keep probability p in (0, 1] (default 0.9)")
-    ana.add_argument("--width", type=_positive_int, default=None, help="hidden neurons m (default 16)")
-    ana.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default 0.2)")
+                     help="keep probability p in (0, 1] (default: 0.9)")
+    ana.add_argument("--width", type=_positive_int, default=None,
+                     help="hidden neurons m (default: 16)")
+    ana.add_argument("--lr", type=_positive_float, default=None, help="learning rate (default: 0.2)")
     ana.add_argument("--steps", type=_positive_int, default=None,
-                     help="training steps (default 20000)")
+                     help="training steps (default: 20000)")
     ana.add_argument("--seeds", type=_positive_int, default=None,
-                     help="independent initialisations (default 8)")
+                     help="independent initialisations (default: 8)")
     ana.add_argument("--seed", type=int, default=0, help="random seed")
     ana.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.commands = {"verify": ver, "list": lst, "analyze": ana}
     return parser
 
 
@@ -137,6 +168,20 @@ PLUGIN_OPTIONS = {
     "base_lr": ("--base-lr", {"type": _positive_float, "help": "SVAG: the learning rate whose "
                               "SME is the target (each step lr uses amplification base_lr/lr)"}),
 }
+
+
+def _plugin_defaults_table(plugins) -> str:
+    """The defaults of every plug-in, for the end of ``smetool verify --help``."""
+    lines = ["plug-in defaults (--lrs / --horizon / --paths / --steps-per-lr / --method, and the "
+             "plug-in's own options):"]
+    width = max(len(name) for name in plugins)
+    for name, spec in sorted(plugins.items()):
+        lrs = ",".join(f"{lr:g}" for lr in spec.lrs)
+        own = " ".join(f"{PLUGIN_OPTIONS[o][0]} {spec.option_defaults[o]:g}" for o in spec.options)
+        lines.append(f"  {name:<{width}}  {lrs}  T={spec.horizon:g}  {spec.n_paths} paths  "
+                     f"steps {spec.steps_per_lr}  {spec.method}  {own}".rstrip())
+    lines.append("\nexample: smetool verify dropout --keep-prob 0.8 --out out/p08")
+    return "\n".join(lines)
 
 
 def _cmd_list() -> int:
@@ -164,7 +209,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from .verification import verify
 
     spec = PLUGINS[args.algorithm]
-    options = {o: getattr(args, o) for o in spec.options if getattr(args, o, None) is not None}
+    options = {o: spec.option_defaults[o] if getattr(args, o, None) is None else getattr(args, o)
+               for o in spec.options}
     out = _output_dir(args.out)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CLIError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False).")
@@ -225,7 +271,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``smetool`` command; returns the exit status (0 on success)."""
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # name the command whose options these are not
+        parser.commands.get(args.command, parser).error(
+            f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 0

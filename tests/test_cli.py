@@ -35,6 +35,40 @@ def test_verify_help_documents_defaults(capsys):
                  "--device", "--json", "--plot", "--out"):
         assert flag in out
     assert "default" in out
+    assert "(default: None)" not in out and "(default: False)" not in out
+    assert "(default: 0)" in out  # --seed: a falsy default is still a default
+
+
+def test_verify_help_lists_every_plugins_defaults(capsys):
+    from smetool.algorithms.registry import PLUGINS
+
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    out = capsys.readouterr().out
+    table = out.split("plug-in defaults")[1]
+    for name, spec in PLUGINS.items():
+        row = next(line for line in table.splitlines() if line.split()[:1] == [name])
+        assert ",".join(f"{lr:g}" for lr in spec.lrs) in row and f"{spec.n_paths} paths" in row
+        for option in spec.options:
+            assert f"{spec.option_defaults[option]:g}" in row, (name, option, row)
+
+
+def test_the_cli_passes_the_declared_option_defaults(monkeypatch, capsys):
+    """What the help table shows is what the factory receives."""
+    from smetool.algorithms import registry
+
+    seen = {}
+
+    def spy(*, dtype, device, **options):
+        seen.update(options)
+        raise ValueError("stop here")
+
+    spec = registry.PLUGINS["svag-dropout"]
+    monkeypatch.setitem(registry.PLUGINS, "svag-dropout",
+                        registry.PluginSpec(**{**spec.__dict__, "factory": spy}))
+    assert main(["verify", "svag-dropout", "--width", "8", "--quiet"]) == 2
+    assert seen == {"base_lr": 0.04, "keep_prob": 0.9, "width": 8}
+    assert "stop here" in capsys.readouterr().err
 
 
 def test_verify_writes_json_csv_and_plot(tmp_path, capsys):
@@ -62,14 +96,18 @@ def test_verify_writes_json_csv_and_plot(tmp_path, capsys):
         (["verify", "nosuchplugin"], "invalid choice"),
         (["verify", "dropout", "--paths", "-5"], "must be a positive integer"),
         (["verify", "dropout", "--lrs", "0.1,abc"], "must be a positive number"),
+        (["verify", "dropout", "--no-such-flag"], "unrecognized arguments"),
+        (["verify"], "required: ALGORITHM"),
     ],
 )
 def test_bad_arguments_exit_nonzero_with_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as info:
         main(argv)
-    assert info.value.code != 0
+    assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("smetool verify: error:") and "--help" in err
 
 
 def test_library_errors_are_one_line_without_traceback(capsys):
@@ -170,3 +208,8 @@ def test_registry_refuses_duplicates_and_non_specs():
         register(PLUGINS["sgd"])
     with pytest.raises(TypeError, match="`spec` must be a PluginSpec; got dict"):
         register({"name": "x"})
+    from dataclasses import replace
+
+    with pytest.raises(ValueError, match=r"`option_defaults` has no value for \['width'\]"):
+        register(replace(PLUGINS["dropout"], name="dropout-2", option_defaults={"keep_prob": 0.9}))
+    assert "dropout-2" not in PLUGINS

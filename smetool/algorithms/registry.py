@@ -39,6 +39,9 @@ class PluginSpec:
         slower on the SVAG default.
     options : tuple of str
         Plug-in specific command-line options the factory takes (e.g. ``keep_prob``).
+    option_defaults : dict
+        The value of each of ``options`` when the command line does not give it; the command
+        line passes it to the factory, so what ``smetool verify --help`` shows is what runs.
     describe : callable
         ``describe(algorithm) -> dict`` for the JSON report.
     """
@@ -53,6 +56,7 @@ class PluginSpec:
     steps_per_lr: int = 4
     method: str = "heun"
     options: tuple[str, ...] = ()
+    option_defaults: dict[str, Any] = field(default_factory=dict)
     describe: Callable[[Algorithm], dict[str, Any]] = field(default=lambda alg: {"repr": repr(alg)})
 
 
@@ -78,7 +82,7 @@ def _svag_factory(*, dtype, device, **options) -> Algorithm:
     from .sgd import SGDLeastSquares
     from .svag import SVAG
 
-    base_lr = options.pop("base_lr", None) or 0.5
+    base_lr = options.pop("base_lr", 0.5)
     return SVAG(SGDLeastSquares.default(dtype, device=device, **options), base_lr)
 
 
@@ -86,7 +90,7 @@ def _svag_dropout_factory(*, dtype, device, **options) -> Algorithm:
     from .dropout import DropoutAlgorithm
     from .svag import SVAG
 
-    base_lr = options.pop("base_lr", None) or 0.04
+    base_lr = options.pop("base_lr", 0.04)
     return SVAG(DropoutAlgorithm.verification_default(dtype=dtype, device=device, **options), base_lr)
 
 
@@ -109,6 +113,9 @@ def register(spec: PluginSpec) -> None:
     """Make a plug-in available to ``smetool verify NAME`` (a name may be registered once)."""
     if not isinstance(spec, PluginSpec):
         raise TypeError(f"`spec` must be a PluginSpec; got {type(spec).__name__}.")
+    missing = sorted(set(spec.options) - set(spec.option_defaults))
+    if missing:
+        raise ValueError(f"plug-in {spec.name!r}: `option_defaults` has no value for {missing}.")
     if spec.name in PLUGINS:
         raise ValueError(f"a plug-in named {spec.name!r} is already registered.")
     PLUGINS[spec.name] = spec
@@ -124,6 +131,7 @@ register(PluginSpec(
     n_paths=10_000,
     steps_per_lr=2,
     options=("keep_prob", "width"),
+    option_defaults={"keep_prob": 0.9, "width": 16},
     describe=lambda alg: {"problem": repr(alg.problem)},
 ))
 
@@ -137,6 +145,7 @@ register(PluginSpec(
     n_paths=100_000,
     steps_per_lr=4,
     options=("batch_size",),
+    option_defaults={"batch_size": 1},
     describe=lambda alg: {"problem": repr(alg)},
 ))
 
@@ -163,6 +172,7 @@ register(PluginSpec(
     n_paths=200_000,
     steps_per_lr=4,
     options=("base_lr", "batch_size"),
+    option_defaults={"base_lr": 0.5, "batch_size": 1},
     describe=lambda alg: {"problem": repr(alg)},
 ))
 
@@ -177,6 +187,7 @@ register(PluginSpec(
     n_paths=10_000,
     steps_per_lr=2,
     options=("base_lr", "keep_prob", "width"),
+    option_defaults={"base_lr": 0.04, "keep_prob": 0.9, "width": 16},
     describe=lambda alg: {"problem": repr(alg.base.problem), "base_lr": alg.base_lr},
 ))
 
