@@ -1,0 +1,65 @@
+"""The package builds as an sdist and a wheel (``python -m build``), and the wheel installs and
+runs on its own, away from the source tree."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+VERSION = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+
+
+@pytest.fixture(scope="module")
+def dists(tmp_path_factory):
+    pytest.importorskip("build")
+    out = tmp_path_factory.mktemp("dist")
+    # No isolation: the build backend (setuptools) comes with the test extras, so the test needs no
+    # network; the sdist is built first and the wheel from the unpacked sdist, as `build` does.
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--wheel", "--no-isolation", "--outdir", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return out
+
+
+def test_sdist_and_wheel_carry_the_package(dists):
+    sdist = dists / f"smetool-{VERSION}.tar.gz"
+    wheel = dists / f"smetool-{VERSION}-py3-none-any.whl"
+    assert sdist.exists() and wheel.exists(), sorted(p.name for p in dists.iterdir())
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    assert {"pyproject.toml", "README.md", "LICENSE", "smetool/__init__.py"} <= names
+    with zipfile.ZipFile(wheel) as whl:
+        names = set(whl.namelist())
+        entry_points = whl.read(f"smetool-{VERSION}.dist-info/entry_points.txt").decode()
+    sources = {str(p.relative_to(ROOT)) for p in (ROOT / "smetool").rglob("*.py")}
+    assert sources <= names, sorted(sources - names)
+    assert not any(n.startswith("tests/") for n in names)
+    assert "smetool = smetool.cli:main" in entry_points
+
+
+def test_wheel_installs_and_runs_away_from_the_source_tree(dists, tmp_path):
+    wheel = dists / f"smetool-{VERSION}-py3-none-any.whl"
+    target = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                           "--target", str(target), str(wheel)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    code = ("import smetool, sys; print(smetool.__file__); print(smetool.__version__); "
+            "sys.exit(smetool.cli.main(['list']))")
+    done = subprocess.run([sys.executable, "-c", "import smetool.cli; " + code], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    where, version = done.stdout.splitlines()[:2]
+    assert where.startswith(str(target)) and version == VERSION
+    assert "dropout" in done.stdout
