@@ -46,3 +46,19 @@ def test_every_registered_plugin_has_its_papers():
 
     for name in PLUGINS:
         assert citation(plugin=name).count("@") >= 2, name
+
+
+def test_every_solver_and_plugin_class_docstring_has_references():
+    import inspect
+
+    import torch
+
+    from smetool.algorithms.registry import PLUGINS
+    from smetool.solvers import SOLVERS
+
+    classes = set(SOLVERS.values())
+    for spec in PLUGINS.values():
+        algorithm = spec.factory(dtype=torch.float64, device="cpu", **spec.option_defaults)
+        classes |= {type(algorithm), type(algorithm.sme(min(spec.lrs), 1))}
+    missing = [c.__name__ for c in classes if "References\n----------" not in inspect.getdoc(c)]
+    assert not missing, missing

@@ -371,6 +371,11 @@ class RMSpropSME(_AdaptiveSME):
     lr : float
         ``τ``, only checked (the SDE does not depend on it).
     order : {1}
+
+    References
+    ----------
+    S. Malladi, K. Lyu, A. Panigrahi, S. Arora, "On the SDEs and scaling rules for adaptive
+    gradient algorithms", NeurIPS 2022 (the RMSprop SDE).
     """
 
     algorithm_type = RMSprop
@@ -506,6 +511,11 @@ class AdamSME(_AdaptiveSME):
     lr : float
         ``τ``, only checked (the SDE does not depend on it).
     order : {1}
+
+    References
+    ----------
+    S. Malladi, K. Lyu, A. Panigrahi, S. Arora, "On the SDEs and scaling rules for adaptive
+    gradient algorithms", NeurIPS 2022 (the Adam SDE).
     """
 
     algorithm_type = Adam

@@ -70,6 +70,11 @@ class HeavyBallSGD(Algorithm):
     ValueError
         A non-positive ``damping``, a ``v0`` of the wrong shape or not finite.
 
+    References
+    ----------
+    Q. Li, C. Tai, W. E, "Stochastic modified equations and dynamics of stochastic gradient
+    algorithms I: mathematical foundations", JMLR 20(40), 2019 (SMEs of momentum SGD).
+
     Examples
     --------
     >>> algo = HeavyBallSGD.default()
@@ -169,6 +174,10 @@ class HeavyBallSME(SDE):
     ------
     ValueError
         Bad ``lr`` or an ``order`` other than 1.
+
+    References
+    ----------
+    Q. Li, C. Tai, W. E, JMLR 20(40), 2019 (SMEs of momentum SGD).
     """
 
     noise_kind = NoiseKind.GENERAL

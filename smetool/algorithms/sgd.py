@@ -221,6 +221,11 @@ class SGDSME(SDE):
         If ``algorithm`` is not a :class:`FiniteSumSGD`.
     ValueError
         Bad ``lr`` or ``order``.
+
+    References
+    ----------
+    Q. Li, C. Tai, W. E, "Stochastic modified equations and adaptive stochastic gradient
+    algorithms", ICML 2017; JMLR 20(40), 2019 (orders 1 and 2).
     """
 
     noise_kind = NoiseKind.GENERAL
