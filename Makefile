@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_solvers.py
 	$(BIN)/python benchmarks/bench_dropout.py
 
-# Regenerates docs/validation.md and docs/validation.json (about 15 min on 2 CPU cores).
+# Regenerates docs/validation.md and docs/validation.json (about 20 min on 2 CPU cores).
 validation: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python scripts/validation.py
 

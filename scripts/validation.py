@@ -1,7 +1,7 @@
 """Generate the validation page: every solver's and plug-in's measured order, the exact references,
 and the benchmark ratios, each with the command that produced it and the machine it ran on.
 
-    python scripts/validation.py                 # full run (about 15 min on 2 CPU cores)
+    python scripts/validation.py                 # full run (about 20 min on 2 CPU cores)
     python scripts/validation.py --fast --out D  # a smoke run in seconds; its numbers prove nothing
     python scripts/validation.py --render-only   # re-render docs/validation.md from its JSON
 
@@ -233,6 +233,18 @@ def solver_section(fast: bool, device: str) -> dict:
 
 
 # ------------------------------------------------------------------------------- plug-ins
+# Order-2 SMEs have O(ε²) errors, below the Monte-Carlo noise at the order-1 defaults. SGD: the
+# exact SME-2 errors of f are 6.1e-3, 1.4e-3, 3.4e-4 at lr = 1/4, 1/8, 1/16 (local slopes 2.11,
+# 2.05) and the standard error was 4.3e-4 at 2·10⁵ paths, so 3.2·10⁶ paths put the smallest at
+# about 3 SE (6 min on 2 cores); the SME step lr/8 keeps the Heun error under 10 % of the error.
+# Dropout: the GPU command of docs/numerics.md.
+ORDER2_SETTINGS = {
+    "sgd": {"lrs": (0.25, 0.125, 0.0625), "n_paths": 3_200_000, "steps_per_lr": 8},
+    "dropout": {"lrs": (0.04, 0.02, 0.01, 0.005), "n_paths": 1_000_000, "steps_per_lr": 8,
+                "chunk_size": 200_000},
+}
+
+
 def plugin_section(fast: bool, device: str, dropout_order2: bool) -> dict:
     import torch
 
@@ -248,17 +260,26 @@ def plugin_section(fast: bool, device: str, dropout_order2: bool) -> dict:
     for name, order in runs:
         spec = PLUGINS[name]
         algorithm = spec.factory(dtype=torch.float64, device=device)
-        paths = 2000 if fast else spec.n_paths * (8 if (name, order) == ("dropout", 2) else 1)
-        lrs = list(spec.lrs)[:3] if fast else list(spec.lrs)
+        settings = {"lrs": tuple(spec.lrs), "n_paths": spec.n_paths,
+                    "steps_per_lr": spec.steps_per_lr, "chunk_size": None}
+        if order == 2:
+            settings.update(ORDER2_SETTINGS.get(name, {}))
+        if fast:
+            settings.update(lrs=tuple(spec.lrs)[:3], n_paths=2000)
+        lrs, paths = list(settings["lrs"]), settings["n_paths"]
         print(f"  verify {name} --order {order} ({paths} paths)", flush=True)
         result = verify(algorithm, lrs, horizon=spec.horizon, n_paths=paths, order=order,
-                        steps_per_lr=spec.steps_per_lr, method=spec.method, seed=0,
-                        device=device, progress=False)
+                        steps_per_lr=settings["steps_per_lr"], method=spec.method, seed=0,
+                        chunk_size=settings["chunk_size"], device=device, progress=False)
         command = f"smetool verify {name}" + (f" --order {order}" if order != 1 else "")
+        if tuple(lrs) != tuple(spec.lrs):
+            command += " --lrs " + ",".join(f"{lr:g}" for lr in lrs)
         if paths != spec.n_paths:
             command += f" --paths {paths}"
-        if fast:
-            command += " --lrs " + ",".join(f"{lr:g}" for lr in lrs)
+        if settings["steps_per_lr"] != spec.steps_per_lr:
+            command += f" --steps-per-lr {settings['steps_per_lr']}"
+        if settings["chunk_size"] is not None:
+            command += f" --chunk-size {settings['chunk_size']}"
         if device != "cpu":
             command += f" --device {device}"
         fits = [{"test_function": f, "slope": fit.slope, "ci": list(fit.ci),
@@ -369,11 +390,12 @@ def render(record: dict) -> str:
                     f"{_fmt(c['steps'][0])} … {_fmt(c['steps'][-1])} | {c['min_snr']:.1f} | "
                     f"{fit} | {_verdict(c['passed'])} |")
         elif kind == "plugins":
-            lines += ["Each row is one `smetool verify` run at the plug-in's defaults (seed 0); the "
-                      "command reproduces it. An order-2 SME's errors are O(ε²) and may stay "
-                      "below the Monte-Carlo noise at the default number of paths: such a run is "
-                      "shown as unresolved, and the exact references above carry the order-2 "
-                      "evidence for SGD and dropout.", "",
+            lines += ["Each row is one `smetool verify` run (seed 0) at the plug-in's defaults "
+                      "except where its command says otherwise; the command reproduces it. The "
+                      "order-2 runs use larger learning rates and many more paths, because an "
+                      "order-2 SME's errors are O(ε²); a run whose errors all stay below the "
+                      "Monte-Carlo noise is shown as unresolved. The exact references above "
+                      "carry the order-2 evidence for SGD and dropout as well.", "",
                       "| command | test function | SME order | slope | 95 % CI | points used | "
                       "seconds | passes |", "|---|---|---|---|---|---|---|---|"]
             for c in section["cases"]:
@@ -387,8 +409,9 @@ def render(record: dict) -> str:
                                  f"{c['seconds']:.0f} | unresolved: {_cell(why)} |")
             if not section["dropout_order2"]:
                 lines += ["", "Not run here: the dropout SME of order 2 (`smetool verify dropout "
-                          "--order 2`), which needs about 10⁶ paths to resolve its errors; run "
-                          "this script with `--dropout-order2` on a GPU. The CPU measurement at "
+                          "--order 2`), which needs about 10⁶ paths to resolve its errors "
+                          "(hours on two CPU cores); run this script with `--dropout-order2` on "
+                          "a GPU. The CPU measurement at "
                           "80,000 paths is in [Numerics behind the defaults](numerics.md)."]
         elif kind == "benchmarks":
             lines += ["Times are medians over repeats in the same run; ratios compare contenders "
@@ -417,7 +440,7 @@ def main(argv=None) -> int:
                         help="sections to run")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dropout-order2", action="store_true",
-                        help="also verify the order-2 dropout SME (8x the default paths; GPU)")
+                        help="also verify the order-2 dropout SME (10^6 paths; for a GPU)")
     parser.add_argument("--render-only", action="store_true",
                         help="re-render validation.md from the existing validation.json")
     args = parser.parse_args(argv)
