@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-__all__ = ["citation", "BIBTEX"]
+__all__ = ["citation", "plugins_of", "BIBTEX"]
 
 BIBTEX: dict[str, str] = {
     "smetool": """@software{smetool,
@@ -140,3 +140,21 @@ def citation(solver: str | Iterable[str] | None = None,
     entries = [BIBTEX[k] for k in keys]
     entries[0] = entries[0].replace("{version}", __version__)
     return "\n\n".join(entries)
+
+
+def plugins_of(algorithm) -> list[str]:
+    """The plug-in names whose papers an algorithm rests on, for :func:`citation`.
+
+    The algorithm's own ``name`` and, for wrappers such as SVAG or heavy-ball SGD, that of the
+    ``base`` they run on (``SVAG`` on dropout gives ``["svag-dropout", "dropout"]``). Names
+    :func:`citation` does not know (a user's own plug-in) are left out.
+    """
+    names, base = [], getattr(algorithm, "base", None)
+    name = getattr(algorithm, "name", None)
+    if name == "svag" and getattr(base, "name", None) == "dropout":
+        name = "svag-dropout"
+    for candidate in (name, getattr(base, "name", None)):
+        if candidate in _PLUGIN_KEYS and candidate not in names:
+            names.append(candidate)
+    return names
+

@@ -118,7 +118,7 @@ def _build_parser() -> argparse.ArgumentParser:
         ver.add_argument(flag, dest=option, default=None,
                          **{**kwargs, "help": kwargs["help"] + " (default: the plug-in's, below)"})
     ver.add_argument("--out", default=None,
-                     help="folder for result.json, errors.csv and errors.png "
+                     help="folder for result.json, errors.csv, errors.png and citation.bib "
                      "(default: print only)")
     ver.add_argument("--json", default=None, help="also write the JSON result to this path")
     ver.add_argument("--plot", default=None, help="also write the log-log plot (PNG) to this path")
@@ -140,7 +140,8 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     ana.add_argument("algorithm", choices=("dropout",), help="only 'dropout' for now")
-    ana.add_argument("--out", default="out/analysis", help="folder for report.json and figures")
+    ana.add_argument("--out", default="out/analysis",
+                     help="folder for report.json, the figures and citation.bib")
     ana.add_argument("--data", default=None,
                      help=".npz file with arrays X (n, d) and y (n,) "
                      "(default: the embedded 1-D task)")
@@ -234,13 +235,15 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     if out is not None:
         targets = [out / "result.json", out / "errors.png"]
         _write_csv(result, out / "errors.csv")
+        (out / "citation.bib").write_text(result.citation() + "\n")
     json_paths = [p for p in (args.json, targets[0] if targets else None) if p is not None]
     for path in json_paths:
         result.to_json(str(path))
     plot_paths = [p for p in (args.plot, targets[1] if targets else None) if p is not None]
     for path in plot_paths:
         result.plot(str(path))
-    for path in json_paths + plot_paths + ([out / "errors.csv"] if out else []):
+    written = json_paths + plot_paths + ([out / "errors.csv", out / "citation.bib"] if out else [])
+    for path in written:
         print(f"wrote {path}")
     return 0
 
@@ -264,7 +267,10 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         **{k: v for k, v in options.items() if v is not None},
     )
     print(report.summary())
-    print(f"wrote {out / 'report.json'} and figures in {out}")
+    from .citation import citation
+
+    (out / "citation.bib").write_text(citation(plugin="analysis") + "\n")
+    print(f"wrote {out / 'report.json'}, {out / 'citation.bib'} and the figures in {out}")
     return 0
 
 

@@ -127,6 +127,13 @@ class VerifyResult:
             "unfitted": dict(self.unfitted),
         }
 
+    def citation(self) -> str:
+        """BibTeX for smetool, the SME solver and the plug-in papers of this run
+        (:func:`smetool.citation` with ``solver=method`` and the plug-ins in ``settings``)."""
+        from .citation import citation
+
+        return citation(solver=self.method, plugin=self.settings.get("plugins") or None)
+
     def to_json(self, path: str) -> None:
         """Write :meth:`to_dict` to ``path``."""
         with open(path, "w") as fh:
@@ -485,8 +492,10 @@ def verify(
                 )
         except ValueError as exc:  # too few resolved points: report it, keep the error table
             unfitted[tname] = str(exc)
+    from .citation import plugins_of
+
     info = {"seed": seed, "dtype": str(dtype).replace("torch.", ""), "device": device.type,
-            "min_snr": min_snr, "confidence": confidence}
+            "min_snr": min_snr, "confidence": confidence, "plugins": plugins_of(algorithm)}
     info.update(dict(settings or {}))
     return VerifyResult(
         algorithm=name, order=int(order), horizon=float(horizon), lrs=tuple(float(x) for x in lrs),

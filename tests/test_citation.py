@@ -62,3 +62,26 @@ def test_every_solver_and_plugin_class_docstring_has_references():
         classes |= {type(algorithm), type(algorithm.sme(min(spec.lrs), 1))}
     missing = [c.__name__ for c in classes if "References\n----------" not in inspect.getdoc(c)]
     assert not missing, missing
+
+
+def test_plugins_of_names_the_papers_of_wrappers_and_their_base():
+    from smetool import SVAG, DropoutAlgorithm, HeavyBallSGD, SGDLeastSquares
+    from smetool.citation import plugins_of
+
+    dropout = DropoutAlgorithm.default(width=4)
+    assert plugins_of(dropout) == ["dropout"]
+    assert plugins_of(SVAG(dropout, 0.04)) == ["svag-dropout", "dropout"]
+    assert plugins_of(SVAG(SGDLeastSquares.default(), 0.5)) == ["svag", "sgd"]
+    assert plugins_of(HeavyBallSGD.default()) == ["momentum", "sgd"]
+    assert plugins_of(object()) == []
+
+
+def test_verify_result_cites_its_solver_and_plugin():
+    from smetool import SGDLeastSquares, verify
+
+    result = verify(SGDLeastSquares.default(), [0.25, 0.125], horizon=1.0, n_paths=200,
+                    method="euler", seed=0, progress=False)
+    text = result.citation()
+    assert text == citation(solver="euler", plugin="sgd")
+    assert "li2019sme" in text and "kloeden1992" in text and "milstein1997small" not in text
+

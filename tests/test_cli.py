@@ -85,6 +85,9 @@ def test_verify_writes_json_csv_and_plot(tmp_path, capsys):
         data["rows"][0])
     assert json.loads((out_dir / "result.json").read_text())["rows"] == data["rows"]
     assert (out_dir / "errors.csv").read_text().startswith("lr,test_function")
+    bib = (out_dir / "citation.bib").read_text()  # the papers of this run: solver and plug-in
+    assert bib.startswith("@software{smetool") and "zhang2024dropout" in bib
+    assert "milstein1997small" in bib and data["settings"]["plugins"] == ["dropout"]
     if data["fits"]:
         assert (out_dir / "errors.png").exists()
         assert {"test_function", "slope", "ci"} <= set(data["fits"][0])
