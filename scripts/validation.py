@@ -212,7 +212,8 @@ def solver_section(fast: bool, device: str) -> dict:
             errs.append(float(d.mean()))
             ses.append(float(d.std()) / math.sqrt(P))
         snr = np.abs(errs) / np.array(ses)
-        case = {"solver": solver.name, "problem": label, "theory": solver.weak_order, "paths": P,
+        case = {"solver": solver.name, "problem": label, "theory": solver.weak_order,
+                "kind": "weak", "paths": P,
                 "steps": hs, "errors": errs, "stderrs": ses, "min_snr": float(snr.min()),
                 "slope": None, "ci": None, "ratios": [], "passed": False}
         try:
@@ -227,9 +228,51 @@ def solver_section(fast: bool, device: str) -> dict:
                         passed=bool(snr.min() >= MC_MIN_SNR and fit.contains(solver.weak_order)))
         case["seconds"] = time.perf_counter() - start
         cases.append(case)
-    return {"title": "Solvers: Monte-Carlo weak orders", "cases": cases,
+    strong = strong_cases(fast, device)
+    return {"title": "Solvers: Monte-Carlo weak and strong orders", "cases": cases + strong,
             "command": "python scripts/validation.py --only solvers",
             "confidence": MC_CONFIDENCE, "min_snr": MC_MIN_SNR}
+
+
+def strong_cases(fast: bool, device: str) -> list[dict]:
+    """Strong orders on GBM (μ = 0.5, σ = 1, T = 1, h = 2^-4 … 2^-8): ``E|Y_T − X_T|`` with one
+    torchsde ``BrownianInterval`` per run queried on every grid, so every step size integrates the
+    same Brownian paths and ``X_T`` is exact on them. The levels share paths, so their errors are
+    correlated; the lack-of-fit inflation of the interval absorbs that (tests/
+    test_solvers_convergence.py uses the same problem and range)."""
+    import torch
+    import torchsde
+
+    from smetool import EulerMaruyama, Milstein, SmallNoiseHeun, fit_order, solve
+    from smetool.exact import gbm_sde
+
+    mu, sigma, P = 0.5, 1.0, 1000 if fast else 20_000
+    cases = []
+    for j, solver in enumerate((EulerMaruyama(), Milstein(), SmallNoiseHeun())):
+        start = time.perf_counter()
+        bm = torchsde.BrownianInterval(0.0, 1.0, size=(P, 1), dtype=torch.float64, device=device,
+                                       entropy=3000 + j)
+        X = torch.exp((mu - sigma**2 / 2) + sigma * bm(0.0, 1.0)[:, 0])
+        hs, errs, ses = [], [], []
+        for level in range(4, 9):
+            h = 2.0**-level
+            y = solve(gbm_sde(mu, sigma), torch.ones(P, 1, dtype=torch.float64, device=device),
+                      (0.0, 1.0), dt=h, method=solver, increments=bm).final[:, 0]
+            d = (y - X).abs()
+            hs.append(h)
+            errs.append(float(d.mean()))
+            ses.append(float(d.std()) / math.sqrt(P))
+        fit = fit_order(hs, errs, ses, min_snr=MC_MIN_SNR, confidence=MC_CONFIDENCE,
+                        order=solver.strong_order)
+        snr = min(e / s for e, s in zip(errs, ses))
+        cases.append({
+            "solver": solver.name, "problem": f"GBM μ = {mu:g}, σ = {sigma:g}, E|Y_T − X_T|",
+            "theory": solver.strong_order, "kind": "strong", "paths": P, "steps": hs,
+            "errors": errs, "stderrs": ses, "min_snr": snr, "slope": fit.slope,
+            "ci": list(fit.ci), "ratios": list(fit.ratios), "seconds": time.perf_counter() - start,
+            "passed": bool(snr >= MC_MIN_SNR and fit.contains(solver.strong_order)),
+        })
+    return cases
 
 
 # ------------------------------------------------------------------------------- plug-ins
@@ -373,20 +416,23 @@ def render(record: dict) -> str:
             for c in section["cases"]:
                 rng = f"{c['step_name']} = {_fmt(c['steps'][0])} … {_fmt(c['steps'][-1])}"
                 slopes = ", ".join(f"{s:.3f}" for s in c["local_slopes"])
-                lines.append(f"| {c['name']} | {c['what']} | {c['theory']:g} | {rng} | {slopes} | "
+                lines.append(f"| {_cell(c['name'])} | {_cell(c['what'])} | {c['theory']:g} | {rng} | "
+                             f"{slopes} | "
                              f"{_verdict(c['passed'])} |")
         elif kind == "solvers":
-            lines += [f"Command: `{section['command']}`. Errors against the exact solution on the "
-                      "same Brownian path (a control variate with known mean), independent seeds "
-                      "per step.", "",
-                      f"| solver | problem | theory | paths | h | min \\|e\\|/SE | slope | "
+            lines += [f"Command: `{section['command']}`. Weak errors against the exact solution "
+                      "on the same Brownian path (a control variate with known mean), independent "
+                      "seeds per step; strong errors `E|Y_T − X_T|` on one Brownian path per "
+                      "sample refined across the steps (torchsde `BrownianInterval`).", "",
+                      f"| solver | order | problem | theory | paths | h | min \\|e\\|/SE | slope | "
                       f"{section['confidence']:.0%} CI | passes |",
-                      "|---|---|---|---|---|---|---|---|---|"]
+                      "|---|---|---|---|---|---|---|---|---|---|"]
             for c in section["cases"]:
                 fit = ("no fit | – " if c["slope"] is None else
                        f"{c['slope']:.3f} | [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]")
                 lines.append(
-                    f"| `{c['solver']}` | {c['problem']} | {c['theory']:g} | {c['paths']:,} | "
+                    f"| `{c['solver']}` | {c['kind']} | {_cell(c['problem'])} | {c['theory']:g} | "
+                    f"{c['paths']:,} | "
                     f"{_fmt(c['steps'][0])} … {_fmt(c['steps'][-1])} | {c['min_snr']:.1f} | "
                     f"{fit} | {_verdict(c['passed'])} |")
         elif kind == "plugins":

@@ -167,6 +167,7 @@ def test_analyze_dropout_writes_report_and_figures(tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report
     assert list(out.glob("*.png"))
+    assert "zhang2021variance" in (out / "citation.bib").read_text()
 
 
 def test_analyze_with_missing_data_file_is_one_line(tmp_path, capsys):
