@@ -146,10 +146,9 @@ def exact_section(fast: bool) -> dict:
 
 # ------------------------------------------------------------------ Monte-Carlo solver orders
 def solver_section(fast: bool, device: str) -> dict:
-    import numpy as np
     import torch
 
-    from smetool import EulerMaruyama, Milstein, PlatenWeak2, SmallNoiseHeun, fit_order, solve
+    from smetool import EulerMaruyama, Milstein, PlatenWeak2, SmallNoiseHeun, solve
     from smetool.brownian import GaussianIncrements
     from smetool.exact import gbm_sde, noncommutative_problem
 
@@ -211,27 +210,36 @@ def solver_section(fast: bool, device: str) -> dict:
             hs.append(2.0**-level)
             errs.append(float(d.mean()))
             ses.append(float(d.std()) / math.sqrt(P))
-        snr = np.abs(errs) / np.array(ses)
-        case = {"solver": solver.name, "problem": label, "theory": solver.weak_order,
-                "kind": "weak", "paths": P,
-                "steps": hs, "errors": errs, "stderrs": ses, "min_snr": float(snr.min()),
-                "slope": None, "ci": None, "ratios": [], "passed": False}
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # unresolved points fail the verdict below
-                fit = fit_order(hs, errs, ses, min_snr=MC_MIN_SNR, confidence=MC_CONFIDENCE,
-                                order=solver.weak_order)
-        except ValueError as exc:  # fewer than two resolved errors: no slope at all
-            case["no_fit"] = str(exc)
-        else:
-            case.update(slope=fit.slope, ci=list(fit.ci), ratios=list(fit.ratios),
-                        passed=bool(snr.min() >= MC_MIN_SNR and fit.contains(solver.weak_order)))
-        case["seconds"] = time.perf_counter() - start
-        cases.append(case)
+        cases.append(_mc_case(solver.name, "weak", label, solver.weak_order, P, hs, errs, ses,
+                              start))
     strong = strong_cases(fast, device)
     return {"title": "Solvers: Monte-Carlo weak and strong orders", "cases": cases + strong,
             "command": "python scripts/validation.py --only solvers",
             "confidence": MC_CONFIDENCE, "min_snr": MC_MIN_SNR}
+
+
+def _mc_case(solver: str, kind: str, problem: str, theory: float, paths: int, hs: list,
+             errs: list, ses: list, start: float) -> dict:
+    """One Monte-Carlo order with its verdict: every error resolved and the interval containing
+    ``theory``; with fewer than two resolved errors there is no slope and the check fails."""
+    from smetool import fit_order
+
+    min_snr = min(abs(e) / s for e, s in zip(errs, ses))
+    case = {"solver": solver, "problem": problem, "theory": theory, "kind": kind,
+            "paths": paths, "steps": hs, "errors": errs, "stderrs": ses, "min_snr": min_snr,
+            "slope": None, "ci": None, "ratios": [], "passed": False}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unresolved points fail the verdict below
+            fit = fit_order(hs, errs, ses, min_snr=MC_MIN_SNR, confidence=MC_CONFIDENCE,
+                            order=theory)
+    except ValueError as exc:  # fewer than two resolved errors: no slope at all
+        case["no_fit"] = str(exc)
+    else:
+        case.update(slope=fit.slope, ci=list(fit.ci), ratios=list(fit.ratios),
+                    passed=bool(min_snr >= MC_MIN_SNR and fit.contains(theory)))
+    case["seconds"] = time.perf_counter() - start
+    return case
 
 
 def strong_cases(fast: bool, device: str) -> list[dict]:
@@ -243,7 +251,7 @@ def strong_cases(fast: bool, device: str) -> list[dict]:
     import torch
     import torchsde
 
-    from smetool import EulerMaruyama, Milstein, SmallNoiseHeun, fit_order, solve
+    from smetool import EulerMaruyama, Milstein, SmallNoiseHeun, solve
     from smetool.exact import gbm_sde
 
     mu, sigma, P = 0.5, 1.0, 1000 if fast else 20_000
@@ -262,16 +270,9 @@ def strong_cases(fast: bool, device: str) -> list[dict]:
             hs.append(h)
             errs.append(float(d.mean()))
             ses.append(float(d.std()) / math.sqrt(P))
-        fit = fit_order(hs, errs, ses, min_snr=MC_MIN_SNR, confidence=MC_CONFIDENCE,
-                        order=solver.strong_order)
-        snr = min(e / s for e, s in zip(errs, ses))
-        cases.append({
-            "solver": solver.name, "problem": f"GBM μ = {mu:g}, σ = {sigma:g}, E|Y_T − X_T|",
-            "theory": solver.strong_order, "kind": "strong", "paths": P, "steps": hs,
-            "errors": errs, "stderrs": ses, "min_snr": snr, "slope": fit.slope,
-            "ci": list(fit.ci), "ratios": list(fit.ratios), "seconds": time.perf_counter() - start,
-            "passed": bool(snr >= MC_MIN_SNR and fit.contains(solver.strong_order)),
-        })
+        problem = f"GBM μ = {mu:g}, σ = {sigma:g}, E|Y_T − X_T|"
+        cases.append(_mc_case(solver.name, "strong", problem, solver.strong_order, P, hs, errs,
+                              ses, start))
     return cases
 
 
