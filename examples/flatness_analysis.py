@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from smetool.algorithms.dropout_problem import default_problem
+from smetool.models.dropout_problem import default_problem
 from smetool.analysis import (
     alignment_with_baseline,
     gradient_noise_covariance,

@@ -91,7 +91,7 @@ def exact_section(fast: bool) -> dict:
 
     from smetool import HeavyBallSGD, SGDLeastSquares
     from smetool.exact import gbm_em_moments, gbm_moment, gbm_platen_moments, ou_em_moments, ou_moments
-    from smetool.exact.linear_moments import LinearDropoutMoments, SVAGMoments
+    from smetool.exact import LinearDropoutMoments, SVAGMoments
 
     levels = range(3, 7) if fast else range(3, 11)
     hs = [2.0**-k for k in levels]
@@ -293,17 +293,17 @@ def plugin_section(fast: bool, device: str, dropout_order2: bool) -> dict:
     import torch
 
     from smetool import verify
-    from smetool.algorithms.registry import PLUGINS
+    from smetool.algorithms.registry import plugins
 
-    runs = [(name, 1) for name in sorted(PLUGINS)]
-    runs += [(name, 2) for name in sorted(PLUGINS) if 2 in PLUGINS[name].orders
+    runs = [(name, 1) for name in sorted(plugins())]
+    runs += [(name, 2) for name in sorted(plugins()) if 2 in plugins()[name].orders
              and (name != "dropout" or dropout_order2)]
     if fast:
         runs = [("sgd", 1)]
     cases = []
     for name, order in runs:
-        spec = PLUGINS[name]
-        algorithm = spec.factory(dtype=torch.float64, device=device)
+        spec = plugins()[name]
+        algorithm = spec.build(dtype=torch.float64, device=device)
         settings = {"lrs": tuple(spec.lrs), "n_paths": spec.n_paths,
                     "steps_per_lr": spec.steps_per_lr, "chunk_size": None}
         if order == 2:

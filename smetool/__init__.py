@@ -1,15 +1,14 @@
 """smetool: stochastic modified equations of training algorithms, batched on CPU and GPU."""
 
-from importlib.metadata import PackageNotFoundError, version as _version
-
 from .algorithms import (
     SVAG,
     Adam,
     Algorithm,
     DropoutAlgorithm,
-    DropoutProblem,
     DropoutSME,
     HeavyBallSGD,
+    Option,
+    PluginSpec,
     RMSprop,
     SGDLeastSquares,
     SGDTwoLayer,
@@ -17,6 +16,7 @@ from .algorithms import (
     sqrt_scaling_rule,
 )
 from .analysis.report import AnalysisReport, analyze_dropout
+from .bibliography import Reference
 from .brownian import (
     GaussianIncrements,
     Increments,
@@ -26,36 +26,39 @@ from .brownian import (
     brownian_bridge_split,
 )
 from .citation import citation
-from .extrapolation import Extrapolation, richardson, richardson_monte_carlo, richardson_weights
-from .integrate import NonFiniteError, Solution, solve
+from .integrate import CoupledSolution, NonFiniteError, Solution, solve, solve_coupled
+from .models import DropoutProblem
 from .montecarlo import (
     AntitheticPathProducer,
+    ExactReference,
+    MonteCarloOptions,
     MonteCarloResult,
+    NonFiniteChunkError,
     PathProducer,
+    PathSample,
     SDEProducer,
-    StreamingMoments,
+    WeakErrorTable,
     chunk_seed,
+    richardson_monte_carlo,
     run_monte_carlo,
+    weak_error,
 )
 from .noise import psd_factor
 from .sde import SDE, FunctionSDE, NoiseKind, as_sde
-from .verification import VerifyResult, VerifyRow, verify
-from .weak import (
-    ExactReference,
+from .solvers import EulerMaruyama, Milstein, PlatenWeak2, SmallNoiseHeun, Solver, UnsupportedError
+from .stats import (
+    Extrapolation,
     FlaggedPoint,
     OrderFit,
+    StreamingMoments,
     TwoTermFit,
-    WeakErrorTable,
     WeakOrderWarning,
     fit_order,
-    weak_error,
+    richardson,
+    richardson_weights,
 )
-from .solvers import EulerMaruyama, Milstein, PlatenWeak2, SmallNoiseHeun, Solver, UnsupportedError
-
-try:
-    __version__ = _version("smetool")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
+from .verification import PluginError, VerifyResult, VerifyRow, verify
+from .version import __version__
 
 __all__ = [
     "__version__",
@@ -64,7 +67,9 @@ __all__ = [
     "NoiseKind",
     "as_sde",
     "solve",
+    "solve_coupled",
     "Solution",
+    "CoupledSolution",
     "NonFiniteError",
     "Solver",
     "UnsupportedError",
@@ -79,11 +84,14 @@ __all__ = [
     "TorchsdeBrownian",
     "brownian_bridge_split",
     "psd_factor",
+    "MonteCarloOptions",
     "run_monte_carlo",
     "MonteCarloResult",
+    "NonFiniteChunkError",
     "StreamingMoments",
     "PathProducer",
     "AntitheticPathProducer",
+    "PathSample",
     "SDEProducer",
     "chunk_seed",
     "weak_error",
@@ -100,7 +108,13 @@ __all__ = [
     "Extrapolation",
     "verify",
     "VerifyResult",
+    "VerifyRow",
+    "PluginError",
     "Algorithm",
+    "PluginSpec",
+    "Option",
+    "Reference",
+    "citation",
     "DropoutAlgorithm",
     "DropoutProblem",
     "DropoutSME",
@@ -112,5 +126,6 @@ __all__ = [
     "RMSprop",
     "Adam",
     "sqrt_scaling_rule",
-    "VerifyRow",
+    "AnalysisReport",
+    "analyze_dropout",
 ]

@@ -7,7 +7,17 @@ import csv
 import sys
 import traceback
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+import torch
+
+from .algorithms.registry import get_plugin, plugin_errors, plugins
+from .algorithms.spec import Option, PluginSpec
+from .analysis.report import REFERENCES as ANALYSIS_REFERENCES
+from .analysis.report import analyze_dropout
+from .bibliography import format_citation
+from .solvers import SOLVERS
+from .verification import VerifyResult, verify
 
 __all__ = ["main"]
 
@@ -73,9 +83,68 @@ def _output_dir(path: str | None) -> Path | None:
     return out
 
 
-def _build_parser() -> argparse.ArgumentParser:
-    from .algorithms.registry import PLUGINS
+def _common_verify_options() -> argparse.ArgumentParser:
+    """The options every plug-in's ``smetool verify NAME`` takes (a parent parser)."""
+    common = _Parser(add_help=False)
+    add = common.add_argument
+    add("--lrs", type=_lr_list, default=None,
+        help="learning rates, e.g. '0.04,0.02,0.01' (default: the plug-in's)")
+    add("--horizon", type=_positive_float, default=None,
+        help="horizon T in SDE time; T/lr steps of the algorithm (default: the plug-in's)")
+    add("--paths", type=_positive_int, default=None,
+        help="paths per side and learning rate (default: the plug-in's)")
+    add("--order", type=int, default=1, help="SME order to test")
+    add("--steps-per-lr", type=_positive_int, default=None,
+        help="SME steps per learning rate (even); the SME step is lr/steps (default: the "
+        "plug-in's)")
+    add("--method", default=None, help="SME solver (see `smetool list`; default: the plug-in's)")
+    add("--seed", type=int, default=0, help="random seed")
+    add("--device", choices=("cpu", "cuda"), default="cpu", help="where to simulate")
+    add("--dtype", choices=("float32", "float64"), default="float64",
+        help="simulation precision (statistics are always float64)")
+    add("--chunk-size", type=_positive_int, default=None,
+        help="paths per chunk, to bound memory (default: all paths, at most 20000)")
+    add("--out", default=None,
+        help="folder for result.json, errors.csv, errors.png and citation.bib (default: print only)")
+    add("--json", default=None, help="also write the JSON result to this path")
+    add("--plot", default=None, help="also write the log-log plot (PNG) to this path")
+    add("--checkpoint-dir", default=None,
+        help="folder for per-learning-rate checkpoints; rerun the same command to resume a "
+        "killed run")
+    add("--quiet", action="store_true", help="no progress bars")
+    return common
 
+
+def _add_plugin_parser(verify_sub: Any, spec: PluginSpec,
+                       common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``smetool verify NAME``: the common options and the plug-in's own, from its declaration."""
+    lrs = ",".join(f"{lr:g}" for lr in spec.lrs)
+    parser = verify_sub.add_parser(
+        spec.name, parents=[common], help=spec.description, formatter_class=_HelpFormatter,
+        description=f"{spec.description}\n\ndefaults: lrs {lrs}, T={spec.horizon:g}, "
+        f"{spec.n_paths} paths, SME step lr/{spec.steps_per_lr}, solver {spec.method}, SME "
+        f"orders {', '.join(str(o) for o in spec.orders)}",
+    )
+    for option in spec.options:
+        parser.add_argument(option.flag, dest=f"plugin_{option.name}", type=_argparse_type(option),
+                            default=option.default, help=option.help.replace("%", "%%"))
+    return parser
+
+
+def _argparse_type(option: Option) -> Any:
+    """The option's converter, its errors turned into argparse's one-line messages."""
+    def convert(text: str) -> Any:
+        try:
+            return option.type(text)
+        except (ValueError, TypeError) as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (from {text!r})") from None
+
+    convert.__name__ = option.name  # argparse names the converter in some messages
+    return convert
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    table = plugins()
     parser = _Parser(
         prog="smetool",
         description="Stochastic modified equations of training algorithms: verify weak orders, "
@@ -89,47 +158,22 @@ def _build_parser() -> argparse.ArgumentParser:
         help="measure the weak error of an SME against its discrete algorithm and fit the order",
         description="Run the discrete algorithm and its SME on many paths for several learning "
         "rates, print the weak-error table with standard errors and the fitted order with its "
-        "confidence interval. Defaults depend on the plug-in; the table at the end lists them.",
-        epilog=_plugin_defaults_table(PLUGINS),
+        "confidence interval. Defaults depend on the plug-in; the table at the end lists them, "
+        "and `smetool verify NAME --help` lists a plug-in's own options.",
+        epilog=_plugin_defaults_table(table),
         formatter_class=_HelpFormatter,
     )
-    ver.add_argument("algorithm", choices=sorted(PLUGINS), metavar="ALGORITHM",
-                     help=f"plug-in name: {', '.join(sorted(PLUGINS))}")
-    ver.add_argument("--lrs", type=_lr_list, default=None,
-                     help="learning rates, e.g. '0.04,0.02,0.01' (default: the plug-in's, below)")
-    ver.add_argument("--horizon", type=_positive_float, default=None,
-                     help="horizon T in SDE time; T/lr steps of the algorithm (default: the plug-in's)")
-    ver.add_argument("--paths", type=_positive_int, default=None,
-                     help="paths per side and learning rate (default: the plug-in's)")
-    ver.add_argument("--order", type=int, choices=(1, 2), default=1, help="SME order to test")
-    ver.add_argument("--steps-per-lr", type=_positive_int, default=None,
-                     help="SME steps per learning rate (even); the SME step is lr/steps "
-                     "(default: the plug-in's)")
-    ver.add_argument("--method", default=None,
-                     help="SME solver (see `smetool list`; default: the plug-in's)")
-    ver.add_argument("--seed", type=int, default=0, help="random seed")
-    ver.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where to simulate")
-    ver.add_argument("--dtype", choices=("float32", "float64"), default="float64",
-                     help="simulation precision (statistics are always float64)")
-    ver.add_argument("--chunk-size", type=_positive_int, default=None,
-                     help="paths per chunk, to bound memory (default: all paths, at most 20000)")
-    for option in sorted({o for spec in PLUGINS.values() for o in spec.options}):
-        flag, kwargs = PLUGIN_OPTIONS[option]
-        ver.add_argument(flag, dest=option, default=None,
-                         **{**kwargs, "help": kwargs["help"] + " (default: the plug-in's, below)"})
-    ver.add_argument("--out", default=None,
-                     help="folder for result.json, errors.csv, errors.png and citation.bib "
-                     "(default: print only)")
-    ver.add_argument("--json", default=None, help="also write the JSON result to this path")
-    ver.add_argument("--plot", default=None, help="also write the log-log plot (PNG) to this path")
-    ver.add_argument("--checkpoint-dir", default=None,
-                     help="folder for per-learning-rate checkpoints; rerun the same command to "
-                     "resume a killed run")
-    ver.add_argument("--quiet", action="store_true", help="no progress bars")
+    verify_sub = ver.add_subparsers(dest="algorithm", metavar="ALGORITHM", parser_class=_Parser,
+                                    help=f"plug-in name: {', '.join(sorted(table))}")
+    common = _common_verify_options()
+    commands = {"verify": ver}
+    for name, spec in sorted(table.items()):
+        commands[f"verify {name}"] = _add_plugin_parser(verify_sub, spec, common)
 
-    lst = sub.add_parser("list", help="list solvers and plug-ins with their orders",
-                   description="List the SDE solvers (weak and strong order, noise kinds) and the "
-                   "plug-ins (SME orders, problem, paper).")
+    commands["list"] = sub.add_parser(
+        "list", help="list solvers and plug-ins with their orders",
+        description="List the SDE solvers (weak and strong order, noise kinds) and the plug-ins "
+        "(SME orders, problem, papers).")
 
     ana = sub.add_parser(
         "analyze",
@@ -156,29 +200,19 @@ def _build_parser() -> argparse.ArgumentParser:
                      help="independent initialisations (default: 8)")
     ana.add_argument("--seed", type=int, default=0, help="random seed")
     ana.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.commands = {"verify": ver, "list": lst, "analyze": ana}
+    commands["analyze"] = ana
+    parser.set_defaults(commands=commands)
     return parser
 
 
-# flag and argparse keywords of the plug-in specific options of `smetool verify`
-PLUGIN_OPTIONS = {
-    "keep_prob": ("--keep-prob", {"type": float, "help": "dropout keep probability p in (0, 1] "
-                                  "(p = 0.9 drops 10%% of the neurons)"}),
-    "width": ("--width", {"type": _positive_int, "help": "hidden neurons m"}),
-    "batch_size": ("--batch-size", {"type": _positive_int, "help": "SGD minibatch size"}),
-    "base_lr": ("--base-lr", {"type": _positive_float, "help": "SVAG: the learning rate whose "
-                              "SME is the target (each step lr uses amplification base_lr/lr)"}),
-}
-
-
-def _plugin_defaults_table(plugins) -> str:
+def _plugin_defaults_table(table: dict[str, PluginSpec]) -> str:
     """The defaults of every plug-in, for the end of ``smetool verify --help``."""
     lines = ["plug-in defaults (--lrs / --horizon / --paths / --steps-per-lr / --method, and the "
              "plug-in's own options):"]
-    width = max(len(name) for name in plugins)
-    for name, spec in sorted(plugins.items()):
+    width = max(len(name) for name in table)
+    for name, spec in sorted(table.items()):
         lrs = ",".join(f"{lr:g}" for lr in spec.lrs)
-        own = " ".join(f"{PLUGIN_OPTIONS[o][0]} {spec.option_defaults[o]:g}" for o in spec.options)
+        own = " ".join(f"{o.flag} {o.default}" for o in spec.options)
         lines.append(f"  {name:<{width}}  {lrs}  T={spec.horizon:g}  {spec.n_paths} paths  "
                      f"steps {spec.steps_per_lr}  {spec.method}  {own}".rstrip())
     lines.append("\nexample: smetool verify dropout --keep-prob 0.8 --out out/p08")
@@ -186,9 +220,6 @@ def _plugin_defaults_table(plugins) -> str:
 
 
 def _cmd_list() -> int:
-    from .algorithms.registry import PLUGINS
-    from .solvers import SOLVERS
-
     print("solvers (smetool.solve(..., method=NAME)):")
     for name, cls in SOLVERS.items():
         d = cls().describe()
@@ -196,59 +227,66 @@ def _cmd_list() -> int:
         print(f"  {name:<10} weak order {d['weak_order']:g}, strong order {strong:<4} "
               f"noise: {', '.join(d['noise_kinds'])}")
     print("\nplug-ins (smetool verify NAME):")
-    width = max(len(name) for name in PLUGINS)
-    for name, spec in sorted(PLUGINS.items()):
+    table = plugins()
+    broken = plugin_errors()
+    width = max(len(name) for name in [*table, *broken])
+    for name, spec in sorted(table.items()):
         orders = ", ".join(str(o) for o in spec.orders)
-        print(f"  {name:<{width}} SME orders {orders:<6} {spec.description}")
+        cites = ", ".join(ref.key for ref in spec.references)
+        print(f"  {name:<{width}} SME orders {orders:<6} {spec.description}"
+              + (f" [{cites}]" if cites else ""))
+    for name, why in sorted(broken.items()):
+        print(f"  {name:<{width}} BROKEN: {why}")
     return 0
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    import torch
-
-    from .algorithms.registry import PLUGINS
-    from .verification import verify
-
-    spec = PLUGINS[args.algorithm]
-    options = {o: spec.option_defaults[o] if getattr(args, o, None) is None else getattr(args, o)
-               for o in spec.options}
+    spec = get_plugin(args.algorithm)
+    options = {o.name: getattr(args, f"plugin_{o.name}") for o in spec.options}
     out = _output_dir(args.out)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CLIError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False).")
+    if args.order not in spec.orders:
+        raise CLIError(f"--order must be one of {', '.join(str(o) for o in spec.orders)} for "
+                       f"{spec.name}; got {args.order}.")
     dtype = getattr(torch, args.dtype)
-    algorithm = spec.factory(dtype=dtype, device=args.device, **options)
-    lrs = args.lrs or list(spec.lrs)
-    horizon = args.horizon or spec.horizon
-    paths = args.paths or spec.n_paths
+    algorithm = spec.build(dtype=dtype, device=args.device, **options)
     steps_per_lr = args.steps_per_lr or spec.steps_per_lr
     if steps_per_lr % 2:
         raise CLIError(f"--steps-per-lr must be even; got {steps_per_lr}.")
     result = verify(
-        algorithm, lrs, horizon=horizon, n_paths=paths, order=args.order,
-        steps_per_lr=steps_per_lr, method=args.method or spec.method, seed=args.seed,
-        chunk_size=args.chunk_size, dtype=dtype, device=args.device,
-        progress=not args.quiet, checkpoint_dir=args.checkpoint_dir,
-        settings={"problem": spec.describe(algorithm)},
+        algorithm, args.lrs or list(spec.lrs), args.paths or spec.n_paths,
+        horizon=args.horizon or spec.horizon, order=args.order, steps_per_lr=steps_per_lr,
+        method=args.method or spec.method, seed=args.seed, chunk_size=args.chunk_size,
+        dtype=dtype, device=args.device, progress=not args.quiet,
+        checkpoint=args.checkpoint_dir,
+        settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options},
     )
     print(result.table())
-    targets = []
-    if out is not None:
-        targets = [out / "result.json", out / "errors.png"]
-        _write_csv(result, out / "errors.csv")
-        (out / "citation.bib").write_text(result.citation() + "\n")
-    json_paths = [p for p in (args.json, targets[0] if targets else None) if p is not None]
-    for path in json_paths:
-        result.to_json(str(path))
-    plot_paths = [p for p in (args.plot, targets[1] if targets else None) if p is not None]
-    for path in plot_paths:
-        result.plot(str(path))
-    written = json_paths + plot_paths + ([out / "errors.csv", out / "citation.bib"] if out else [])
-    for path in written:
-        print(f"wrote {path}")
+    _write_outputs(result, out, args.json, args.plot)
     return 0
 
 
-def _write_csv(result, path: Path) -> None:
+def _write_outputs(result: VerifyResult, out: Path | None, json_path: str | None,
+                   plot_path: str | None) -> None:
+    written: list[Path] = []
+    if out is not None:
+        result.to_json(str(out / "result.json"))
+        result.plot(str(out / "errors.png"))
+        _write_csv(result, out / "errors.csv")
+        (out / "citation.bib").write_text(result.citation() + "\n")
+        written += [out / "result.json", out / "errors.png", out / "errors.csv", out / "citation.bib"]
+    if json_path is not None:
+        result.to_json(json_path)
+        written.append(Path(json_path))
+    if plot_path is not None:
+        result.plot(plot_path)
+        written.append(Path(plot_path))
+    for path in written:
+        print(f"wrote {path}")
+
+
+def _write_csv(result: VerifyResult, path: Path) -> None:
     rows = [r.to_dict() for r in result.rows]
     with open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
@@ -257,8 +295,6 @@ def _write_csv(result, path: Path) -> None:
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis.report import analyze_dropout
-
     out = _output_dir(args.out)
     options = {"lr": args.lr, "steps": args.steps, "n_seeds": args.seeds,
                "keep_prob": args.keep_prob, "width": args.width}
@@ -267,9 +303,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         **{k: v for k, v in options.items() if v is not None},
     )
     print(report.summary())
-    from .citation import citation
-
-    (out / "citation.bib").write_text(citation(plugin="analysis") + "\n")
+    (out / "citation.bib").write_text(format_citation(ANALYSIS_REFERENCES) + "\n")
     print(f"wrote {out / 'report.json'}, {out / 'citation.bib'} and the figures in {out}")
     return 0
 
@@ -278,12 +312,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``smetool`` command; returns the exit status (0 on success)."""
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
+    commands = args.commands
+    key = args.command if args.command != "verify" or not args.algorithm else f"verify {args.algorithm}"
     if extra:  # name the command whose options these are not
-        parser.commands.get(args.command, parser).error(
-            f"unrecognized arguments: {' '.join(extra)}")
+        commands.get(key, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command == "verify" and not args.algorithm:
+        commands["verify"].error("name a plug-in: smetool verify ALGORITHM")
     try:
         if args.command == "list":
             return _cmd_list()
@@ -297,7 +334,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         else:
-            print(f"smetool {args.command}: error: {exc}", file=sys.stderr)
+            print(f"smetool {key}: error: {exc}", file=sys.stderr)
         return 2
 
 

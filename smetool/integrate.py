@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -15,7 +15,18 @@ from .noise import brownian_dim, check_diffusion
 from .sde import SDE, NoiseKind, as_sde
 from .solvers import EulerMaruyama, Solver, get_solver
 
-__all__ = ["solve", "Solution", "NonFiniteError", "make_generator"]
+__all__ = [
+    "solve",
+    "Solution",
+    "NonFiniteError",
+    "make_generator",
+    "time_loop",
+    "LoopOutcome",
+    "solve_coupled",
+    "CoupledSolution",
+    "as_solver",
+    "checked_diffusion",
+]
 
 
 @dataclass(frozen=True)
@@ -95,9 +106,10 @@ class Solution:
 
 
 class NonFiniteError(FloatingPointError):
-    """Some paths became NaN or infinite. ``.solution`` holds everything computed up to then."""
+    """Some paths became NaN or infinite. ``.solution`` holds everything computed up to then
+    (a :class:`Solution`, or a :class:`CoupledSolution` from :func:`solve_coupled`)."""
 
-    def __init__(self, message: str, solution: Solution):
+    def __init__(self, message: str, solution: Any):
         super().__init__(message)
         self.solution = solution
 
@@ -230,7 +242,7 @@ def solve(
     torch.Size([2, 1000, 2])
     """
     sde = as_sde(sde)
-    solver = _as_solver(method)
+    solver = as_solver(method)
     inc = as_increments(increments)
     x = _check_x0(x0, n_paths)
     if on_nonfinite not in ("raise", "continue"):
@@ -251,7 +263,7 @@ def solve(
     P, D = x.shape
     M = None
     if sde.noise_kind is not NoiseKind.SAMPLED:
-        g = _checked_diffusion(sde, t0, x)
+        g = checked_diffusion(sde, t0, x)
         M = brownian_dim(sde, g, D)
     drift0 = sde.drift(t0, x)
     if tuple(drift0.shape) != (P, D):
@@ -260,80 +272,244 @@ def solve(
         )
 
     xs = torch.full((len(save_idx), P, D), float("nan"), dtype=x.dtype, device=x.device)
-    first_bad = torch.full((P,), -1, dtype=torch.long, device=x.device)
-    slot = 0
-    if save_idx[0] == 0:
-        xs[0] = x
-        slot = 1
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    slots = {k: i for i, k in enumerate(save_idx)}
+    if 0 in slots:
+        xs[slots[0]] = x
 
-        bar = tqdm(total=n, desc=f"solve ({solver.name})", unit="step", leave=False)
-
-    def advance(state: Tensor, k: int) -> Tensor:
+    def advance(state: tuple[Tensor, ...], k: int) -> tuple[Tensor, ...]:
         t = t0 + k * dt
         dW = None if M is None else inc.sample(t, t + dt, (P, M), gen, x.dtype, x.device)
-        return solver.step(sde, t, state, dt, dW, gen)
+        return (solver.step(sde, t, state[0], dt, dW, gen),)
 
-    def track(state: Tensor, k: int) -> None:
+    def save(state: tuple[Tensor, ...], k: int) -> None:
+        if k in slots:
+            xs[slots[k]] = state[0]
+
+    started = time.perf_counter()
+    loop = time_loop(advance, (x,), n, gen, save=save, on_nonfinite=on_nonfinite,
+                     progress=f"solve ({solver.name})" if progress else None)
+    seconds = time.perf_counter() - started
+    ts = torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype, device=x.device)
+    sol = Solution(ts, xs, loop.steps, dt, solver.name, seed, loop.first_nonfinite_step, seconds)
+    if loop.raised:
+        raise NonFiniteError(_nonfinite_message(loop.first_bad, t0, dt), sol)
+    return sol
+
+
+@dataclass(frozen=True)
+class LoopOutcome:
+    """What :func:`time_loop` returns: the final states, the steps taken, the first bad steps."""
+
+    state: tuple[Tensor, ...]
+    steps: int
+    first_bad: Tensor
+    raised: bool
+
+    @property
+    def first_nonfinite_step(self) -> Tensor | None:
+        """Per path the first non-finite step (``-1``: never), or ``None`` if every path stayed
+        finite."""
+        return self.first_bad if bool((self.first_bad >= 0).any()) else None
+
+
+def time_loop(
+    advance: Callable[[tuple[Tensor, ...], int], tuple[Tensor, ...]],
+    state: tuple[Tensor, ...],
+    n: int,
+    generator: torch.Generator,
+    *,
+    save: Callable[[tuple[Tensor, ...], int], None],
+    on_nonfinite: str = "raise",
+    progress: str | None = None,
+) -> LoopOutcome:
+    """The one time-stepping loop of smetool, with windowed non-finite detection.
+
+    ``advance(state, k)`` maps the states after step ``k`` (a tuple of ``(P, D)`` tensors, all
+    for the same ``P`` paths) to those after step ``k + 1``, drawing its randomness from
+    ``generator`` only; ``save(state, k)`` is called after every step ``k ≥ 1``. Non-finite states
+    are looked for once per window of steps, not every step (a device sync on GPUs, a full pass
+    over the state everywhere). When a window turns up one, it is replayed from its start with the
+    same random draws, step by step, which gives every path's exact first bad step; with
+    ``on_nonfinite="raise"`` the loop stops there (``raised``), with ``"continue"`` the rest of
+    the run is tracked per step. A path is bad when any of its states is.
+
+    Returns
+    -------
+    LoopOutcome
+    """
+    P = state[0].shape[0]
+    first_bad = torch.full((P,), -1, dtype=torch.long, device=state[0].device)
+
+    def finite_rows(s: tuple[Tensor, ...]) -> Tensor:
         # A NaN or inf coordinate makes the row sum non-finite (a finite row whose sum overflows
         # counts as diverged, which it has for any purpose).
-        bad_now = ~torch.isfinite(state.sum(dim=1))
-        first_bad.masked_fill_(bad_now & (first_bad < 0), k)
+        ok = torch.isfinite(s[0].sum(dim=1))
+        for other in s[1:]:
+            ok = ok & torch.isfinite(other.sum(dim=1))
+        return ok
 
-    # Non-finite states are looked for once per window of steps, not every step (a device sync on
-    # GPUs, a full pass over the state everywhere). When a window turns up one, it is replayed
-    # from its start with the same random draws, step by step, which gives every path's exact
-    # first bad step; with on_nonfinite="continue" the rest of the run is then tracked per step.
-    window = 8 if x.device.type == "cpu" else 32
-    started = time.perf_counter()
+    def track(s: tuple[Tensor, ...], k: int) -> None:
+        first_bad.masked_fill_(~finite_rows(s) & (first_bad < 0), k)
+
+    bar = None
+    if progress is not None:
+        from tqdm.auto import tqdm  # only for the bar
+
+        bar = tqdm(total=n, desc=progress, unit="step", leave=False)
+    window = 8 if state[0].device.type == "cpu" else 32
     per_step = False
-    anchor_x, anchor_k, anchor_rng = x, 0, gen.get_state()
-    for k in range(1, n + 1):
-        x = advance(x, k - 1)
-        if per_step:
-            track(x, k)
-        elif k % window == 0 or k == n:
-            if not bool(torch.isfinite(x.sum(dim=1)).all()):
-                gen.set_state(anchor_rng)
-                replay = anchor_x
-                for j in range(anchor_k + 1, k + 1):
-                    replay = advance(replay, j - 1)
-                    track(replay, j)
-                x = replay
-                if on_nonfinite == "raise":
-                    _save(xs, save_idx, slot, x, k)
-                    sol = Solution(torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype),
-                                   xs, k, dt, solver.name, seed, first_bad,
-                                   time.perf_counter() - started)
-                    if bar is not None:
-                        bar.close()
-                    raise NonFiniteError(_nonfinite_message(first_bad, t0, dt), sol)
-                per_step = True
-            anchor_x, anchor_k, anchor_rng = x, k, gen.get_state()
-        slot = _save(xs, save_idx, slot, x, k)
+    anchor, anchor_k, anchor_rng = state, 0, generator.get_state()
+    try:
+        for k in range(1, n + 1):
+            state = advance(state, k - 1)
+            if per_step:
+                track(state, k)
+            elif k % window == 0 or k == n:
+                if not bool(finite_rows(state).all()):
+                    generator.set_state(anchor_rng)
+                    replay = anchor
+                    for j in range(anchor_k + 1, k + 1):
+                        replay = advance(replay, j - 1)
+                        track(replay, j)
+                    state = replay
+                    if on_nonfinite == "raise":
+                        save(state, k)
+                        return LoopOutcome(state, k, first_bad, True)
+                    per_step = True
+                anchor, anchor_k, anchor_rng = state, k, generator.get_state()
+            save(state, k)
+            if bar is not None:
+                bar.update(1)
+    finally:
         if bar is not None:
-            bar.update(1)
-    if bar is not None:
-        bar.close()
-    ts = torch.tensor([t0 + i * dt for i in save_idx], dtype=x.dtype, device=x.device)
-    return Solution(ts, xs, n, dt, solver.name, seed,
-                    first_bad if bool((first_bad >= 0).any()) else None,
-                    time.perf_counter() - started)
+            bar.close()
+    return LoopOutcome(state, n, first_bad, False)
 
 
-def _save(xs: Tensor, save_idx: list[int], slot: int, x: Tensor, k: int) -> int:
-    """Store ``x`` if step ``k`` is the next save time; return the next free slot."""
-    if slot < len(save_idx) and save_idx[slot] == k:
-        xs[slot] = x
-        return slot + 1
-    return slot
+@dataclass(frozen=True)
+class CoupledSolution:
+    """The result of :func:`solve_coupled`: one Brownian path, two step sizes.
+
+    Attributes
+    ----------
+    fine, coarse : Tensor, (P, D)
+        Final states at step ``dt`` and at ``2 dt``.
+    n_steps : int
+        Fine steps taken.
+    dt : float
+    method : str
+    first_nonfinite_step : Tensor or None, (P,)
+        Per path, the first fine step after which either state was non-finite (``-1``: never);
+        ``None`` when every path stayed finite.
+    """
+
+    fine: Tensor
+    coarse: Tensor
+    n_steps: int
+    dt: float
+    method: str
+    first_nonfinite_step: Tensor | None = field(default=None, repr=False)
 
 
-def _checked_diffusion(sde: SDE, t: float, x: Tensor) -> Tensor:
-    """Evaluate the diffusion on one path to check its layout (a full evaluation can be costly);
-    when that fails, evaluate it on every path so that the error shows the shapes the user gave."""
+def solve_coupled(
+    sde: SDE | Any,
+    x0: Tensor,
+    t_span: tuple[float, float],
+    *,
+    dt: float,
+    method: Solver | str | None = None,
+    generator: torch.Generator,
+    on_nonfinite: str = "raise",
+) -> CoupledSolution:
+    """Integrate an SDE at step ``dt`` and, on the same Brownian path, at ``2 dt``.
+
+    Each coarse increment is the sum of the two fine ones it spans, so the two final states are
+    coupled and ``E g(fine) − E g(coarse)`` is estimated with a small variance: for a scheme of
+    weak order ``p`` it is ``(2^p − 1)`` times the fine run's own error to leading order
+    (Richardson). SAMPLED noise has no Brownian increments to share: its coarse run draws
+    independently after the fine one. Gaussian increments; the same non-finite handling as
+    :func:`solve` (:func:`time_loop`).
+
+    Parameters
+    ----------
+    sde : SDE or torchsde-style object
+    x0 : Tensor, (P, D)
+        Initial states; device and dtype of the computation follow it.
+    t_span : (float, float)
+    dt : float
+        The fine step; ``t1 − t0`` must be an even number of fine steps.
+    method : Solver or str, default EulerMaruyama()
+    generator : torch.Generator
+        On the device of ``x0``.
+    on_nonfinite : {"raise", "continue"}
+        As for :func:`solve`.
+
+    Returns
+    -------
+    CoupledSolution
+
+    Raises
+    ------
+    ValueError
+        An odd number of fine steps, bad shapes or spans.
+    NonFiniteError
+        A path became non-finite and ``on_nonfinite="raise"``.
+    """
+    sde = as_sde(sde)
+    solver = as_solver(method)
+    inc = as_increments(None)
+    x = _check_x0(x0, None)
+    if on_nonfinite not in ("raise", "continue"):
+        raise ValueError(f"`on_nonfinite` must be 'raise' or 'continue'; got {on_nonfinite!r}.")
+    t0, t1 = (float(t) for t in t_span)
+    n = _grid_steps(t0, t1, dt)
+    if n % 2:
+        raise ValueError(
+            f"`dt` must divide the time span into an even number of steps (the coarse run takes "
+            f"2·dt); got {n} steps of {dt:g}.")
+    solver.check(sde, inc)
+    P, D = x.shape
+    gen = generator
+    nothing = lambda state, k: None  # noqa: E731 - only the final states are kept
+    if sde.noise_kind is NoiseKind.SAMPLED:
+        fine = time_loop(lambda s, k: (solver.step(sde, t0 + k * dt, s[0], dt, None, gen),),
+                         (x,), n, gen, save=nothing, on_nonfinite=on_nonfinite)
+        coarse = time_loop(
+            lambda s, k: (solver.step(sde, t0 + 2 * k * dt, s[0], 2 * dt, None, gen),),
+            (x,), n // 2, gen, save=nothing, on_nonfinite=on_nonfinite)
+        bad = torch.maximum(fine.first_bad, 2 * coarse.first_bad)
+        sol = CoupledSolution(fine.state[0], coarse.state[0], fine.steps, dt, solver.name,
+                              bad if bool((bad >= 0).any()) else None)
+        if fine.raised or coarse.raised:
+            raise NonFiniteError(_nonfinite_message(bad, t0, dt), sol)
+        return sol
+    M = brownian_dim(sde, checked_diffusion(sde, t0, x), D)
+
+    def advance(state: tuple[Tensor, ...], j: int) -> tuple[Tensor, ...]:
+        t = t0 + 2 * j * dt
+        dW1 = inc.sample(t, t + dt, (P, M), gen, x.dtype, x.device)
+        dW2 = inc.sample(t + dt, t + 2 * dt, (P, M), gen, x.dtype, x.device)
+        x_f = solver.step(sde, t, state[0], dt, dW1, gen)
+        x_f = solver.step(sde, t + dt, x_f, dt, dW2, gen)
+        return x_f, solver.step(sde, t, state[1], 2 * dt, dW1 + dW2, gen)
+
+    loop = time_loop(advance, (x, x.clone()), n // 2, gen, save=nothing, on_nonfinite=on_nonfinite)
+    # The loop counts pairs of fine steps; report fine steps.
+    bad = torch.where(loop.first_bad >= 0, 2 * loop.first_bad, loop.first_bad)
+    sol = CoupledSolution(loop.state[0], loop.state[1], 2 * loop.steps, dt, solver.name,
+                          bad if bool((bad >= 0).any()) else None)
+    if loop.raised:
+        raise NonFiniteError(_nonfinite_message(bad, t0, dt), sol)
+    return sol
+
+
+def checked_diffusion(sde: SDE, t: float, x: Tensor) -> Tensor:
+    """The diffusion at ``(t, x[:1])``, checked against the declared noise kind.
+
+    One path suffices to check the layout (a full evaluation can be costly); when the check
+    fails, the diffusion is evaluated on every path so that the error shows the shapes the user
+    gave.
+    """
     g = sde.diffusion(t, x[:1])
     try:
         check_diffusion(sde, g, x[:1])
@@ -355,7 +531,8 @@ def _nonfinite_message(first_bad: Tensor, t0: float, dt: float) -> str:
     )
 
 
-def _as_solver(method: Solver | str | None) -> Solver:
+def as_solver(method: Solver | str | None) -> Solver:
+    """A solver object from a solver, its name or ``None`` (Euler–Maruyama)."""
     if method is None:
         return EulerMaruyama()
     if isinstance(method, str):

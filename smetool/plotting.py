@@ -6,16 +6,19 @@ matplotlib is imported only when a plot is made (``pip install 'smetool[plots]'`
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+import warnings
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from .weak import OrderFit, WeakErrorTable
+from .montecarlo import WeakErrorTable
+from .stats import OrderFit, WeakOrderWarning, fit_order
 
 __all__ = ["plot_weak_errors"]
 
 
-def _pyplot():
+def pyplot() -> Any:
+    """``matplotlib.pyplot``, or an ImportError that says how to install it."""
     try:
         import matplotlib.pyplot as plt
     except ImportError as exc:  # a missing optional dependency: say how to get it
@@ -31,17 +34,19 @@ def plot_weak_errors(
     *,
     names: Sequence[str] | None = None,
     time_index: int = -1,
-    fits: bool = True,
+    fits: bool | Mapping[str, OrderFit] = True,
     reference_order: float | None = None,
     z: float = 2.0,
     ax: Any = None,
     path: str | os.PathLike | None = None,
     title: str | None = None,
+    xlabel: str = "step h",
+    ylabel: str = "|weak error|",
 ) -> Any:
     """Plot ``|error|`` against the step on log–log axes.
 
     Error bars are ``± z·SE`` (clipped at the bottom of the axis where they reach zero); points with
-    ``|e| < min_snr·SE`` (for an :class:`~smetool.weak.OrderFit`, its flagged points; for a table,
+    ``|e| < min_snr·SE`` (for an :class:`~smetool.OrderFit`, its flagged points; for a table,
     ``|e| < 3 SE``) are drawn hollow. A fitted line is drawn for each series when ``fits`` and a
     dashed reference slope through the point of the largest step when ``reference_order`` is given.
 
@@ -52,9 +57,9 @@ def plot_weak_errors(
         Test functions to draw from a table (default all).
     time_index : int
         Save time drawn from a table (default the last).
-    fits : bool
-        Fit and draw the order of each series (:func:`~smetool.weak.fit_order`; series it cannot
-        fit are drawn without a line).
+    fits : bool or dict of str to OrderFit
+        Fit and draw the order of each series (:func:`~smetool.fit_order`; series it cannot
+        fit are drawn without a line), or draw the fits given (by test function).
     reference_order : float, optional
         Draw a reference line ``∝ h^reference_order``.
     z : float
@@ -64,6 +69,8 @@ def plot_weak_errors(
     path : path, optional
         Save the figure there.
     title : str, optional
+    xlabel, ylabel : str
+        Axis labels.
 
     Returns
     -------
@@ -80,11 +87,7 @@ def plot_weak_errors(
     """
     if not isinstance(data, (WeakErrorTable, OrderFit)):
         raise TypeError(f"`data` must be a WeakErrorTable or an OrderFit; got {type(data).__name__}.")
-    plt = _pyplot()
-    import warnings
-
-    from .weak import WeakOrderWarning, fit_order
-
+    plt = pyplot()
     if ax is None:
         fig, ax = plt.subplots(figsize=(5.5, 4.2))
     else:
@@ -96,8 +99,8 @@ def plot_weak_errors(
     else:
         for name in (data.names if names is None else names):
             h, e, se = data.series(name, time_index)
-            fit = None
-            if fits:
+            fit = fits.get(name) if isinstance(fits, Mapping) else None
+            if fits is True:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", WeakOrderWarning)
                     try:
@@ -111,7 +114,7 @@ def plot_weak_errors(
         y = np.abs(e)
         lower = np.minimum(z * se, y * (1 - 1e-9))  # keep bars on a log axis
         label = name
-        if fit is not None and fits:
+        if fit is not None:
             label = f"{name}: slope {fit.slope:.2f} [{fit.ci[0]:.2f}, {fit.ci[1]:.2f}]"
         bars = ax.errorbar(h[used], y[used], yerr=[lower[used], z * se[used]], fmt="o",
                            capsize=3, label=label)
@@ -119,7 +122,7 @@ def plot_weak_errors(
         if (~used).any():
             ax.errorbar(h[~used], y[~used], yerr=[lower[~used], z * se[~used]], fmt="o",
                         mfc="none", color=color, capsize=3)
-        if fit is not None and fits:
+        if fit is not None:
             hh = np.geomspace(h.min(), h.max(), 50)
             ax.plot(hh, fit.constant * hh**fit.slope, "-", color=color, lw=1)
     if reference_order is not None:
@@ -131,8 +134,8 @@ def plot_weak_errors(
                 label=f"slope {reference_order:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xlabel("step h")
-    ax.set_ylabel("|weak error|")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     ax.legend(fontsize="small")

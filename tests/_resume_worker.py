@@ -12,7 +12,7 @@ import time
 
 import torch
 
-from smetool.montecarlo import run_monte_carlo
+from smetool import run_monte_carlo
 
 N_PATHS, CHUNK, SEED, EVERY = 4_000, 100, 11, 2  # 40 chunks, a checkpoint every 2
 N_CHUNKS = N_PATHS // CHUNK

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smetool import verify
-from smetool.algorithms.adaptive import Adam, RMSprop, sde_constants, sqrt_scaling_rule
-from smetool.algorithms.registry import PLUGINS
+from smetool.algorithms import Adam, RMSprop, sde_constants, sqrt_scaling_rule
+from smetool.algorithms.registry import plugins
 from smetool.algorithms.sgd import SGDLeastSquares
 
 
@@ -145,8 +145,8 @@ def test_verify_default_run_has_weak_order_one(name):
     within 0.3 of 1 (the acceptance rule of StochasticDiffEq.jl's convergence tests; an
     O(η) = O(√τ) error would give 0.5). Order 1 in τ = η²: Gaussian noise has no third moment,
     so the O(η) term of the general bound cancels."""
-    spec = PLUGINS[name]
-    algo = spec.factory(dtype=torch.float64, device="cpu")
+    spec = plugins()[name]
+    algo = spec.build(dtype=torch.float64, device="cpu")
     result = verify(algo, spec.lrs, horizon=spec.horizon, n_paths=spec.n_paths,
                     steps_per_lr=spec.steps_per_lr, method=spec.method, seed=0, progress=False)
     print(result.table())
@@ -160,7 +160,7 @@ def test_validation():
     base = SGDLeastSquares.default()
     with pytest.raises(TypeError, match="RMSprop: `base` must be a FiniteSumSGD"):
         RMSprop(object())
-    with pytest.raises(ValueError, match="RMSprop: `noise` must be one of gaussian, rademacher; got 'skewed'"):
+    with pytest.raises(ValueError, match="RMSprop: `noise` must be one of gaussian, rademacher, three_point; got 'skewed'"):
         RMSprop(base, noise="skewed")
     with pytest.raises(ValueError, match="RMSprop: `u0` must be a finite, non-negative tensor"):
         RMSprop(base, u0=[-1.0, 1.0])

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.func import hessian, vmap
 
-from smetool.algorithms.dropout_problem import default_problem
+from smetool.models.dropout_problem import default_problem
 from smetool.analysis.hessian import (
     expected_loss_hessian,
     implicit_regularizer_hessian,

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from smetool.algorithms.dropout_problem import default_problem
+from smetool.models.dropout_problem import default_problem
 from smetool.analysis.report import analyze_dropout, load_problem
 
 

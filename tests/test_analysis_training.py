@@ -5,7 +5,7 @@ import itertools
 import pytest
 import torch
 
-from smetool.algorithms.dropout_problem import DropoutProblem, default_problem
+from smetool.models.dropout_problem import DropoutProblem, default_problem
 from smetool.analysis.training import implicit_regularization, train
 
 

@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from smetool.algorithms.dropout_problem import DropoutProblem
+from smetool.models.dropout_problem import DropoutProblem
 from smetool.analysis.variance import (
     fit_power_law,
     gradient_noise_covariance,

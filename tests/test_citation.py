@@ -42,9 +42,9 @@ def test_citation_rejects_unknown_names():
 
 
 def test_every_registered_plugin_has_its_papers():
-    from smetool.algorithms.registry import PLUGINS
+    from smetool.algorithms.registry import plugins
 
-    for name in PLUGINS:
+    for name in plugins():
         assert citation(plugin=name).count("@") >= 2, name
 
 
@@ -53,27 +53,49 @@ def test_every_solver_and_plugin_class_docstring_has_references():
 
     import torch
 
-    from smetool.algorithms.registry import PLUGINS
+    from smetool.algorithms.registry import plugins
     from smetool.solvers import SOLVERS
 
     classes = set(SOLVERS.values())
-    for spec in PLUGINS.values():
-        algorithm = spec.factory(dtype=torch.float64, device="cpu", **spec.option_defaults)
+    for spec in plugins().values():
+        algorithm = spec.build(dtype=torch.float64, device="cpu")
         classes |= {type(algorithm), type(algorithm.sme(min(spec.lrs), 1))}
+        assert algorithm.cited_references(), spec.name
+    for cls in SOLVERS.values():
+        assert cls.references, cls.__name__
     missing = [c.__name__ for c in classes if "References\n----------" not in inspect.getdoc(c)]
     assert not missing, missing
 
 
-def test_plugins_of_names_the_papers_of_wrappers_and_their_base():
+def test_wrappers_cite_their_papers_and_those_of_their_base():
     from smetool import SVAG, DropoutAlgorithm, HeavyBallSGD, SGDLeastSquares
-    from smetool.citation import plugins_of
+
+    def keys(algorithm):
+        return [ref.key for ref in algorithm.cited_references()]
 
     dropout = DropoutAlgorithm.default(width=4)
-    assert plugins_of(dropout) == ["dropout"]
-    assert plugins_of(SVAG(dropout, 0.04)) == ["svag-dropout", "dropout"]
-    assert plugins_of(SVAG(SGDLeastSquares.default(), 0.5)) == ["svag", "sgd"]
-    assert plugins_of(HeavyBallSGD.default()) == ["momentum", "sgd"]
-    assert plugins_of(object()) == []
+    assert keys(dropout) == ["zhang2024dropout", "li2019sme"]
+    assert keys(SVAG(dropout, 0.04)) == ["li2021svag", "zhang2024dropout", "li2019sme"]
+    assert keys(SVAG(SGDLeastSquares.default(), 0.5)) == ["li2021svag", "li2019sme"]
+    assert keys(HeavyBallSGD.default()) == ["li2019sme"]
+
+
+def test_a_users_own_plugin_and_solver_are_cited_from_their_declarations():
+    from smetool import EulerMaruyama, Reference, SGDLeastSquares, verify
+
+    mine = Reference.of("doe2026noisy", "article", title="Noisy GD", author="Doe, J.", year="2026")
+
+    class MySolver(EulerMaruyama):
+        name = "my-euler"
+        references = (mine,)
+
+    class MySGD(SGDLeastSquares):
+        references = (mine,)
+
+    result = verify(MySGD.default(), [0.25, 0.125], horizon=1.0, n_paths=50, method=MySolver(),
+                    seed=0, progress=False)
+    assert result.citation().count("doe2026noisy") == 1
+    assert citation(references=result.references) == result.citation()
 
 
 def test_verify_result_cites_its_solver_and_plugin():

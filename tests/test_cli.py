@@ -29,7 +29,7 @@ def test_help_lists_commands(capsys):
 
 def test_verify_help_documents_defaults(capsys):
     with pytest.raises(SystemExit):
-        main(["verify", "--help"])
+        main(["verify", "dropout", "--help"])
     out = capsys.readouterr().out
     for flag in ("--lrs", "--horizon", "--paths", "--order", "--keep-prob", "--width", "--seed",
                  "--device", "--json", "--plot", "--out"):
@@ -40,22 +40,31 @@ def test_verify_help_documents_defaults(capsys):
 
 
 def test_verify_help_lists_every_plugins_defaults(capsys):
-    from smetool.algorithms.registry import PLUGINS
+    from smetool.algorithms.registry import plugins
 
     with pytest.raises(SystemExit):
         main(["verify", "--help"])
     out = capsys.readouterr().out
     table = out.split("plug-in defaults")[1]
-    for name, spec in PLUGINS.items():
+    for name, spec in plugins().items():
         row = next(line for line in table.splitlines() if line.split()[:1] == [name])
         assert ",".join(f"{lr:g}" for lr in spec.lrs) in row and f"{spec.n_paths} paths" in row
         for option in spec.options:
-            assert f"{spec.option_defaults[option]:g}" in row, (name, option, row)
+            assert f"{option.flag} {option.default}" in row, (name, option, row)
 
 
-def test_the_cli_passes_the_declared_option_defaults(monkeypatch, capsys):
-    """What the help table shows is what the factory receives."""
+@pytest.fixture
+def fresh_registry():
     from smetool.algorithms import registry
+
+    registry.refresh()
+    yield registry
+    registry.refresh()
+
+
+def test_the_cli_passes_the_declared_option_defaults(fresh_registry, capsys):
+    """What the help table shows is what the factory receives."""
+    from dataclasses import replace
 
     seen = {}
 
@@ -63,10 +72,9 @@ def test_the_cli_passes_the_declared_option_defaults(monkeypatch, capsys):
         seen.update(options)
         raise ValueError("stop here")
 
-    spec = registry.PLUGINS["svag-dropout"]
-    monkeypatch.setitem(registry.PLUGINS, "svag-dropout",
-                        registry.PluginSpec(**{**spec.__dict__, "factory": spy}))
-    assert main(["verify", "svag-dropout", "--width", "8", "--quiet"]) == 2
+    spec = fresh_registry.get_plugin("svag-dropout")
+    fresh_registry.register(replace(spec, name="svag-spy", factory=spy))
+    assert main(["verify", "svag-spy", "--width", "8", "--quiet"]) == 2
     assert seen == {"base_lr": 0.04, "keep_prob": 0.9, "width": 8}
     assert "stop here" in capsys.readouterr().err
 
@@ -87,7 +95,9 @@ def test_verify_writes_json_csv_and_plot(tmp_path, capsys):
     assert (out_dir / "errors.csv").read_text().startswith("lr,test_function")
     bib = (out_dir / "citation.bib").read_text()  # the papers of this run: solver and plug-in
     assert bib.startswith("@software{smetool") and "zhang2024dropout" in bib
-    assert "milstein1997small" in bib and data["settings"]["plugins"] == ["dropout"]
+    assert "milstein1997small" in bib and data["settings"]["plugin"] == "dropout"
+    assert data["references"] == ["milstein1997small", "kloeden1992", "zhang2024dropout",
+                                  "li2019sme"]
     if data["fits"]:
         assert (out_dir / "errors.png").exists()
         assert {"test_function", "slope", "ci"} <= set(data["fits"][0])
@@ -100,7 +110,7 @@ def test_verify_writes_json_csv_and_plot(tmp_path, capsys):
         (["verify", "dropout", "--paths", "-5"], "must be a positive integer"),
         (["verify", "dropout", "--lrs", "0.1,abc"], "must be a positive number"),
         (["verify", "dropout", "--no-such-flag"], "unrecognized arguments"),
-        (["verify"], "required: ALGORITHM"),
+        (["verify"], "name a plug-in"),
     ],
 )
 def test_bad_arguments_exit_nonzero_with_one_line(argv, message, capsys):
@@ -110,7 +120,7 @@ def test_bad_arguments_exit_nonzero_with_one_line(argv, message, capsys):
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1, err
-    assert err.startswith("smetool verify: error:") and "--help" in err
+    assert err.startswith("smetool verify") and ": error:" in err and "--help" in err
 
 
 def test_library_errors_are_one_line_without_traceback(capsys):
@@ -119,13 +129,16 @@ def test_library_errors_are_one_line_without_traceback(capsys):
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "must be a whole multiple" in err and "Traceback" not in err
+    assert "must be a whole number of steps" in err and "Traceback" not in err
 
 
 def test_keep_prob_out_of_range_is_a_clear_error(capsys):
-    code = main(["verify", "dropout", "--keep-prob", "1.5", "--paths", "10", "--quiet"])
-    assert code == 2
-    assert "keep_prob" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["verify", "dropout", "--keep-prob", "1.5", "--paths", "10", "--quiet"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --keep-prob: `keep_prob` must be in (0, 1]; got 1.5" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_unwritable_output_folder(tmp_path, capsys):
@@ -138,7 +151,7 @@ def test_unwritable_output_folder(tmp_path, capsys):
 
 
 def test_debug_shows_the_traceback(capsys):
-    code = main(["--debug", "verify", "dropout", "--keep-prob", "0", "--paths", "10", "--quiet"])
+    code = main(["--debug", "verify", "dropout", "--lrs", "0.1,0.03", "--paths", "10", "--quiet"])
     assert code == 2
     assert "Traceback" in capsys.readouterr().err
 
@@ -205,15 +218,18 @@ def test_odd_steps_per_lr_is_a_one_line_error(capsys):
     assert "--steps-per-lr must be even; got 3." in capsys.readouterr().err
 
 
-def test_registry_refuses_duplicates_and_non_specs():
-    from smetool.algorithms.registry import PLUGINS, register
-
-    with pytest.raises(ValueError, match="a plug-in named 'sgd' is already registered"):
-        register(PLUGINS["sgd"])
-    with pytest.raises(TypeError, match="`spec` must be a PluginSpec; got dict"):
-        register({"name": "x"})
+def test_registry_refuses_duplicates_and_non_specs(fresh_registry):
     from dataclasses import replace
 
-    with pytest.raises(ValueError, match=r"`option_defaults` has no value for \['width'\]"):
-        register(replace(PLUGINS["dropout"], name="dropout-2", option_defaults={"keep_prob": 0.9}))
-    assert "dropout-2" not in PLUGINS
+    from smetool import Option
+
+    register, plugins = fresh_registry.register, fresh_registry.plugins
+    with pytest.raises(ValueError, match="a plug-in named 'sgd' is already registered"):
+        register(plugins()["sgd"])
+    with pytest.raises(TypeError, match="`spec` must be a PluginSpec; got dict"):
+        register({"name": "x"})
+    with pytest.raises(ValueError, match="option 'seed' clashes with an option of `smetool verify`"):
+        replace(plugins()["dropout"], name="dropout-2", options=(Option("seed", int, 0, "x"),))
+    with pytest.raises(ValueError, match=r"`horizon` \(0.2\) must be a whole number of steps"):
+        replace(plugins()["dropout"], name="dropout-2", lrs=(0.03, 0.01))
+    assert "dropout-2" not in plugins()

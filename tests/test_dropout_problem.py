@@ -16,7 +16,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smetool.algorithms.dropout_problem import DropoutProblem, GradSecondMoment, default_problem
+from smetool.models.dropout_problem import DropoutProblem, GradSecondMoment, default_problem
 
 F64 = torch.float64
 SMOOTH = ["tanh", "sigmoid", "gelu", "identity"]
@@ -104,8 +104,8 @@ def test_no_dropout_gives_plain_gradient_descent():
     assert problem.noise_factor(theta).abs().max() == 0
     assert problem.noise_covariance(theta).abs().max() == 0
     gen = torch.Generator().manual_seed(0)
-    assert problem.sample_noise(theta, gen).abs().max() == 0
-    assert problem.sample_noise(theta, gen, method="masks").abs().max() == 0
+    assert problem.sample_gaussian_noise(theta, gen).abs().max() == 0
+    assert problem.sample_mask_noise(theta, gen).abs().max() == 0
     close(problem.step(theta, 0.1, gen), theta - 0.1 * grad)
 
 
@@ -157,7 +157,7 @@ def test_mask_moments(p):
 
 def test_gaussian_sampler_is_the_factor_applied_to_normals():
     problem, theta = make_problem(11, 5, 2, 7, 0.6, "tanh", paths=4)
-    zeta = problem.sample_noise(theta, torch.Generator().manual_seed(5))
+    zeta = problem.sample_gaussian_noise(theta, torch.Generator().manual_seed(5))
     z = torch.randn(4, 15, generator=torch.Generator().manual_seed(5), dtype=F64)
     Fz = torch.einsum("pdm,pm->pd", problem.noise_factor(theta), z)
     close(zeta, Fz)
@@ -179,7 +179,7 @@ def test_dtype_and_data_follow_theta():
     assert problem.expected_loss_grad(t32).dtype == torch.float32
     assert problem.noise_factor(t32).dtype == torch.float32
     gen = torch.Generator().manual_seed(0)
-    assert problem.sample_noise(t32, gen, method="masks").dtype == torch.float32
+    assert problem.sample_mask_noise(t32, gen).dtype == torch.float32
     assert problem.step(t32, 0.1, torch.Generator().manual_seed(0)).dtype == torch.float32
     assert problem.sample_scale(3, torch.Generator(), dtype=torch.float32).dtype == torch.float32
 
@@ -234,9 +234,11 @@ def test_sampler_covariance_matches_sigma(method, n_pairs):
     dirs = torch.randn(3, D, generator=torch.Generator().manual_seed(1), dtype=F64)
     top = torch.linalg.eigh(sigma).eigenvectors[:, -1]
     dirs = torch.cat([dirs / dirs.norm(dim=1, keepdim=True), top.unsqueeze(0)])
-    zeta = problem.sample_noise(
-        theta.expand(N_DRAWS, D), torch.Generator().manual_seed(2), method=method, n_pairs=n_pairs
-    )
+    gen = torch.Generator().manual_seed(2)
+    if method == "gaussian":
+        zeta = problem.sample_gaussian_noise(theta.expand(N_DRAWS, D), gen)
+    else:
+        zeta = problem.sample_mask_noise(theta.expand(N_DRAWS, D), gen, n_pairs)
     proj = zeta @ dirs.T  # (N, 4)
     for j in range(4):
         _check_mean(proj[:, j], 0.0, f"{method} mean along u{j}")
@@ -319,10 +321,8 @@ def test_method_validation():
         problem.expected_loss_hvp(theta, theta[0])
     with pytest.raises(ValueError, match=r"`z` must have shape \(3, 3\); got \(3, 2\)"):
         problem.noise_factor_matvec(theta, torch.zeros(3, 2, dtype=F64))
-    with pytest.raises(ValueError, match=r"`method` must be one of gaussian, masks; got 'exact'"):
-        problem.sample_noise(theta, gen, method="exact")
     with pytest.raises(ValueError, match=r"`n_pairs` must be a positive integer; got 0"):
-        problem.sample_noise(theta, gen, method="masks", n_pairs=0)
+        problem.sample_mask_noise(theta, gen, n_pairs=0)
     with pytest.raises(ValueError, match=r"`n_paths` must be a positive integer; got 0"):
         problem.sample_scale(0, gen)
     for lr in (0.0, -1.0, float("inf")):

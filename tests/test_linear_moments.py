@@ -17,7 +17,7 @@ import scipy.linalg
 import torch
 from hypothesis import given, settings, strategies as st
 
-from smetool.exact.linear_moments import (
+from smetool.exact import (
     AffineGradientModel,
     ExactWeakErrors,
     HeavyBallMoments,
@@ -26,7 +26,7 @@ from smetool.exact.linear_moments import (
     MomentPath,
     Quadratic,
 )
-from smetool.weak import OrderFit
+from smetool import OrderFit
 
 Z = 5.0  # standard errors per Monte-Carlo comparison
 

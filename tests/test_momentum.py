@@ -15,8 +15,8 @@ import torch
 
 import smetool
 from smetool.algorithms.momentum import HeavyBallSGD, HeavyBallSME
-from smetool.algorithms.sgd import SGDLeastSquares, SGDTwoLayer
-from smetool.weak import ExactReference, fit_order, weak_error
+from smetool.algorithms import SGDLeastSquares, SGDTwoLayer
+from smetool import ExactReference, fit_order, weak_error
 
 Z = 5.0
 

@@ -21,11 +21,11 @@ import smetool
 from smetool.montecarlo import (
     MonteCarloResult,
     SDEProducer,
-    StreamingMoments,
     chunk_seed,
     read_checkpoint,
     run_monte_carlo,
 )
+from smetool.stats import StreamingMoments
 
 F64 = torch.float64
 WORKER = Path(__file__).with_name("_resume_worker.py")
@@ -222,7 +222,7 @@ def test_antithetic_needs_a_cooperating_producer():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"n_paths": 0}, ValueError, "`n_paths` must be a positive integer; got 0"),
+        ({"n_paths": 0}, ValueError, "`n_paths` must be an integer ≥ 2 .*; got 0"),
         ({"seed": -1}, ValueError, "`seed` must be a non-negative integer; got -1"),
         ({"seed": 1.5}, ValueError, "`seed` must be a non-negative integer"),
         ({"chunk_size": 0}, ValueError, "`chunk_size` must be a positive integer"),
@@ -241,7 +241,7 @@ def test_antithetic_needs_a_cooperating_producer():
         ({"producer": lambda n, g: torch.zeros(1, n, 1, dtype=torch.long)}, ValueError,
          "must return a floating tensor"),
         ({"producer": lambda n, g: torch.full((1, n, 1), float("nan"))}, FloatingPointError,
-         "non-finite test-function values in chunk 0"),
+         r"chunk 0 diverged: 10 of 10 main samples non-finite"),
     ],
 )
 def test_validation_errors(kwargs, error, match):
@@ -285,7 +285,7 @@ def test_progress_bar_shows_and_can_be_silenced(capsys):
 
 
 def test_a_single_path_is_refused():
-    with pytest.raises(ValueError, match=r"`n_paths` must be at least 2 \(a standard error needs a variance\); got 1"):
+    with pytest.raises(ValueError, match=r"`n_paths` must be an integer ≥ 2 \(a standard error needs a variance\); got 1"):
         run_monte_carlo(lognormal(), X, 1, seed=0)
 
 
@@ -307,10 +307,11 @@ def test_resume_after_interruption_is_bit_identical(tmp_path):
         return prod(n, gen)
 
     kwargs = dict(seed=2, chunk_size=100, checkpoint_every=2, tag="gbm", progress=False)
-    ckpt = tmp_path / "mc.pt"
+    ckpt = tmp_path / "mc"
     with pytest.raises(Interrupt):
         run_monte_carlo(flaky, X12, 1_000, checkpoint=ckpt, **kwargs)
-    assert read_checkpoint(ckpt)["next_chunk"] == 4  # chunks 0-3 written, chunk 5 failed
+    # chunks 0-3 written, chunk 5 failed
+    assert read_checkpoint(ckpt / "run_monte_carlo.pt")["next_chunk"] == 4
     resumed = run_monte_carlo(flaky, X12, 1_000, checkpoint=ckpt, **kwargs)
     fresh = run_monte_carlo(prod, X12, 1_000, **kwargs)
     assert torch.equal(resumed.means, fresh.means)
@@ -323,13 +324,13 @@ def test_resume_after_interruption_is_bit_identical(tmp_path):
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     worker = _load_worker()
-    ckpt = tmp_path / "killed.pt"
+    ckpt = tmp_path / "killed"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, str(WORKER), str(ckpt)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
-        while not ckpt.exists():
+        while not (ckpt / "run_monte_carlo.pt").exists():
             if proc.poll() is not None:
                 pytest.fail(f"worker exited before writing a checkpoint: {proc.stderr.read().decode()}")
             if time.monotonic() > deadline:
@@ -341,7 +342,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    state = read_checkpoint(ckpt)
+    state = read_checkpoint(ckpt / "run_monte_carlo.pt")
     assert 0 < state["next_chunk"] < worker.N_CHUNKS, state["next_chunk"]
     resumed = worker.run(ckpt)
     fresh = worker.run(None)
@@ -351,7 +352,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
 
 
 def test_mismatched_checkpoint_is_refused(tmp_path):
-    ckpt = tmp_path / "mc.pt"
+    ckpt = tmp_path / "mc"
     run_monte_carlo(lognormal(), X, 100, seed=1, chunk_size=50, checkpoint=ckpt, tag="a",
                     progress=False)
     with pytest.raises(ValueError, match=r"belongs to a different run \(seed: checkpoint 1 vs now 2\)"):
@@ -366,13 +367,15 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
     with pytest.raises(ValueError, match="names: checkpoint"):
         run_monte_carlo(lognormal(), X12, 100, seed=1, chunk_size=50, checkpoint=ckpt, tag="a",
                         progress=False)
-    bad = tmp_path / "garbage.pt"
-    bad.write_bytes(b"not a checkpoint")
+    bad = tmp_path / "garbage"
+    bad.mkdir()
+    (bad / "run_monte_carlo.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot be read"):
         run_monte_carlo(lognormal(), X, 100, seed=1, chunk_size=50, checkpoint=bad, progress=False)
-    other = tmp_path / "other.pt"
-    torch.save({"version": 99}, other)
-    with pytest.raises(ValueError, match="is not a smetool Monte-Carlo checkpoint of version 1"):
+    other = tmp_path / "other"
+    other.mkdir()
+    torch.save({"version": 99}, other / "run_monte_carlo.pt")
+    with pytest.raises(ValueError, match="is not a smetool Monte-Carlo checkpoint of version 2"):
         run_monte_carlo(lognormal(), X, 100, seed=1, chunk_size=50, checkpoint=other, progress=False)
 
 

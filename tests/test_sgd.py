@@ -16,9 +16,10 @@ import torch
 
 import smetool
 from smetool.algorithms.base import Algorithm
-from smetool.algorithms.sgd import DEFAULT_LEAST_SQUARES, SGDSME, FiniteSumSGD, SGDLeastSquares, SGDTwoLayer
+from smetool.algorithms.sgd import DEFAULT_LEAST_SQUARES, SGDSME, FiniteSumSGD, SGDLeastSquares
+from smetool.algorithms.sgd_two_layer import SGDTwoLayer
 from smetool.models.two_layer import TwoLayerNet
-from smetool.weak import ExactReference, fit_order, weak_error
+from smetool import ExactReference, fit_order, weak_error
 
 Z = 5.0
 

@@ -40,7 +40,7 @@ from smetool.exact import (
     noncommutative_problem,
     sinh_problem,
 )
-from smetool.weak import fit_order
+from smetool import fit_order
 
 F64 = torch.float64
 MIN_SNR = 5.0

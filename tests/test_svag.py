@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 
 from smetool import verify
 from smetool.algorithms import DropoutAlgorithm, SGDLeastSquares
-from smetool.algorithms.registry import PLUGINS
+from smetool.algorithms.registry import plugins
 from smetool.algorithms.svag import SVAG, svag_coefficients
-from smetool.exact.linear_moments import LinearDropoutMoments, SVAGMoments
+from smetool.exact import LinearDropoutMoments, SVAGMoments
 
 Z = 5.0
 
@@ -143,8 +143,8 @@ def test_verify_svag_default_run_has_order_one_and_matches_the_exact_errors():
     """``smetool verify svag`` (seed 0, 2·10⁵ paths): every test function has ≥ 3 resolved
     points, a 95 % slope CI containing 1, and each measured error agrees with the exact SVAG
     weak error within 5 SE plus the reported solver error."""
-    spec = PLUGINS["svag"]
-    algo = spec.factory(dtype=torch.float64, device="cpu")
+    spec = plugins()["svag"]
+    algo = spec.build(dtype=torch.float64, device="cpu")
     result = verify(algo, spec.lrs, horizon=spec.horizon, n_paths=spec.n_paths,
                     steps_per_lr=spec.steps_per_lr, method=spec.method, seed=0, progress=False)
     assert not result.unfitted, result.table()

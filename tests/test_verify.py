@@ -10,7 +10,7 @@ import torch
 import smetool
 from smetool import verify
 from smetool.algorithms.dropout import DropoutAlgorithm
-from smetool.algorithms.registry import PLUGINS
+from smetool.algorithms.registry import plugins
 
 
 def _small():
@@ -25,8 +25,8 @@ def test_dropout_order_one_sme_has_weak_order_one_on_the_default_problem():
     95 % CI of the fitted slope must contain 1 for every default test function, and the SME
     solver's own error (coupled h vs 2h) must be a small part of every error.
     """
-    spec = PLUGINS["dropout"]
-    algorithm = spec.factory(dtype=torch.float64, device="cpu")
+    spec = plugins()["dropout"]
+    algorithm = spec.build(dtype=torch.float64, device="cpu")
     result = verify(algorithm, spec.lrs, horizon=spec.horizon, n_paths=spec.n_paths,
                     steps_per_lr=spec.steps_per_lr, order=1, seed=0, progress=False)
     assert not result.unfitted, result.table()
@@ -69,9 +69,9 @@ def test_same_seed_same_result():
 
 def test_checkpointed_run_resumes_to_the_same_numbers(tmp_path):
     args = dict(horizon=0.2, n_paths=60, chunk_size=20, seed=5, progress=False, min_snr=0.0,
-                checkpoint_dir=tmp_path)
+                checkpoint=tmp_path)
     first = verify(_small(), [0.1, 0.05], **args)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["lr0.pt", "lr1.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step0.pt", "step1.pt"]
     again = verify(_small(), [0.1, 0.05], **args)  # every chunk is read back from the files
     assert [r.error for r in again.rows] == [r.error for r in first.rows]
     with pytest.raises(ValueError, match="belongs to a different run"):
@@ -91,11 +91,11 @@ def test_unresolved_points_are_reported_not_raised():
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        (dict(lrs=[0.1]), "at least two learning rates"),
+        (dict(lrs=[0.1]), "`lrs` must hold at least 2 values"),
         (dict(lrs=[0.1, -0.05]), "must be positive"),
         (dict(lrs=[0.1, 0.1]), "must be distinct"),
-        (dict(lrs=[0.1, 0.03]), r"`horizon` \(0.2\) must be a whole multiple"),
-        (dict(horizon=-1.0), "`horizon` must be a positive number"),
+        (dict(lrs=[0.1, 0.03]), r"`horizon` \(0.2\) must be a whole number of steps of `lr`"),
+        (dict(horizon=-1.0), "`horizon` must be a positive finite number"),
         (dict(order=3), r"`order` must be one of \(1, 2\)"),
         (dict(n_paths=1), "`n_paths` must be an integer ≥ 2"),
         (dict(steps_per_lr=3), "`steps_per_lr` must be an even integer"),
@@ -140,8 +140,8 @@ def test_order_two_sme_error_is_clearly_below_order_one_at_the_smallest_lr():
     """
     from smetool import SmallNoiseHeun, solve
 
-    spec = PLUGINS["dropout"]
-    algorithm = spec.factory(dtype=torch.float64, device="cpu")
+    spec = plugins()["dropout"]
+    algorithm = spec.build(dtype=torch.float64, device="cpu")
     lr, horizon, n = min(spec.lrs), spec.horizon, spec.n_paths
     x0 = algorithm.initial_state(n)
     finals = []
@@ -169,8 +169,8 @@ def test_order_two_sme_error_is_clearly_below_order_one_at_the_smallest_lr():
 def test_sgd_order_one_sme_default_run():
     """``smetool verify sgd`` (seed 0): the order-1 SME's slope CI contains 1 for every test
     function, with at least three resolved learning rates each."""
-    spec = PLUGINS["sgd"]
-    algorithm = spec.factory(dtype=torch.float64, device="cpu")
+    spec = plugins()["sgd"]
+    algorithm = spec.build(dtype=torch.float64, device="cpu")
     result = verify(algorithm, spec.lrs, horizon=spec.horizon, n_paths=spec.n_paths,
                     steps_per_lr=spec.steps_per_lr, seed=0, progress=False)
     assert not result.unfitted, result.table()
@@ -218,7 +218,7 @@ def _broken(**overrides):
     (_broken(sme=lambda self, lr, order=1: "not an SDE"), {}, TypeError,
      r"toy \(lr=0.1\): sme\(lr, order\) must return an smetool.SDE; got str"),
     (_Toy(), {"lrs": [0.1, 0.03]}, ValueError,
-     r"toy: `horizon` \(0.2\) must be a whole multiple of every learning rate; got lr=0.03"),
+     r"toy: `horizon` \(0.2\) must be a whole number of steps of `lr` \(0.03\); got 6.66667 steps"),
 ])
 def test_broken_plugins_get_errors_naming_the_plugin(plugin, kwargs, error, match):
     lrs = kwargs.pop("lrs", [0.1, 0.05])
@@ -232,8 +232,8 @@ def test_diverging_plugin_says_where_and_keeps_the_finished_chunks(tmp_path):
 
     plugin = _broken(step=step)
     with pytest.raises(FloatingPointError,
-                       match=r"toy: at lr=0.1, chunk 1 \(5 paths\) diverged by T = 0.2: 5 non-finite "
-                             r"discrete paths"):
+                       match=r"toy: at lr=0.1 \(horizon T = 0.2; .*\), chunk 1 diverged: 5 of 5 "
+                             r"discrete samples non-finite"):
         verify(plugin, [0.1, 0.05], horizon=0.2, n_paths=15, chunk_size=10, progress=False,
-               checkpoint_dir=tmp_path)
-    assert (tmp_path / "lr0.pt").exists()  # chunk 0 is kept for a resumed run
+               checkpoint=tmp_path)
+    assert (tmp_path / "step0.pt").exists()  # chunk 0 is kept for a resumed run

@@ -17,8 +17,8 @@ import pytest
 import torch
 
 import smetool
-from smetool.montecarlo import SDEProducer
-from smetool.weak import (
+from smetool import SDEProducer
+from smetool import (
     ExactReference,
     OrderFit,
     WeakErrorTable,
@@ -183,7 +183,7 @@ def test_weak_error_is_reproducible_and_checkpointed(tmp_path):
     ref = lambda h: coupled_gbm(h, "exact")  # noqa: E731
     a = weak_error(ref, em, TESTS, 1_000, checkpoint=tmp_path / "ck", tag="em", **kwargs)
     assert calls["n"] == 4 and sorted(p.name for p in (tmp_path / "ck").iterdir()) == [
-        "weak_error_step0.pt", "weak_error_step1.pt"]
+        "step0.pt", "step1.pt"]
     b = weak_error(ref, em, TESTS, 1_000, checkpoint=tmp_path / "ck", tag="em", **kwargs)
     assert calls["n"] == 4  # answered from the finished checkpoints
     c = weak_error(ref, em, TESTS, 1_000, **kwargs)
@@ -213,12 +213,12 @@ def test_weak_error_table_methods():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"steps": []}, ValueError, "`steps` must hold at least one step size"),
+        ({"steps": []}, ValueError, "`steps` must hold at least 1 value"),
         ({"steps": [0.1, -0.1]}, ValueError, "`steps` must be positive and finite; got -0.1"),
         ({"steps": [0.1, 0.1]}, ValueError, "`steps` must be distinct"),
-        ({"steps": 0.1}, ValueError, "`steps` must be a sequence of positive step sizes"),
-        ({"n_paths": 0}, ValueError, "`n_paths` must be a positive integer"),
-        ({"n_paths": 1}, ValueError, r"`n_paths` must be at least 2 \(a standard error needs a variance\); got 1"),
+        ({"steps": 0.1}, ValueError, "`steps` must be a sequence of positive numbers"),
+        ({"n_paths": 0}, ValueError, "`n_paths` must be an integer ≥ 2"),
+        ({"n_paths": 1}, ValueError, r"`n_paths` must be an integer ≥ 2 \(a standard error needs a variance\); got 1"),
         ({"seed": -3}, ValueError, "`seed` must be a non-negative integer"),
         ({"reference": 3.0}, TypeError, "`reference` must be an ExactReference or a callable"),
         ({"approximation": 3.0}, TypeError, "`approximation` must be a callable or mapping"),
@@ -425,7 +425,7 @@ def test_richardson_monte_carlo_pairs_the_levels():
     anti = richardson_monte_carlo(lambda s: coupled_gbm(s, "em", fine=h), TESTS, 2_000, seed=4,
                                   step=h, chunk_size=1_000, antithetic=True, progress=False)
     assert anti.count == 2_000
-    with pytest.raises(ValueError, match="`step` must be a positive number"):
+    with pytest.raises(ValueError, match="`step` must be a positive finite number"):
         richardson_monte_carlo(lambda s: coupled_gbm(s, "em"), TESTS, 10, seed=0, step=0.0)
     with pytest.raises(TypeError, match="must give a path producer for step"):
         richardson_monte_carlo(lambda s: None, TESTS, 10, seed=0, step=0.5)

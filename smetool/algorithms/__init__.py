@@ -1,26 +1,48 @@
 """Plug-ins: discrete training algorithms paired with their SMEs.
 
-Every plug-in meets :class:`Algorithm`; :data:`~smetool.algorithms.registry.PLUGINS` lists those
-the command line knows.
+Every plug-in meets :class:`Algorithm`; a :class:`PluginSpec` declares it for the command line
+(:func:`~smetool.algorithms.registry.plugins` lists smetool's and those of other packages).
 """
 
-from .adaptive import Adam, AdamSME, RMSprop, RMSpropSME, sde_constants, sqrt_scaling_rule
-from .base import Algorithm, StochasticGradientAlgorithm, TestFunction
-from .dropout import NOISE_REPRESENTATIONS, DropoutAlgorithm, DropoutSME
-from .dropout_problem import DropoutProblem, GradSecondMoment, default_problem
+from .adam import Adam, AdamSME
+from .adaptive import AdaptiveAlgorithm, AdaptiveSME, sde_constants, sqrt_scaling_rule
+from .base import Algorithm, HasExactMoments, StochasticGradientAlgorithm, TestFunction
+from .dropout import DropoutAlgorithm, DropoutSME
+from .dropout_noise import (
+    NOISE_REPRESENTATIONS,
+    CovarianceNoise,
+    DropoutNoise,
+    FactorNoise,
+    GaussianNoise,
+    MaskPairNoise,
+)
 from .momentum import HeavyBallSGD, HeavyBallSME
-from .sgd import SGDSME, FiniteSumSGD, SGDLeastSquares, SGDTwoLayer
-from .svag import SVAG, svag_coefficients
+from .registry import ENTRY_POINT_GROUP, get_plugin, plugins, register
+from .rmsprop import RMSprop, RMSpropSME
+from .sgd import SGDSME, FiniteSumSGD, SGDLeastSquares
+from .sgd_two_layer import SGDTwoLayer
+from .spec import Option, PluginBuildError, PluginSpec
+from .svag import SVAG
 
 __all__ = [
     "Algorithm",
     "StochasticGradientAlgorithm",
+    "HasExactMoments",
     "TestFunction",
+    "PluginSpec",
+    "Option",
+    "PluginBuildError",
+    "ENTRY_POINT_GROUP",
+    "plugins",
+    "get_plugin",
+    "register",
     "DropoutAlgorithm",
     "DropoutSME",
-    "DropoutProblem",
-    "GradSecondMoment",
-    "default_problem",
+    "DropoutNoise",
+    "FactorNoise",
+    "GaussianNoise",
+    "MaskPairNoise",
+    "CovarianceNoise",
     "NOISE_REPRESENTATIONS",
     "FiniteSumSGD",
     "SGDLeastSquares",
@@ -29,7 +51,8 @@ __all__ = [
     "HeavyBallSGD",
     "HeavyBallSME",
     "SVAG",
-    "svag_coefficients",
+    "AdaptiveAlgorithm",
+    "AdaptiveSME",
     "RMSprop",
     "RMSpropSME",
     "Adam",

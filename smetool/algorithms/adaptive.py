@@ -1,4 +1,6 @@
-"""RMSprop and Adam plug-ins with the SDEs of Malladi, Lyu, Panigrahi & Arora (2022).
+"""What the RMSprop and Adam plug-ins share: the noise model, the scaling and the state layout.
+
+The SDEs are those of Malladi, Lyu, Panigrahi & Arora (2022).
 
 **The noise model.** Adaptive methods have an SDE limit only when the gradient noise is large:
 with learning rate ``η`` the stochastic gradient is ``g = ∇f(x) + σ ξ``, ``E ξ = 0``,
@@ -55,20 +57,25 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor
 
+from ..bibliography import MALLADI_2022_ADAPTIVE, Reference
+from ..brownian import (
+    GaussianIncrements,
+    Increments,
+    RademacherIncrements,
+    ThreePointIncrements,
+    as_increments,
+)
+from ..checks import check_lr, check_positive
 from ..sde import SDE, NoiseKind
-from .base import Algorithm, TestFunction, check_positive, on_leading_block
-from .sgd import FiniteSumSGD, SGDLeastSquares, _check_lr
+from .base import Algorithm, TestFunction, on_leading_block, wrapped_references
+from .sgd import FiniteSumSGD, SGDLeastSquares
 
-__all__ = ["RMSprop", "RMSpropSME", "Adam", "AdamSME", "sqrt_scaling_rule", "sde_constants",
+__all__ = ["AdaptiveAlgorithm", "AdaptiveSME", "sqrt_scaling_rule", "sde_constants",
            "default_base", "ADAPTIVE_NOISE"]
 
-ADAPTIVE_NOISE = ("gaussian", "rademacher")
-"""The laws of ``z`` in the gradient noise ``ξ = F(x) z``."""
-
-_REFERENCE = (
-    "S. Malladi, K. Lyu, A. Panigrahi, S. Arora, \"On the SDEs and scaling rules for adaptive "
-    "gradient algorithms\", NeurIPS 2022"
-)
+ADAPTIVE_NOISE = (GaussianIncrements, RademacherIncrements, ThreePointIncrements)
+"""The laws of ``z`` in the gradient noise ``ξ = F(x) z``: symmetric, unit variance (an
+:class:`~smetool.brownian.Increments` over a unit interval)."""
 
 
 def _betas(betas: float | Sequence[float], owner: str) -> tuple[float, ...]:
@@ -168,20 +175,25 @@ def default_base(dtype: torch.dtype = torch.float64, device=None) -> SGDLeastSqu
     return SGDLeastSquares.default(dtype, device=device, x0=(4.0, -4.0))
 
 
-class _AdaptiveAlgorithm(Algorithm):
-    """The noise oracle, checks and state layout shared by :class:`RMSprop` and :class:`Adam`."""
+class AdaptiveAlgorithm(Algorithm):
+    """The noise oracle, checks and state layout shared by RMSprop and Adam."""
 
-    reference = _REFERENCE
+    references = (MALLADI_2022_ADAPTIVE,)
     sme_orders = (1,)
     n_blocks: int  # the state is n_blocks × D: (x, u) or (x, m, u)
 
-    def __init__(self, base: FiniteSumSGD, *, sigma0: float, eps0: float, noise: str,
-                 u0: Any):
+    def __init__(self, base: FiniteSumSGD, *, sigma0: float, eps0: float,
+                 noise: Increments | str, u0: Any):
         owner = type(self).__name__
         if not isinstance(base, FiniteSumSGD):
             raise TypeError(f"{owner}: `base` must be a FiniteSumSGD; got {type(base).__name__}.")
-        if noise not in ADAPTIVE_NOISE:
-            raise ValueError(f"{owner}: `noise` must be one of {', '.join(ADAPTIVE_NOISE)}; got {noise!r}.")
+        if isinstance(noise, str) and noise not in {cls.name for cls in ADAPTIVE_NOISE}:
+            names = ", ".join(cls.name for cls in ADAPTIVE_NOISE)
+            raise ValueError(f"{owner}: `noise` must be one of {names}; got {noise!r}.")
+        noise = as_increments(noise)
+        if not isinstance(noise, ADAPTIVE_NOISE):
+            raise ValueError(f"{owner}: `noise` must be a symmetric law ({', '.join(c.__name__ for c in ADAPTIVE_NOISE)}); "
+                             f"got {noise!r}.")
         self.base = base
         self.sigma0 = check_positive(sigma0, "sigma0", owner)
         self.eps0 = check_positive(eps0, "eps0", owner)
@@ -228,10 +240,7 @@ class _AdaptiveAlgorithm(Algorithm):
         """
         P = x.shape[0]
         M = self.base.n_points
-        if self.noise == "gaussian":
-            z = torch.randn(P, M, generator=generator, dtype=x.dtype, device=x.device)
-        else:
-            z = torch.randint(0, 2, (P, M), generator=generator, device=x.device).to(x.dtype) * 2 - 1
+        z = self.noise.sample(0.0, 1.0, (P, M), generator, x.dtype, x.device)
         return math.sqrt(lr) / self.sigma0 * self.base.gradient(x) + self.base.noise_factor_matvec(x, z)
 
     def _check_rate(self, c: float, lr: float, name: str) -> None:
@@ -241,6 +250,10 @@ class _AdaptiveAlgorithm(Algorithm):
                 f"(0, 1)); got lr={lr:g} with {name}={c:g}."
             )
 
+    def cited_references(self) -> tuple[Reference, ...]:
+        """The adaptive method's papers and the base problem's."""
+        return wrapped_references(self, self.base)
+
     def test_functions(self) -> dict[str, TestFunction]:
         """The base's test functions on ``x`` and ``"u_sum"`` (``Σ_i u_i``)."""
         D = self.dim
@@ -249,18 +262,18 @@ class _AdaptiveAlgorithm(Algorithm):
         return out
 
 
-class _AdaptiveSME(SDE):
-    """The checks shared by :class:`RMSpropSME` and :class:`AdamSME` (GENERAL noise, ``M = n``)."""
+class AdaptiveSME(SDE):
+    """The checks shared by the RMSprop and Adam SDEs (GENERAL noise, ``M = n``)."""
 
     noise_kind = NoiseKind.GENERAL
     algorithm_type: type
 
-    def __init__(self, algorithm: _AdaptiveAlgorithm, lr: float, order: int = 1):
+    def __init__(self, algorithm: AdaptiveAlgorithm, lr: float, order: int = 1):
         owner = type(self).__name__
         if not isinstance(algorithm, self.algorithm_type):
             raise TypeError(f"{owner}: `algorithm` must be an {self.algorithm_type.__name__}; "
                             f"got {type(algorithm).__name__}.")
-        self.lr = _check_lr(lr, owner)
+        self.lr = check_lr(lr, owner)
         if isinstance(order, bool) or order != 1:
             raise ValueError(f"{owner}: `order` must be 1 (the only order provided); got {order!r}.")
         self.algorithm = algorithm
@@ -272,269 +285,3 @@ class _AdaptiveSME(SDE):
         zero = torch.zeros_like(block)
         return torch.cat([block if i == index else zero for i in range(self.algorithm.n_blocks)],
                          dim=1)
-
-
-class RMSprop(_AdaptiveAlgorithm):
-    """RMSprop on a finite-sum problem with large gradient noise, paired with its SDE.
-
-    The state is ``z = (x, u)``, ``u = v / σ²``, shape ``(P, 2D)``; the step ``lr`` is the SDE time
-    step ``τ = η²`` (see the module docstring for the scaling).
-
-    Parameters
-    ----------
-    base : FiniteSumSGD
-        Gives ``∇f``, the noise factor ``F`` (``F Fᵀ = Σ``) and ``x0``.
-    sigma0 : float
-        ``σ₀ = σ η``.
-    eps0 : float
-        ``ε₀ = ε η > 0``.
-    c : float
-        ``c = (1 − β)/η²``; a step needs ``c · lr < 1``.
-    noise : {"gaussian", "rademacher"}
-        The law of ``z`` in ``ξ = F z``.
-    u0 : Tensor, (D,), optional
-        Initial ``u`` (default ``diag Σ(x0)``, where ``u`` would settle).
-
-    Raises
-    ------
-    TypeError
-        If ``base`` is not a :class:`FiniteSumSGD`.
-    ValueError
-        Non-positive constants, an unknown ``noise``, a bad ``u0``.
-
-    References
-    ----------
-    Malladi, Lyu, Panigrahi & Arora, NeurIPS 2022.
-
-    Examples
-    --------
-    >>> algo = RMSprop.default()
-    >>> z = algo.step(algo.initial_state(4), 1 / 16, torch.Generator().manual_seed(0))
-    >>> algo.hyperparameters(1 / 16)["lr"]
-    0.25
-    """
-
-    name = "rmsprop"
-    n_blocks = 2
-
-    def __init__(self, base: FiniteSumSGD, *, sigma0: float = 0.5, eps0: float = 1.0,
-                 c: float = 1.0, noise: str = "gaussian", u0: Any = None):
-        super().__init__(base, sigma0=sigma0, eps0=eps0, noise=noise, u0=u0)
-        self.c = check_positive(c, "c", "RMSprop")
-
-    @classmethod
-    def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> "RMSprop":
-        """RMSprop on :func:`default_base` (keywords as the constructor)."""
-        return cls(default_base(dtype, device), **kwargs)
-
-    def hyperparameters(self, lr: float) -> dict[str, float]:
-        """The discrete algorithm's ``η = √τ``, ``β``, ``ε`` and noise scale ``σ`` for ``τ = lr``."""
-        lr = _check_lr(lr, "RMSprop")
-        eta = math.sqrt(lr)
-        return {"lr": eta, "beta": 1.0 - self.c * lr, "eps": self.eps0 / eta,
-                "noise_scale": self.sigma0 / eta}
-
-    def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
-                      device: torch.device | str | None = None) -> Tensor:
-        """``(x0, u0)`` on every path, ``(P, 2D)``."""
-        x = self.base.initial_state(n_paths, dtype=dtype, device=device)
-        return torch.cat([x, self.u0.to(x).expand_as(x)], dim=1)
-
-    def step(self, z: Tensor, lr: float, generator: torch.Generator) -> Tensor:
-        """``u ← β u + (1 − β) (g/σ)²``, ``x ← x − η g / (σ √u + ε)`` with ``τ = lr = η²``."""
-        lr = _check_lr(lr, "RMSprop")
-        self._check_rate(self.c, lr, "c")
-        x, u = self.split(z)
-        s = self.scaled_gradient(x, lr, generator)  # η g / σ₀ = g / σ
-        u = (1.0 - self.c * lr) * u + self.c * lr * s * s
-        # η g / (σ √u + ε) = τ g / P = √τ σ₀ s / P
-        x = x - math.sqrt(lr) * self.sigma0 * s / self.preconditioner(u)
-        return torch.cat([x, u], dim=1)
-
-    def sme(self, lr: float, order: int = 1) -> "RMSpropSME":
-        """The RMSprop SDE (the same for every ``lr``); see :class:`RMSpropSME`."""
-        return RMSpropSME(self, lr, order)
-
-    def __repr__(self) -> str:
-        return (f"RMSprop({self.base!r}, sigma0={self.sigma0:g}, eps0={self.eps0:g}, c={self.c:g}, "
-                f"noise={self.noise!r})")
-
-
-class RMSpropSME(_AdaptiveSME):
-    """``dx = −P⁻¹(∇f dt + σ₀ F dW)``, ``du = c (diag Σ − u) dt``, ``P = σ₀ √u + ε₀``.
-
-    GENERAL noise, ``M = n``; the ``u`` rows of the diffusion are zero.
-
-    Parameters
-    ----------
-    algorithm : RMSprop
-    lr : float
-        ``τ``, only checked (the SDE does not depend on it).
-    order : {1}
-
-    References
-    ----------
-    S. Malladi, K. Lyu, A. Panigrahi, S. Arora, "On the SDEs and scaling rules for adaptive
-    gradient algorithms", NeurIPS 2022 (the RMSprop SDE).
-    """
-
-    algorithm_type = RMSprop
-
-    def drift(self, t: float, z: Tensor) -> Tensor:
-        alg = self.algorithm
-        x, u = alg.split(z)
-        return torch.cat([-alg.base.gradient(x) / alg.preconditioner(u),
-                          alg.c * (alg.gradient_variance(x) - u)], dim=1)
-
-    def diffusion(self, t: float, z: Tensor) -> Tensor:
-        alg = self.algorithm
-        x, u = alg.split(z)
-        F = -alg.sigma0 * alg.base.noise_factor(x) / alg.preconditioner(u).unsqueeze(-1)
-        return self._in_block(F, 0)
-
-    def diffusion_product(self, t: float, z: Tensor, dW: Tensor) -> Tensor:
-        alg = self.algorithm
-        x, u = alg.split(z)
-        top = -alg.sigma0 * alg.base.noise_factor_matvec(x, dW) / alg.preconditioner(u)
-        return self._in_block(top, 0)
-
-    def __repr__(self) -> str:
-        return f"RMSpropSME({self.algorithm!r})"
-
-
-class Adam(_AdaptiveAlgorithm):
-    """Adam (without bias correction) on a finite-sum problem with large gradient noise, paired
-    with its SDE.
-
-    The state is ``z = (x, m, u)``, ``u = v / σ²``, shape ``(P, 3D)``; the step ``lr`` is the SDE
-    time step ``τ = η²`` (see the module docstring).
-
-    Parameters
-    ----------
-    base : FiniteSumSGD
-    sigma0, eps0 : float
-        As for :class:`RMSprop`.
-    c1, c2 : float
-        ``c_i = (1 − β_i)/η²``; a step needs ``c_i · lr < 1``.
-    noise : {"gaussian", "rademacher"}
-    m0 : Tensor, (D,), optional
-        Initial first moment (default 0).
-    u0 : Tensor, (D,), optional
-        Initial ``u`` (default ``diag Σ(x0)``).
-
-    Raises
-    ------
-    TypeError, ValueError
-        As for :class:`RMSprop`; also a bad ``m0``.
-
-    References
-    ----------
-    Malladi, Lyu, Panigrahi & Arora, NeurIPS 2022; Kingma & Ba, ICLR 2015.
-
-    Examples
-    --------
-    >>> algo = Adam.default()
-    >>> z = algo.step(algo.initial_state(4), 1 / 16, torch.Generator().manual_seed(0))
-    >>> tuple(z.shape)
-    (4, 6)
-    """
-
-    name = "adam"
-    n_blocks = 3
-
-    def __init__(self, base: FiniteSumSGD, *, sigma0: float = 0.5, eps0: float = 1.0,
-                 c1: float = 2.0, c2: float = 1.0, noise: str = "gaussian", m0: Any = None,
-                 u0: Any = None):
-        super().__init__(base, sigma0=sigma0, eps0=eps0, noise=noise, u0=u0)
-        self.c1 = check_positive(c1, "c1", "Adam")
-        self.c2 = check_positive(c2, "c2", "Adam")
-        D = base.dim
-        m0 = torch.zeros_like(base.x0) if m0 is None else torch.as_tensor(m0).to(base.x0)
-        if m0.shape != (D,) or not bool(torch.isfinite(m0).all()):
-            raise ValueError(f"Adam: `m0` must be a finite tensor of shape ({D},); got shape {tuple(m0.shape)}.")
-        self.m0 = m0
-
-    @classmethod
-    def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> "Adam":
-        """Adam on :func:`default_base` (keywords as the constructor)."""
-        return cls(default_base(dtype, device), **kwargs)
-
-    def hyperparameters(self, lr: float) -> dict[str, Any]:
-        """``η = √τ``, ``(β₁, β₂)``, ``ε`` and the noise scale ``σ`` for ``τ = lr``."""
-        lr = _check_lr(lr, "Adam")
-        eta = math.sqrt(lr)
-        return {"lr": eta, "betas": (1.0 - self.c1 * lr, 1.0 - self.c2 * lr),
-                "eps": self.eps0 / eta, "noise_scale": self.sigma0 / eta}
-
-    def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
-                      device: torch.device | str | None = None) -> Tensor:
-        """``(x0, m0, u0)`` on every path, ``(P, 3D)``."""
-        x = self.base.initial_state(n_paths, dtype=dtype, device=device)
-        return torch.cat([x, self.m0.to(x).expand_as(x), self.u0.to(x).expand_as(x)], dim=1)
-
-    def step(self, z: Tensor, lr: float, generator: torch.Generator) -> Tensor:
-        """``m ← β₁ m + (1−β₁) g``, ``u ← β₂ u + (1−β₂)(g/σ)²``, ``x ← x − η m/(σ √u + ε)``."""
-        lr = _check_lr(lr, "Adam")
-        self._check_rate(self.c1, lr, "c1")
-        self._check_rate(self.c2, lr, "c2")
-        x, m, u = self.split(z)
-        s = self.scaled_gradient(x, lr, generator)  # g / σ; g = σ₀ s / η
-        m = (1.0 - self.c1 * lr) * m + self.c1 * lr * (self.sigma0 / math.sqrt(lr)) * s
-        u = (1.0 - self.c2 * lr) * u + self.c2 * lr * s * s
-        x = x - lr * m / self.preconditioner(u)
-        return torch.cat([x, m, u], dim=1)
-
-    def sme(self, lr: float, order: int = 1) -> "AdamSME":
-        """The Adam SDE (the same for every ``lr``); see :class:`AdamSME`."""
-        return AdamSME(self, lr, order)
-
-    def test_functions(self) -> dict[str, TestFunction]:
-        """As :class:`RMSprop`'s, plus ``"m_norm_sq"`` (``‖m‖²``)."""
-        D = self.dim
-        out = super().test_functions()
-        out["m_norm_sq"] = lambda z: (z[:, D:2 * D] ** 2).sum(dim=1)
-        return out
-
-    def __repr__(self) -> str:
-        return (f"Adam({self.base!r}, sigma0={self.sigma0:g}, eps0={self.eps0:g}, c1={self.c1:g}, "
-                f"c2={self.c2:g}, noise={self.noise!r})")
-
-
-class AdamSME(_AdaptiveSME):
-    """``dx = −P⁻¹ m dt``, ``dm = c₁(∇f − m) dt + σ₀ c₁ F dW``, ``du = c₂(diag Σ − u) dt``.
-
-    GENERAL noise, ``M = n``; only the ``m`` rows of the diffusion are non-zero.
-
-    Parameters
-    ----------
-    algorithm : Adam
-    lr : float
-        ``τ``, only checked (the SDE does not depend on it).
-    order : {1}
-
-    References
-    ----------
-    S. Malladi, K. Lyu, A. Panigrahi, S. Arora, "On the SDEs and scaling rules for adaptive
-    gradient algorithms", NeurIPS 2022 (the Adam SDE).
-    """
-
-    algorithm_type = Adam
-
-    def drift(self, t: float, z: Tensor) -> Tensor:
-        alg = self.algorithm
-        x, m, u = alg.split(z)
-        return torch.cat([-m / alg.preconditioner(u), alg.c1 * (alg.base.gradient(x) - m),
-                          alg.c2 * (alg.gradient_variance(x) - u)], dim=1)
-
-    def diffusion(self, t: float, z: Tensor) -> Tensor:
-        alg = self.algorithm
-        x, _, _ = alg.split(z)
-        return self._in_block(alg.sigma0 * alg.c1 * alg.base.noise_factor(x), 1)
-
-    def diffusion_product(self, t: float, z: Tensor, dW: Tensor) -> Tensor:
-        alg = self.algorithm
-        x, _, _ = alg.split(z)
-        return self._in_block(alg.sigma0 * alg.c1 * alg.base.noise_factor_matvec(x, dW), 1)
-
-    def __repr__(self) -> str:
-        return f"AdamSME({self.algorithm!r})"

@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import abc
-import math
-import numbers
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor
 
+from ..bibliography import LI_TAI_E_2019, Reference, unique_references
 from ..sde import SDE
 
-__all__ = ["Algorithm", "StochasticGradientAlgorithm", "TestFunction", "check_positive",
-           "on_leading_block"]
+__all__ = ["Algorithm", "StochasticGradientAlgorithm", "HasExactMoments", "TestFunction",
+           "on_leading_block", "wrapped_references"]
 
 TestFunction = Callable[[Tensor], Tensor]
 """A test function ``g``: states ``(P, D) -> (P,)``."""
-
-
-def check_positive(value, name: str, owner: str) -> float:
-    """``value`` as a float if it is a positive finite real number (not a bool).
-
-    Raises
-    ------
-    ValueError
-        "``owner``: `name` must be a positive finite number; got …".
-    """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) \
-            or value <= 0:
-        raise ValueError(f"{owner}: `{name}` must be a positive finite number; got {value!r}.")
-    return float(value)
 
 
 def on_leading_block(test_functions: dict[str, TestFunction], dim: int) -> dict[str, TestFunction]:
@@ -45,14 +30,17 @@ class Algorithm(abc.ABC):
     A plug-in implements one step of the discrete algorithm for a batch of paths and returns its
     SME as an :class:`smetool.SDE`. The time scaling is Li, Tai & E's: step ``k`` of the algorithm
     with learning rate ``lr`` corresponds to SDE time ``t = k · lr``, so a horizon ``T`` means
-    ``T / lr`` steps. :func:`smetool.verify` works with any object that meets this contract.
+    ``T / lr`` steps. :func:`smetool.verify` works with any object that meets this contract; a
+    :class:`~smetool.algorithms.PluginSpec` makes it a command (``smetool verify NAME``), from
+    smetool or from another package through the ``smetool.plugins`` entry-point group.
 
     Attributes
     ----------
     name : str
-        Registry name (``smetool verify NAME``).
-    reference : str
-        The paper the SME comes from.
+        The plug-in's name (``smetool verify NAME``); the class name when a subclass sets none.
+    references : tuple of Reference
+        The papers the algorithm and its SME come from (:func:`smetool.citation`,
+        ``citation.bib``).
     sme_orders : tuple of int
         The SME orders :meth:`sme` provides (e.g. ``(1, 2)``).
 
@@ -63,9 +51,14 @@ class Algorithm(abc.ABC):
     algorithms I: mathematical foundations", JMLR 20 (2019).
     """
 
-    name: ClassVar[str]
-    reference: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    references: ClassVar[tuple[Reference, ...]] = (LI_TAI_E_2019,)
     sme_orders: ClassVar[tuple[int, ...]] = (1,)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if not cls.name:
+            cls.name = cls.__name__
 
     @abc.abstractmethod
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
@@ -83,6 +76,13 @@ class Algorithm(abc.ABC):
     @abc.abstractmethod
     def test_functions(self) -> dict[str, TestFunction]:
         """The default test functions ``g``, by name: ``(P, D) -> (P,)``."""
+
+    def cited_references(self) -> tuple[Reference, ...]:
+        """The references of this object: its class's, and those of the objects it wraps.
+
+        Wrappers (SVAG, momentum, adaptive methods on a base problem) add their base's.
+        """
+        return tuple(type(self).references)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
@@ -104,3 +104,20 @@ class StochasticGradientAlgorithm(Algorithm):
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """``x − lr · g(x; ξ)`` with a fresh ``ξ`` per path."""
         return x - lr * self.stochastic_gradient(x, generator)
+
+
+class HasExactMoments(abc.ABC):
+    """A plug-in whose discrete iterates and SME have exact (closed-form) moments.
+
+    Declared by the plug-ins on linear–quadratic problems; :mod:`smetool.exact` computes their
+    weak errors without Monte Carlo.
+    """
+
+    @abc.abstractmethod
+    def exact_moments(self) -> Any:
+        """The exact-moment model (a :class:`~smetool.exact.LinearMomentModel`)."""
+
+
+def wrapped_references(wrapper: Algorithm, base: Algorithm) -> tuple[Reference, ...]:
+    """The references of a wrapper followed by those of its base (each once)."""
+    return unique_references([type(wrapper).references, base.cited_references()])

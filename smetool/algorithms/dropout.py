@@ -1,7 +1,7 @@
 """The dropout plug-in: full-batch dropout gradient descent and its SMEs (orders 1 and 2).
 
 Keep-probability convention: ``keep_prob = p`` is the probability of **keeping** a neuron (see
-:mod:`smetool.algorithms.dropout_problem`); ``p = 0.9`` is ``torch.nn.Dropout(0.1)``.
+:mod:`smetool.models.dropout_problem`); ``p = 0.9`` is ``torch.nn.Dropout(0.1)``.
 
 References
 ----------
@@ -12,24 +12,29 @@ stochastic gradient algorithms I: mathematical foundations", JMLR 20 (2019) (the
 
 from __future__ import annotations
 
-import math
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT
+from ..checks import check_keep_prob, check_lr, check_positive_int
+from ..models.dropout_problem import DropoutProblem, default_problem
 from ..sde import SDE, NoiseKind
 from .base import StochasticGradientAlgorithm, TestFunction
-from .dropout_problem import DropoutProblem, _check_lr, _check_positive_int, default_problem
-
-__all__ = ["DropoutAlgorithm", "DropoutSME", "NOISE_REPRESENTATIONS"]
-
-NOISE_REPRESENTATIONS = ("factor", "gaussian", "masks", "covariance")
-"""The ways :meth:`DropoutAlgorithm.sme` can represent the diffusion ``√lr Σ^{1/2}``."""
-
-_REFERENCE = (
-    "Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, \"Stochastic modified equations and dynamics of "
-    "dropout algorithm\", ICLR 2024"
+from .dropout_noise import (
+    NOISE_REPRESENTATIONS,
+    CovarianceNoise,
+    DropoutNoise,
+    FactorNoise,
+    GaussianNoise,
+    MaskPairNoise,
+    as_dropout_noise,
 )
+from .spec import Option, PluginSpec
+
+__all__ = ["DropoutAlgorithm", "DropoutSME", "DropoutNoise", "FactorNoise", "GaussianNoise",
+           "MaskPairNoise", "CovarianceNoise", "NOISE_REPRESENTATIONS", "PLUGINS"]
 
 
 class DropoutSME(SDE):
@@ -73,46 +78,29 @@ class DropoutSME(SDE):
     lr : float
         The learning rate ``ε`` of the discrete algorithm.
     order : {1, 2}
-    noise : {"factor", "gaussian", "masks", "covariance"}
+    noise : DropoutNoise or str
+        :class:`FactorNoise` (default), :class:`GaussianNoise`, :class:`MaskPairNoise` or
+        :class:`CovarianceNoise`, or its name in :data:`NOISE_REPRESENTATIONS`.
     n_pairs : int
-        ``k`` for ``noise="masks"``.
+        ``k`` when ``noise="masks"`` is given by name.
 
     References
     ----------
     Zhang, Li, Luo & Xu (ICLR 2024); Li, Tai & E (JMLR 2019) for the order-2 drift.
     """
 
-    def __init__(
-        self,
-        problem: DropoutProblem,
-        lr: float,
-        order: int = 1,
-        *,
-        noise: str = "factor",
-        n_pairs: int = 1,
-    ):
+    def __init__(self, problem: DropoutProblem, lr: float, order: int = 1, *,
+                 noise: DropoutNoise | str = "factor", n_pairs: int = 1):
         if not isinstance(problem, DropoutProblem):
             raise TypeError(f"`problem` must be a DropoutProblem; got {type(problem).__name__}.")
-        self.lr = _check_lr(lr)
+        self.lr = check_lr(lr)
         if order not in (1, 2) or isinstance(order, bool):
             raise ValueError(f"`order` must be 1 or 2; got {order!r}.")
-        if noise not in NOISE_REPRESENTATIONS:
-            raise ValueError(
-                f"`noise` must be one of {', '.join(NOISE_REPRESENTATIONS)}; got {noise!r}."
-            )
-        self.n_pairs = _check_positive_int("n_pairs", n_pairs)
         self.problem = problem
         self.order = int(order)
-        self.noise = noise
-        if noise == "factor":
-            self.noise_kind = NoiseKind.GENERAL
-            self.noise_dim = problem.noise_dim
-        elif noise == "covariance":
-            self.noise_kind = NoiseKind.COVARIANCE
-            self.noise_dim = problem.n_params
-        else:
-            self.noise_kind = NoiseKind.SAMPLED
-            self.noise_dim = None
+        self.noise = as_dropout_noise(noise, n_pairs)
+        self.noise_kind = self.noise.kind
+        self.noise_dim = self.noise.noise_dim(problem)
 
     def drift(self, t: float, x: Tensor) -> Tensor:
         """``−∇L_S`` (order 1) or ``−∇L_S − (lr/2) ∇²L_S ∇L_S`` (order 2), shape ``(P, D)``."""
@@ -122,32 +110,24 @@ class DropoutSME(SDE):
         return -grad - 0.5 * self.lr * self.problem.expected_loss_hvp(x, grad)
 
     def diffusion(self, t: float, x: Tensor) -> Tensor:
-        """``√lr F(x)`` ``(P, D, M)`` (``"factor"``) or ``lr Σ(x)`` ``(P, D, D)``."""
-        if self.noise == "factor":
-            return math.sqrt(self.lr) * self.problem.noise_factor(x)
-        if self.noise == "covariance":
-            return self.lr * self.problem.noise_covariance(x)
-        return super().diffusion(t, x)
+        """``√lr F(x)`` ``(P, D, M)`` (factor) or ``lr Σ(x)`` ``(P, D, D)`` (covariance)."""
+        return self.noise.diffusion(self.problem, self.lr, x)
 
     def sample_noise(self, t: float, x: Tensor, generator: torch.Generator) -> Tensor:
-        """A draw with covariance ``lr Σ(x)``, ``(P, D)`` (``noise="gaussian"`` or ``"masks"``)."""
-        if self.noise not in ("gaussian", "masks"):
-            return super().sample_noise(t, x, generator)
-        zeta = self.problem.sample_noise(x, generator, method=self.noise, n_pairs=self.n_pairs)
-        return math.sqrt(self.lr) * zeta
+        """A draw with covariance ``lr Σ(x)``, ``(P, D)`` (Gaussian or mask-pair noise)."""
+        return self.noise.sample(self.problem, self.lr, x, generator)
 
     def diffusion_product(self, t: float, x: Tensor, dW: Tensor) -> Tensor:
-        """``√lr F(x) dW`` without forming ``F`` (``noise="factor"``), ``(P, D)`` for ``dW (P, M)``.
+        """``√lr F(x) dW`` without forming ``F`` (factor noise), ``(P, D)`` for ``dW (P, M)``.
 
         Euler–Maruyama and :class:`~smetool.solvers.SmallNoiseHeun` use this instead of
         :meth:`diffusion`: ``O(n m² + n m d)`` per path instead of ``O(n m² d + m³ d)``, with the
         Brownian increments (and so coupling across step sizes) unchanged.
         """
-        return math.sqrt(self.lr) * self.problem.noise_factor_matvec(x, dW)
+        return self.noise.product(self.problem, self.lr, x, dW)
 
     def __repr__(self) -> str:
-        extra = f", n_pairs={self.n_pairs}" if self.noise == "masks" else ""
-        return f"DropoutSME(order={self.order}, lr={self.lr:g}, noise={self.noise!r}{extra})"
+        return f"DropoutSME(order={self.order}, lr={self.lr:g}, noise={self.noise!r})"
 
 
 class DropoutAlgorithm(StochasticGradientAlgorithm):
@@ -186,7 +166,7 @@ class DropoutAlgorithm(StochasticGradientAlgorithm):
     """
 
     name = "dropout"
-    reference = _REFERENCE
+    references = (ZHANG_2024_DROPOUT, LI_TAI_E_2019)
     sme_orders = (1, 2)
 
     def __init__(self, problem: DropoutProblem, theta0: Tensor):
@@ -203,7 +183,7 @@ class DropoutAlgorithm(StochasticGradientAlgorithm):
 
     @classmethod
     def default(cls, dtype: torch.dtype = torch.float64, **kwargs) -> "DropoutAlgorithm":
-        """The plug-in on :func:`~.dropout_problem.default_problem` (same keywords)."""
+        """The plug-in on :func:`~smetool.models.dropout_problem.default_problem` (same keywords)."""
         problem, theta0 = default_problem(dtype, **kwargs)
         return cls(problem, theta0)
 
@@ -234,7 +214,7 @@ class DropoutAlgorithm(StochasticGradientAlgorithm):
         device: torch.device | str | None = None,
     ) -> Tensor:
         """``θ0`` on every path, ``(P, D)`` (a fresh tensor); dtype/device default to ``θ0``'s."""
-        n_paths = _check_positive_int("n_paths", n_paths)
+        n_paths = check_positive_int(n_paths, "n_paths")
         theta0 = self.theta0.to(
             dtype=self.theta0.dtype if dtype is None else dtype,
             device=self.theta0.device if device is None else device,
@@ -250,7 +230,7 @@ class DropoutAlgorithm(StochasticGradientAlgorithm):
         return self.problem.step(x, lr, generator)
 
     def sme(
-        self, lr: float, order: int = 1, *, noise: str = "factor", n_pairs: int = 1
+        self, lr: float, order: int = 1, *, noise: DropoutNoise | str = "factor", n_pairs: int = 1
     ) -> DropoutSME:
         """The SME of the given order for learning rate ``lr``; see :class:`DropoutSME`.
 
@@ -258,13 +238,15 @@ class DropoutAlgorithm(StochasticGradientAlgorithm):
         ----------
         lr : float
         order : {1, 2}
-        noise : {"factor", "gaussian", "masks", "covariance"}
-            Diffusion representation: ``"factor"`` (GENERAL, exact Gaussian SME, any solver),
-            ``"gaussian"`` (SAMPLED, exact Gaussian increments, Euler–Maruyama only),
-            ``"masks"`` (SAMPLED, exact covariance but non-Gaussian: weak order 1 in the SDE step)
-            or ``"covariance"`` (COVARIANCE, ``lr Σ`` factored by the solver, ``O(D³)``).
+        noise : DropoutNoise or str
+            Diffusion representation: :class:`FactorNoise` / ``"factor"`` (GENERAL, exact
+            Gaussian SME, any solver), :class:`GaussianNoise` / ``"gaussian"`` (SAMPLED, exact
+            Gaussian increments, Euler–Maruyama only), :class:`MaskPairNoise` / ``"masks"``
+            (SAMPLED, exact covariance but non-Gaussian: weak order 1 in the SDE step) or
+            :class:`CovarianceNoise` / ``"covariance"`` (COVARIANCE, ``lr Σ`` factored by the
+            solver, ``O(D³)``).
         n_pairs : int
-            Mask pairs per draw for ``noise="masks"``.
+            Mask pairs per draw for ``noise="masks"`` given by name.
 
         Warns
         -----
@@ -302,3 +284,39 @@ class DropoutAlgorithm(StochasticGradientAlgorithm):
 
     def __repr__(self) -> str:
         return f"DropoutAlgorithm({self.problem!r})"
+
+
+def _factory(*, dtype: torch.dtype, device: Any, keep_prob: float, width: int) -> DropoutAlgorithm:
+    return DropoutAlgorithm.verification_default(dtype=dtype, device=device, keep_prob=keep_prob,
+                                                 width=width)
+
+
+def _keep_prob_option(text: str) -> float:
+    return check_keep_prob(float(text))
+
+
+KEEP_PROB = Option("keep_prob", _keep_prob_option, 0.9,
+                   "dropout keep probability p in (0, 1] (p = 0.9 drops 10% of the neurons)")
+def _width_option(text: str) -> int:
+    return check_positive_int(int(text), "width")
+
+
+WIDTH = Option("width", _width_option, 16, "hidden neurons m")
+
+PLUGINS = (
+    PluginSpec(
+        name="dropout",
+        factory=_factory,
+        description="dropout GD on a two-layer tanh network (Zhang, Li, Luo & Xu, ICLR 2024)",
+        orders=(1, 2),
+        lrs=(0.04, 0.02, 0.01, 0.005),
+        horizon=0.2,
+        n_paths=10_000,
+        steps_per_lr=2,
+        options=(KEEP_PROB, WIDTH),
+        algorithm=DropoutAlgorithm,
+        describe=lambda alg: {"problem": repr(alg.problem)},
+    ),
+)
+"""The ``dropout`` plug-in of the command line."""
+

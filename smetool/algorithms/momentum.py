@@ -29,23 +29,20 @@ N. B. Kovachki, A. M. Stuart, "Continuous time analysis of momentum methods", JM
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..bibliography import LI_TAI_E_2019, Reference
+from ..checks import check_lr, check_positive
+from ..exact import HeavyBallMoments
 from ..sde import SDE, NoiseKind
-from .base import Algorithm, TestFunction, on_leading_block
-from .sgd import FiniteSumSGD, SGDLeastSquares, _check_lr
+from .base import Algorithm, HasExactMoments, TestFunction, on_leading_block, wrapped_references
+from .sgd import FiniteSumSGD, SGDLeastSquares
+from .spec import Option, PluginSpec
 
-__all__ = ["HeavyBallSGD", "HeavyBallSME"]
-
-_REFERENCE = (
-    "Q. Li, C. Tai, W. E, \"Stochastic modified equations and dynamics of stochastic gradient "
-    "algorithms I: mathematical foundations\", JMLR 20 (2019)"
-)
-
+__all__ = ["HeavyBallSGD", "HeavyBallSME", "PLUGINS"]
 
 class HeavyBallSGD(Algorithm):
     """Heavy-ball mini-batch SGD on a :class:`~smetool.algorithms.sgd.FiniteSumSGD` problem.
@@ -84,15 +81,13 @@ class HeavyBallSGD(Algorithm):
     """
 
     name = "momentum"
-    reference = _REFERENCE
+    references = (LI_TAI_E_2019,)
     sme_orders = (1,)
 
     def __init__(self, base: FiniteSumSGD, damping: float, v0: Any = None):
         if not isinstance(base, FiniteSumSGD):
             raise TypeError(f"HeavyBallSGD: `base` must be a FiniteSumSGD; got {type(base).__name__}.")
-        if isinstance(damping, bool) or not isinstance(damping, numbers.Real) \
-                or not math.isfinite(damping) or damping <= 0:
-            raise ValueError(f"HeavyBallSGD: `damping` must be a positive finite number; got {damping!r}.")
+        damping = check_positive(damping, "damping", "HeavyBallSGD")
         D = base.dim
         v0 = torch.zeros_like(base.x0) if v0 is None else torch.as_tensor(v0).to(base.x0)
         if v0.shape != (D,) or not bool(torch.isfinite(v0).all()):
@@ -126,7 +121,7 @@ class HeavyBallSGD(Algorithm):
 
     def step(self, z: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """``v ← (1 − λ lr) v − lr g``, ``x ← x + lr v`` with a fresh mini-batch gradient ``g``."""
-        lr = _check_lr(lr, "HeavyBallSGD")
+        lr = check_lr(lr, "HeavyBallSGD")
         if self.damping * lr >= 1:
             raise ValueError(
                 f"HeavyBallSGD: `lr` must satisfy damping · lr < 1 (momentum in (0, 1)); got "
@@ -148,13 +143,21 @@ class HeavyBallSGD(Algorithm):
         out["v_norm_sq"] = lambda z: (z[:, D:] ** 2).sum(dim=1)
         return out
 
-    def exact_moments(self):
-        """:class:`~smetool.exact.linear_moments.HeavyBallMoments` when the base has exact moments."""
-        from ..exact.linear_moments import HeavyBallMoments
+    def exact_moments(self) -> HeavyBallMoments:
+        """:class:`~smetool.exact.HeavyBallMoments` when the base has exact moments.
 
-        if not hasattr(self.base, "exact_moments"):
+        Raises
+        ------
+        TypeError
+            When the base has none.
+        """
+        if not isinstance(self.base, HasExactMoments):
             raise TypeError(f"HeavyBallSGD: the base problem {self.base!r} has no exact moments.")
         return HeavyBallMoments(self.base.exact_moments(), self.damping)
+
+    def cited_references(self) -> tuple[Reference, ...]:
+        """This class's references and the base problem's."""
+        return wrapped_references(self, self.base)
 
     def __repr__(self) -> str:
         return f"HeavyBallSGD({self.base!r}, damping={self.damping:g})"
@@ -185,7 +188,7 @@ class HeavyBallSME(SDE):
     def __init__(self, algorithm: HeavyBallSGD, lr: float, order: int = 1):
         if not isinstance(algorithm, HeavyBallSGD):
             raise TypeError(f"HeavyBallSME: `algorithm` must be a HeavyBallSGD; got {type(algorithm).__name__}.")
-        self.lr = _check_lr(lr, "HeavyBallSME")
+        self.lr = check_lr(lr, "HeavyBallSME")
         if isinstance(order, bool) or order != 1:
             raise ValueError(f"HeavyBallSME: `order` must be 1 (the only order provided); got {order!r}.")
         self.algorithm = algorithm
@@ -208,3 +211,30 @@ class HeavyBallSME(SDE):
 
     def __repr__(self) -> str:
         return f"HeavyBallSME(damping={self.algorithm.damping:g}, lr={self.lr:g})"
+
+
+def _factory(*, dtype: torch.dtype, device: Any, damping: float) -> HeavyBallSGD:
+    return HeavyBallSGD.default(dtype, damping=damping, device=device)
+
+
+def _damping(text: str) -> float:
+    return check_positive(float(text), "damping")
+
+
+PLUGINS = (
+    PluginSpec(
+        name="momentum",
+        factory=_factory,
+        description="heavy-ball SGD, step sqrt(lr), momentum 1 - sqrt(lr) (Li, Tai & E, 2019)",
+        orders=(1,),
+        lrs=(2.0**-3, 2.0**-4, 2.0**-5, 2.0**-6),
+        horizon=1.0,
+        n_paths=50_000,
+        steps_per_lr=4,
+        options=(Option("damping", _damping, 1.0, "momentum damping λ (momentum 1 − λ·lr)"),),
+        algorithm=HeavyBallSGD,
+        describe=lambda alg: {"problem": repr(alg)},
+    ),
+)
+"""The ``momentum`` plug-in of the command line."""
+

@@ -1,218 +1,147 @@
-"""The plug-ins the command line knows: an explicit name → factory table.
+"""Which plug-ins ``smetool verify NAME`` knows: smetool's own and those of other packages.
 
 A plug-in written by a user does not need to be registered to be verified: pass the object to
-:func:`smetool.verify`. Registration only makes it available as ``smetool verify NAME``; add a
-:class:`PluginSpec` to :data:`PLUGINS` (or call :func:`register`).
+:func:`smetool.verify`. Registration makes it a command. There are two ways:
+
+* another installed package publishes a :class:`~smetool.algorithms.PluginSpec` (or a callable
+  returning one or several) in the entry-point group ``smetool.plugins`` of its metadata, e.g. in
+  its ``pyproject.toml``::
+
+      [project.entry-points."smetool.plugins"]
+      noisy-gd = "my_package.plugin:PLUGIN"
+
+  and ``smetool list`` and ``smetool verify noisy-gd`` find it (the Python convention, as for
+  pytest or setuptools plug-ins);
+* code running in the same process calls :func:`register`.
+
+Every plug-in module of smetool declares its own ``PLUGINS``; :data:`BUILTIN_MODULES` lists them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable
+import importlib
+from importlib.metadata import EntryPoint, entry_points
+from typing import Iterable
 
-from .base import Algorithm
+from .spec import PluginSpec
 
-__all__ = ["PluginSpec", "PLUGINS", "register"]
+__all__ = ["ENTRY_POINT_GROUP", "BUILTIN_MODULES", "plugins", "get_plugin", "register",
+           "plugin_errors", "refresh"]
+
+ENTRY_POINT_GROUP = "smetool.plugins"
+"""The entry-point group through which other packages publish plug-ins."""
+
+BUILTIN_MODULES = (
+    "smetool.algorithms.dropout",
+    "smetool.algorithms.sgd",
+    "smetool.algorithms.momentum",
+    "smetool.algorithms.svag",
+    "smetool.algorithms.rmsprop",
+    "smetool.algorithms.adam",
+)
+"""smetool's own plug-in modules; each declares ``PLUGINS``, a tuple of PluginSpec."""
+
+_state: dict[str, dict] = {}
 
 
-@dataclass(frozen=True)
-class PluginSpec:
-    """How the command line builds and runs a plug-in.
+def _as_specs(obj: object, where: str) -> list[PluginSpec]:
+    """A spec, an iterable of specs, or a callable returning either."""
+    if callable(obj) and not isinstance(obj, PluginSpec):
+        obj = obj()
+    if isinstance(obj, PluginSpec):
+        return [obj]
+    if isinstance(obj, Iterable) and not isinstance(obj, (str, bytes)):
+        specs = list(obj)
+        if specs and all(isinstance(s, PluginSpec) for s in specs):
+            return specs
+    raise TypeError(f"{where} must give an smetool PluginSpec (or several); got "
+                    f"{type(obj).__name__}.")
 
-    Attributes
-    ----------
-    name : str
-    factory : callable
-        ``factory(*, dtype, device, **options) -> Algorithm``.
-    description : str
-        One line for ``smetool list``.
-    orders : tuple of int
-        SME orders available.
-    lrs, horizon, n_paths, steps_per_lr
-        Defaults of ``smetool verify NAME``, chosen so that the default run resolves every error
-        point and finishes in a few minutes on two CPU cores.
-    method : str
-        The default SME solver (``smetool list`` names). Every built-in plug-in uses ``"heun"``:
-        its error is measured on every run (the ``solver err`` column) and stays a small part of
-        the weak error for the defaults, also for RMSprop/Adam, whose noise is not small, and for
-        SVAG, whose SME does not shrink with the step; ``"platen"`` was measured about 24×
-        slower on the SVAG default.
-    options : tuple of str
-        Plug-in specific command-line options the factory takes (e.g. ``keep_prob``).
-    option_defaults : dict
-        The value of each of ``options`` when the command line does not give it; the command
-        line passes it to the factory, so what ``smetool verify --help`` shows is what runs.
-    describe : callable
-        ``describe(algorithm) -> dict`` for the JSON report.
+
+def _add(table: dict[str, PluginSpec], spec: PluginSpec, where: str) -> None:
+    if spec.name in table:
+        raise ValueError(f"{where}: a plug-in named {spec.name!r} is already registered.")
+    table[spec.name] = spec
+
+
+def _load_entry_point(ep: EntryPoint) -> list[PluginSpec]:
+    dist = getattr(ep.dist, "name", None) or "an installed package"
+    where = f"entry point {ep.name!r} of {dist} ({ep.value})"
+    try:
+        obj = ep.load()
+        return _as_specs(obj, where)
+    except Exception as exc:  # a broken third-party plug-in must not break smetool
+        raise RuntimeError(f"{where} could not be loaded: {type(exc).__name__}: {exc}") from exc
+
+
+def _discover() -> None:
+    table: dict[str, PluginSpec] = {}
+    errors: dict[str, str] = {}
+    for module in BUILTIN_MODULES:
+        for spec in importlib.import_module(module).PLUGINS:
+            _add(table, spec, module)
+    for ep in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            for spec in _load_entry_point(ep):
+                _add(table, spec, f"entry point {ep.name!r}")
+        except (RuntimeError, ValueError) as exc:
+            errors[ep.name] = str(exc)
+    _state["table"], _state["errors"] = table, errors
+
+
+def refresh() -> None:
+    """Forget what was discovered (and registered), so that the next call looks again."""
+    _state.clear()
+
+
+def plugins() -> dict[str, PluginSpec]:
+    """Every plug-in by name: smetool's, those of installed packages, and registered ones.
+
+    Entry points that fail to load are left out and reported by :func:`plugin_errors`.
     """
-
-    name: str
-    factory: Callable[..., Algorithm]
-    description: str
-    orders: tuple[int, ...]
-    lrs: tuple[float, ...]
-    horizon: float
-    n_paths: int
-    steps_per_lr: int = 4
-    method: str = "heun"
-    options: tuple[str, ...] = ()
-    option_defaults: dict[str, Any] = field(default_factory=dict)
-    describe: Callable[[Algorithm], dict[str, Any]] = field(default=lambda alg: {"repr": repr(alg)})
+    if "table" not in _state:
+        _discover()
+    return dict(_state["table"])
 
 
-def _dropout_factory(*, dtype, device, **options) -> Algorithm:
-    from .dropout import DropoutAlgorithm
-
-    return DropoutAlgorithm.verification_default(dtype=dtype, device=device, **options)
-
-
-def _sgd_factory(*, dtype, device, **options) -> Algorithm:
-    from .sgd import SGDLeastSquares
-
-    return SGDLeastSquares.default(dtype, device=device, **options)
+def plugin_errors() -> dict[str, str]:
+    """Entry points of the ``smetool.plugins`` group that could not be loaded, and why."""
+    if "table" not in _state:
+        _discover()
+    return dict(_state["errors"])
 
 
-def _momentum_factory(*, dtype, device, **options) -> Algorithm:
-    from .momentum import HeavyBallSGD
+def get_plugin(name: str) -> PluginSpec:
+    """The plug-in called ``name``.
 
-    return HeavyBallSGD.default(dtype, device=device, **options)
-
-
-def _svag_factory(*, dtype, device, **options) -> Algorithm:
-    from .sgd import SGDLeastSquares
-    from .svag import SVAG
-
-    base_lr = options.pop("base_lr", 0.5)
-    return SVAG(SGDLeastSquares.default(dtype, device=device, **options), base_lr)
-
-
-def _svag_dropout_factory(*, dtype, device, **options) -> Algorithm:
-    from .dropout import DropoutAlgorithm
-    from .svag import SVAG
-
-    base_lr = options.pop("base_lr", 0.04)
-    return SVAG(DropoutAlgorithm.verification_default(dtype=dtype, device=device, **options), base_lr)
-
-
-def _rmsprop_factory(*, dtype, device, **options) -> Algorithm:
-    from .adaptive import RMSprop
-
-    return RMSprop.default(dtype, device=device, **options)
-
-
-def _adam_factory(*, dtype, device, **options) -> Algorithm:
-    from .adaptive import Adam
-
-    return Adam.default(dtype, device=device, **options)
-
-
-PLUGINS: dict[str, PluginSpec] = {}
+    Raises
+    ------
+    ValueError
+        An unknown name (the message lists the known ones, and says why an entry point of that
+        name could not be loaded).
+    """
+    table = plugins()
+    if name in table:
+        return table[name]
+    broken = plugin_errors().get(name)
+    if broken:
+        raise ValueError(f"plug-in {name!r} is installed but broken: {broken}")
+    raise ValueError(f"unknown plug-in {name!r}; the plug-ins are {', '.join(sorted(table))}.")
 
 
 def register(spec: PluginSpec) -> None:
-    """Make a plug-in available to ``smetool verify NAME`` (a name may be registered once)."""
+    """Make a plug-in available to ``smetool verify NAME`` in this process (a name may be
+    registered once).
+
+    Raises
+    ------
+    TypeError
+        ``spec`` is not a :class:`PluginSpec`.
+    ValueError
+        The name is taken.
+    """
     if not isinstance(spec, PluginSpec):
         raise TypeError(f"`spec` must be a PluginSpec; got {type(spec).__name__}.")
-    missing = sorted(set(spec.options) - set(spec.option_defaults))
-    if missing:
-        raise ValueError(f"plug-in {spec.name!r}: `option_defaults` has no value for {missing}.")
-    if spec.name in PLUGINS:
-        raise ValueError(f"a plug-in named {spec.name!r} is already registered.")
-    PLUGINS[spec.name] = spec
-
-
-register(PluginSpec(
-    name="dropout",
-    factory=_dropout_factory,
-    description="dropout GD on a two-layer tanh network (Zhang, Li, Luo & Xu, ICLR 2024)",
-    orders=(1, 2),
-    lrs=(0.04, 0.02, 0.01, 0.005),
-    horizon=0.2,
-    n_paths=10_000,
-    steps_per_lr=2,
-    options=("keep_prob", "width"),
-    option_defaults={"keep_prob": 0.9, "width": 16},
-    describe=lambda alg: {"problem": repr(alg.problem)},
-))
-
-register(PluginSpec(
-    name="sgd",
-    factory=_sgd_factory,
-    description="minibatch SGD on a 6-point least-squares problem (Li, Tai & E, 2017/2019)",
-    orders=(1, 2),
-    lrs=(2.0**-3, 2.0**-4, 2.0**-5, 2.0**-6, 2.0**-7),
-    horizon=1.0,
-    n_paths=100_000,
-    steps_per_lr=4,
-    options=("batch_size",),
-    option_defaults={"batch_size": 1},
-    describe=lambda alg: {"problem": repr(alg)},
-))
-
-register(PluginSpec(
-    name="momentum",
-    factory=_momentum_factory,
-    description="heavy-ball SGD, step sqrt(lr), momentum 1 - sqrt(lr) (Li, Tai & E, 2019)",
-    orders=(1,),
-    lrs=(2.0**-3, 2.0**-4, 2.0**-5, 2.0**-6),
-    horizon=1.0,
-    n_paths=50_000,
-    steps_per_lr=4,
-    describe=lambda alg: {"problem": repr(alg)},
-))
-
-register(PluginSpec(
-    name="svag",
-    factory=_svag_factory,
-    description="SVAG (two amplified SGD gradients, step base_lr/l) on the least-squares problem, "
-    "against the SGD SME at base_lr = 0.5 (Li, Malladi & Arora, 2021)",
-    orders=(1,),
-    lrs=(0.25, 0.125, 0.0625),
-    horizon=1.0,
-    n_paths=200_000,
-    steps_per_lr=4,
-    options=("base_lr", "batch_size"),
-    option_defaults={"base_lr": 0.5, "batch_size": 1},
-    describe=lambda alg: {"problem": repr(alg)},
-))
-
-register(PluginSpec(
-    name="svag-dropout",
-    factory=_svag_dropout_factory,
-    description="SVAG with two dropout masks per step on the dropout problem, against the dropout "
-    "SME at base_lr = 0.04 (Li, Malladi & Arora, 2021)",
-    orders=(1,),
-    lrs=(0.02, 0.01, 0.005),
-    horizon=0.2,
-    n_paths=10_000,
-    steps_per_lr=2,
-    options=("base_lr", "keep_prob", "width"),
-    option_defaults={"base_lr": 0.04, "keep_prob": 0.9, "width": 16},
-    describe=lambda alg: {"problem": repr(alg.base.problem), "base_lr": alg.base_lr},
-))
-
-register(PluginSpec(
-    name="rmsprop",
-    factory=_rmsprop_factory,
-    description="RMSprop with noise scale sigma0/eta on least squares, step tau = eta^2 "
-    "(Malladi, Lyu, Panigrahi & Arora, 2022)",
-    orders=(1,),
-    lrs=(1 / 8, 1 / 16, 1 / 32),
-    horizon=1.0,
-    n_paths=100_000,
-    steps_per_lr=4,
-    describe=lambda alg: {"problem": repr(alg)},
-))
-
-register(PluginSpec(
-    name="adam",
-    factory=_adam_factory,
-    description="Adam (no bias correction) with noise scale sigma0/eta on least squares, step "
-    "tau = eta^2 (Malladi, Lyu, Panigrahi & Arora, 2022)",
-    orders=(1,),
-    lrs=(1 / 8, 1 / 16, 1 / 32),
-    horizon=1.0,
-    n_paths=100_000,
-    steps_per_lr=4,
-    describe=lambda alg: {"problem": repr(alg)},
-))
+    if "table" not in _state:
+        _discover()
+    _add(_state["table"], spec, "register")

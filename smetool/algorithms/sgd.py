@@ -15,8 +15,9 @@ factor is the cheaper object. ``F`` is polynomial in the per-sample gradients, h
 weak order-2 solvers (:class:`~smetool.solvers.PlatenWeak2`) apply at their declared order.
 
 Two problems: :class:`SGDLeastSquares` (``f_i = ½ (a_iᵀx − y_i)²``, whose moments are also known
-exactly, :mod:`smetool.exact.linear_moments`) and :class:`SGDTwoLayer` (a two-layer network
-:class:`~smetool.models.TwoLayerNet`, ``f_i = ½ (f_θ(x_i) − y_i)²``).
+exactly, :mod:`smetool.exact.sgd_moments`) and
+:class:`~smetool.algorithms.sgd_two_layer.SGDTwoLayer` (a two-layer network,
+``f_i = ½ (f_θ(x_i) − y_i)²``).
 
 References
 ----------
@@ -29,29 +30,26 @@ from __future__ import annotations
 
 import abc
 import math
-import numbers
 import types
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..models.two_layer import TwoLayerNet, add_bias_feature
+from ..bibliography import LI_TAI_E_2019
+from ..checks import check_batch_size, check_lr, check_positive_int
+from ..exact import LeastSquaresSGDMoments
 from ..sde import SDE, NoiseKind
-from .base import StochasticGradientAlgorithm, TestFunction, check_positive
+from .base import HasExactMoments, StochasticGradientAlgorithm, TestFunction
+from .spec import Option, PluginSpec
 
 __all__ = [
     "FiniteSumSGD",
     "SGDSME",
     "SGDLeastSquares",
-    "SGDTwoLayer",
     "DEFAULT_LEAST_SQUARES",
+    "PLUGINS",
 ]
-
-_REFERENCE = (
-    "Q. Li, C. Tai, W. E, \"Stochastic modified equations and dynamics of stochastic gradient "
-    "algorithms I: mathematical foundations\", JMLR 20 (2019)"
-)
 
 DEFAULT_LEAST_SQUARES = types.MappingProxyType({
     "A": ((1.0, 0.2), (0.3, -0.8), (-0.5, 0.6), (1.2, 0.4), (0.1, 1.0), (-0.7, -0.3)),
@@ -68,20 +66,8 @@ weak errors at ``T = 1`` (``lr = 2^-3 … 2^-6``): ``E x_0`` −1.03e-2 … −1
 of ``x_0`` is 0.11 … 0.04, so ~10⁵ paths resolve every error."""
 
 
-def _check_lr(lr: Any, owner: str) -> float:
-    return check_positive(lr, "lr", owner)
-
-
-def _check_batch_size(batch_size: Any, n: int, owner: str) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-            or not 1 <= batch_size <= n:
-        raise ValueError(
-            f"{owner}: `batch_size` must be an integer in [1, n] = [1, {n}]; got {batch_size!r}."
-        )
-    return int(batch_size)
-
-
-def _check_tensor(value: Any, name: str, ndim: int, owner: str, dtype=None) -> Tensor:
+def check_tensor(value: Any, name: str, ndim: int, owner: str, dtype=None) -> Tensor:
+    """``value`` as a finite floating tensor of ``ndim`` dimensions (float64 for arrays)."""
     if not isinstance(value, Tensor):
         try:
             value = torch.as_tensor(value, dtype=torch.float64 if dtype is None else dtype)
@@ -113,7 +99,7 @@ class FiniteSumSGD(StochasticGradientAlgorithm):
     """
 
     name = "sgd"
-    reference = _REFERENCE
+    references = (LI_TAI_E_2019,)
     sme_orders = (1, 2)
     n_points: int
     batch_size: int
@@ -172,8 +158,7 @@ class FiniteSumSGD(StochasticGradientAlgorithm):
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> Tensor:
         """``x0`` on every path, ``(P, D)`` (a fresh tensor)."""
-        if isinstance(n_paths, bool) or not isinstance(n_paths, numbers.Integral) or n_paths < 1:
-            raise ValueError(f"{type(self).__name__}: `n_paths` must be a positive integer; got {n_paths!r}.")
+        n_paths = check_positive_int(n_paths, "n_paths", type(self).__name__)
         x0 = self.x0.to(dtype=self.x0.dtype if dtype is None else dtype,
                         device=self.x0.device if device is None else device)
         return x0.unsqueeze(0).repeat(int(n_paths), 1)
@@ -185,7 +170,7 @@ class FiniteSumSGD(StochasticGradientAlgorithm):
 
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """One SGD step on every path with an independent mini-batch per path."""
-        lr = _check_lr(lr, type(self).__name__)
+        lr = check_lr(lr, type(self).__name__)
         return x - lr * self.stochastic_gradient(x, generator)
 
     def sme(self, lr: float, order: int = 1) -> "SGDSME":
@@ -233,7 +218,7 @@ class SGDSME(SDE):
     def __init__(self, algorithm: FiniteSumSGD, lr: float, order: int = 1):
         if not isinstance(algorithm, FiniteSumSGD):
             raise TypeError(f"SGDSME: `algorithm` must be a FiniteSumSGD; got {type(algorithm).__name__}.")
-        self.lr = _check_lr(lr, "SGDSME")
+        self.lr = check_lr(lr, "SGDSME")
         if isinstance(order, bool) or order not in (1, 2):
             raise ValueError(f"SGDSME: `order` must be 1 or 2; got {order!r}.")
         self.algorithm = algorithm
@@ -256,7 +241,7 @@ class SGDSME(SDE):
         return f"SGDSME({type(self.algorithm).__name__}, order={self.order}, lr={self.lr:g})"
 
 
-class SGDLeastSquares(FiniteSumSGD):
+class SGDLeastSquares(FiniteSumSGD, HasExactMoments):
     """Mini-batch SGD on finite-sum least squares ``f(x) = (1/n) Σ_i ½ (a_iᵀx − y_i)²``.
 
     ``∇f_i(x) = a_i (a_iᵀx − y_i)``, ``∇²f = AᵀA/n``. The exact moments of the iterates and of
@@ -290,15 +275,15 @@ class SGDLeastSquares(FiniteSumSGD):
 
     def __init__(self, A: Any, y: Any, x0: Any, *, batch_size: int = 1):
         owner = type(self).__name__
-        A = _check_tensor(A, "A", 2, owner)
-        y = _check_tensor(y, "y", 1, owner, A.dtype).to(A.dtype)
-        x0 = _check_tensor(x0, "x0", 1, owner, A.dtype).to(A.dtype)
+        A = check_tensor(A, "A", 2, owner)
+        y = check_tensor(y, "y", 1, owner, A.dtype).to(A.dtype)
+        x0 = check_tensor(x0, "x0", 1, owner, A.dtype).to(A.dtype)
         n, d = A.shape
         if y.shape != (n,):
             raise ValueError(f"{owner}: `y` must have shape ({n},) to match `A` {tuple(A.shape)}; got {tuple(y.shape)}.")
         if x0.shape != (d,):
             raise ValueError(f"{owner}: `x0` must have shape ({d},); got {tuple(x0.shape)}.")
-        self.batch_size = _check_batch_size(batch_size, n, owner)
+        self.batch_size = check_batch_size(batch_size, n, owner)
         self.A, self.y, self.x0 = A, y.to(A.device), x0.to(A.device)
         self.n_points = n
         self.hessian = A.T @ A / n
@@ -356,8 +341,6 @@ class SGDLeastSquares(FiniteSumSGD):
     def exact_moments(self):
         """The exact-moment model of this problem
         (:class:`~smetool.exact.linear_moments.LeastSquaresSGDMoments`)."""
-        from ..exact.linear_moments import LeastSquaresSGDMoments
-
         return LeastSquaresSGDMoments(self.A.cpu(), self.y.cpu(), self.batch_size)
 
     def __repr__(self) -> str:
@@ -365,121 +348,30 @@ class SGDLeastSquares(FiniteSumSGD):
         return f"SGDLeastSquares(n={n}, d={d}, batch_size={self.batch_size})"
 
 
-class SGDTwoLayer(FiniteSumSGD):
-    """Mini-batch SGD on a two-layer network, ``f_i(θ) = ½ (f_θ(x_i) − y_i)²``.
+def _factory(*, dtype: torch.dtype, device: Any, batch_size: int) -> SGDLeastSquares:
+    return SGDLeastSquares.default(dtype, device=device, batch_size=batch_size)
 
-    Per-sample gradients ``∇f_i = e_i ∇_θ f_θ(x_i)`` come from the network's closed-form neuron
-    terms, batched over paths and data points (``O(P n m d)``, no autograd); the Hessian–vector
-    product of the order-2 drift is closed form too:
-    ``∇²f v = (1/n) Σ_i [(∇f_θ(x_i)·v) ∇f_θ(x_i) + e_i ∇²f_θ(x_i) v]`` (it needs ``σ''``).
 
-    Parameters
-    ----------
-    net : TwoLayerNet
-    X : Tensor, (n, d)
-        Inputs, bias feature included if wanted (:func:`~smetool.models.add_bias_feature`).
-    y : Tensor, (n,)
-    theta0 : Tensor, (D,)
-    batch_size : int
-        ``B`` in ``[1, n]``.
+def _batch_size_option(text: str) -> int:
+    return check_positive_int(int(text), "batch_size")
 
-    Raises
-    ------
-    TypeError
-        If ``net`` is not a :class:`TwoLayerNet`.
-    ValueError
-        Wrong shapes, non-finite values, ``batch_size`` outside ``[1, n]``.
 
-    References
-    ----------
-    Li, Tai & E, JMLR 20 (2019).
-    """
+BATCH_SIZE = Option("batch_size", _batch_size_option, 1, "SGD minibatch size")
 
-    def __init__(self, net: TwoLayerNet, X: Any, y: Any, theta0: Any, *, batch_size: int = 1):
-        owner = type(self).__name__
-        if not isinstance(net, TwoLayerNet):
-            raise TypeError(f"{owner}: `net` must be a TwoLayerNet; got {type(net).__name__}.")
-        X = _check_tensor(X, "X", 2, owner)
-        y = _check_tensor(y, "y", 1, owner, X.dtype).to(X)
-        theta0 = _check_tensor(theta0, "theta0", 1, owner, X.dtype).to(X)
-        n = X.shape[0]
-        if X.shape[1] != net.input_dim:
-            raise ValueError(f"{owner}: `X` must have shape (n, {net.input_dim}); got {tuple(X.shape)}.")
-        if y.shape != (n,):
-            raise ValueError(f"{owner}: `y` must have shape ({n},); got {tuple(y.shape)}.")
-        if theta0.shape != (net.n_params,):
-            raise ValueError(f"{owner}: `theta0` must have shape ({net.n_params},); got {tuple(theta0.shape)}.")
-        self.batch_size = _check_batch_size(batch_size, n, owner)
-        self.net, self.X, self.y, self.x0 = net, X, y, theta0
-        self.n_points = n
+PLUGINS = (
+    PluginSpec(
+        name="sgd",
+        factory=_factory,
+        description="minibatch SGD on a 6-point least-squares problem (Li, Tai & E, 2017/2019)",
+        orders=(1, 2),
+        lrs=(2.0**-3, 2.0**-4, 2.0**-5, 2.0**-6, 2.0**-7),
+        horizon=1.0,
+        n_paths=100_000,
+        steps_per_lr=4,
+        options=(BATCH_SIZE,),
+        algorithm=SGDLeastSquares,
+        describe=lambda alg: {"problem": repr(alg)},
+    ),
+)
+"""The ``sgd`` plug-in of the command line."""
 
-    @classmethod
-    def default(cls, dtype: torch.dtype = torch.float64, *, width: int = 4, n_points: int = 8,
-                batch_size: int = 1, seed: int = 0) -> "SGDTwoLayer":
-        """A small default task: ``n`` points on ``[−1, 1]`` with a bias feature, target
-        ``½ sin(πx)``, a tanh network of ``width`` neurons, ``a ~ N(0, 0.25)``, ``W ~ N(0, 1)``
-        drawn from ``torch.Generator().manual_seed(seed)``."""
-        x = torch.linspace(-1.0, 1.0, n_points, dtype=dtype).unsqueeze(1)
-        X = add_bias_feature(x)
-        y = 0.5 * torch.sin(math.pi * x[:, 0])
-        net = TwoLayerNet(2, width, "tanh")
-        gen = torch.Generator().manual_seed(seed)
-        theta0 = net.init_params(a_std=0.5, w_std=1.0, generator=gen, dtype=dtype)
-        return cls(net, X, y, theta0, batch_size=batch_size)
-
-    def _terms(self, x: Tensor):
-        return self.net.terms(x, self.X.to(x))
-
-    def loss(self, x: Tensor) -> Tensor:
-        return self.net.loss(x, self.X.to(x), self.y.to(x))
-
-    def gradient(self, x: Tensor) -> Tensor:
-        return self.net.loss_grad(x, self.X.to(x), self.y.to(x))[1]
-
-    def per_sample_gradients(self, x: Tensor) -> Tensor:
-        t = self._terms(x)
-        X = self.X.to(x)
-        e = t.h.sum(dim=1) - self.y.to(x)  # (P, n)
-        grad_a = (t.s * e.unsqueeze(1)).transpose(1, 2)  # (P, n, m)
-        coef = t.a.unsqueeze(-1) * t.ds * e.unsqueeze(1)  # (P, m, n)
-        grad_W = torch.einsum("pmn,nd->pnmd", coef, X)
-        return torch.cat([grad_a, grad_W.flatten(2)], dim=2)
-
-    def batch_gradient(self, x: Tensor, index: Tensor) -> Tensor:
-        # Evaluate the network on each path's own mini-batch only: O(P B m d).
-        a, W = self.net.split(x)
-        Xb, yb = self.X.to(x)[index], self.y.to(x)[index]  # (P, B, d), (P, B)
-        z = torch.einsum("pmd,pbd->pmb", W, Xb)
-        s, ds = self.net.activation.fn(z), self.net.activation.d1(z)
-        e = torch.einsum("pm,pmb->pb", a, s) - yb
-        B = index.shape[1]
-        grad_a = torch.einsum("pmb,pb->pm", s, e) / B
-        grad_W = torch.einsum("pmb,pbd->pmd", ds * e.unsqueeze(1), Xb) * a.unsqueeze(-1) / B
-        return self.net.join(grad_a, grad_W)
-
-    def hessian_vector_product(self, x: Tensor, v: Tensor) -> Tensor:
-        if v.shape != x.shape:
-            raise ValueError(f"SGDTwoLayer: `v` must have the shape of `x`, {tuple(x.shape)}; got {tuple(v.shape)}.")
-        t = self._terms(x)
-        X, n = self.X.to(x), self.n_points
-        a_dot, W_dot = self.net.split(v)
-        z_dot = torch.einsum("pmd,nd->pmn", W_dot, X)
-        e = t.h.sum(dim=1) - self.y.to(x)
-        # Gauss–Newton part: f_dot_i = ∇f_θ(x_i)·v.
-        f_dot = (a_dot.unsqueeze(-1) * t.s + t.a.unsqueeze(-1) * t.ds * z_dot).sum(dim=1)
-        # Curvature part e_i ∇²f_θ(x_i) v: neuron r's block is (σ' ż, (ȧ σ' + a σ'' ż) x_i).
-        d2 = self.net.activation.d2(t.z)
-        ga = (t.s * f_dot.unsqueeze(1) + t.ds * z_dot * e.unsqueeze(1)).sum(dim=-1) / n
-        coef = (t.a.unsqueeze(-1) * t.ds * f_dot.unsqueeze(1)
-                + (a_dot.unsqueeze(-1) * t.ds + t.a.unsqueeze(-1) * d2 * z_dot) * e.unsqueeze(1))
-        gW = torch.einsum("pmn,nd->pmd", coef, X) / n
-        return self.net.join(ga, gW)
-
-    def sme(self, lr: float, order: int = 1) -> SGDSME:
-        """The SME of ``order``; warns for a non-smooth activation."""
-        sde = SGDSME(self, lr, order)
-        self.net.warn_if_not_smooth("the SGD SME")
-        return sde
-
-    def __repr__(self) -> str:
-        return f"SGDTwoLayer({self.net!r}, n={self.n_points}, batch_size={self.batch_size})"

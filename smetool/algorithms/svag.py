@@ -30,59 +30,27 @@ equations (SDEs)", NeurIPS 2021.
 
 from __future__ import annotations
 
-import math
-import numbers
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..bibliography import LI_MALLADI_ARORA_2021, LI_TAI_E_2019, ZHANG_2024_DROPOUT, Reference
+from ..checks import check_positive
+from ..exact import SVAGMoments, svag_amplification, svag_coefficients
 from ..sde import SDE
-from .base import Algorithm, StochasticGradientAlgorithm, TestFunction, check_positive
-
-__all__ = ["SVAG", "svag_coefficients", "svag_amplification"]
-
-_REFERENCE = (
-    "Z. Li, S. Malladi, S. Arora, \"On the validity of modeling SGD with stochastic differential "
-    "equations (SDEs)\", NeurIPS 2021"
+from .base import (
+    Algorithm,
+    HasExactMoments,
+    StochasticGradientAlgorithm,
+    TestFunction,
+    wrapped_references,
 )
+from .dropout import KEEP_PROB, WIDTH, DropoutAlgorithm
+from .sgd import BATCH_SIZE, SGDLeastSquares
+from .spec import Option, PluginSpec
 
-
-def svag_coefficients(amplification: float) -> tuple[float, float]:
-    """``(c₊, c₋) = ((1 + √(2l − 1))/2, (1 − √(2l − 1))/2)`` for amplification ``l ≥ 1``.
-
-    ``c₊ + c₋ = 1`` and ``c₊² + c₋² = l``: combining two independent stochastic gradients with
-    these weights keeps their mean and multiplies their covariance by ``l``.
-
-    Raises
-    ------
-    ValueError
-        If ``amplification`` is not a finite number ≥ 1.
-    """
-    if isinstance(amplification, bool) or not isinstance(amplification, numbers.Real) \
-            or not math.isfinite(amplification) or amplification < 1:
-        raise ValueError(f"`amplification` must be a finite number ≥ 1; got {amplification!r}.")
-    s = math.sqrt(2.0 * amplification - 1.0)
-    return 0.5 * (1.0 + s), 0.5 * (1.0 - s)
-
-
-def svag_amplification(base_lr: float, lr: float, owner: str) -> float:
-    """``l = base_lr / lr`` for a SVAG step ``lr``, which must be positive and at most ``base_lr``.
-
-    Raises
-    ------
-    ValueError
-        If ``lr`` is not positive or exceeds ``base_lr`` (``l < 1``); the message starts with
-        ``owner``.
-    """
-    lr = check_positive(lr, "lr", owner)
-    if lr > base_lr * (1 + 1e-12):
-        raise ValueError(
-            f"{owner}: the step `lr` must be at most `base_lr` = {base_lr:g} (amplification "
-            f"l = base_lr / lr ≥ 1); got lr={lr:g}."
-        )
-    return max(1.0, base_lr / lr)
-
+__all__ = ["SVAG", "svag_coefficients", "svag_amplification", "PLUGINS"]
 
 class SVAG(Algorithm):
     """SVAG on a stochastic-gradient base algorithm, converging to the base's order-1 SME.
@@ -116,7 +84,7 @@ class SVAG(Algorithm):
     """
 
     name = "svag"
-    reference = _REFERENCE
+    references = (LI_MALLADI_ARORA_2021,)
     sme_orders = (1,)
 
     def __init__(self, base: StochasticGradientAlgorithm, base_lr: float):
@@ -158,14 +126,78 @@ class SVAG(Algorithm):
         """The base's test functions."""
         return self.base.test_functions()
 
-    def exact_moments(self) -> Any:
-        """:class:`~smetool.exact.linear_moments.SVAGMoments` when the base has exact moments."""
-        from ..exact.linear_moments import SVAGMoments
+    def exact_moments(self) -> SVAGMoments:
+        """:class:`~smetool.exact.SVAGMoments` when the base has exact moments.
 
-        moments = getattr(self.base, "exact_moments", None)
-        if moments is None:
+        Raises
+        ------
+        TypeError
+            When the base has none.
+        """
+        if not isinstance(self.base, HasExactMoments):
             raise TypeError(f"SVAG: the base {self.base!r} has no exact moments.")
-        return SVAGMoments(moments(), self.base_lr)
+        return SVAGMoments(self.base.exact_moments(), self.base_lr)
+
+    def cited_references(self) -> tuple[Reference, ...]:
+        """SVAG's paper and the base's references."""
+        return wrapped_references(self, self.base)
 
     def __repr__(self) -> str:
         return f"SVAG({self.base!r}, base_lr={self.base_lr:g})"
+
+
+def _svag_sgd(*, dtype: torch.dtype, device: Any, base_lr: float, batch_size: int) -> SVAG:
+    return SVAG(SGDLeastSquares.default(dtype, device=device, batch_size=batch_size), base_lr)
+
+
+def _svag_dropout(*, dtype: torch.dtype, device: Any, base_lr: float, keep_prob: float,
+                  width: int) -> SVAG:
+    base = DropoutAlgorithm.verification_default(dtype=dtype, device=device, keep_prob=keep_prob,
+                                                 width=width)
+    return SVAG(base, base_lr)
+
+
+def _base_lr(text: str) -> float:
+    return check_positive(float(text), "base_lr")
+
+
+def _base_lr_option(default: float) -> Option:
+    return Option("base_lr", _base_lr, default,
+                  "SVAG: the learning rate whose SME is the target (each step lr uses "
+                  "amplification base_lr/lr)")
+
+
+PLUGINS = (
+    PluginSpec(
+        name="svag",
+        factory=_svag_sgd,
+        description="SVAG (two amplified SGD gradients, step base_lr/l) on the least-squares "
+        "problem, against the SGD SME at base_lr = 0.5 (Li, Malladi & Arora, 2021)",
+        orders=(1,),
+        lrs=(0.25, 0.125, 0.0625),
+        horizon=1.0,
+        n_paths=200_000,
+        steps_per_lr=4,
+        options=(_base_lr_option(0.5), BATCH_SIZE),
+        references=(LI_MALLADI_ARORA_2021, LI_TAI_E_2019),
+        algorithm=SVAG,
+        describe=lambda alg: {"problem": repr(alg)},
+    ),
+    PluginSpec(
+        name="svag-dropout",
+        factory=_svag_dropout,
+        description="SVAG with two dropout masks per step on the dropout problem, against the "
+        "dropout SME at base_lr = 0.04 (Li, Malladi & Arora, 2021)",
+        orders=(1,),
+        lrs=(0.02, 0.01, 0.005),
+        horizon=0.2,
+        n_paths=10_000,
+        steps_per_lr=2,
+        options=(_base_lr_option(0.04), KEEP_PROB, WIDTH),
+        references=(LI_MALLADI_ARORA_2021, ZHANG_2024_DROPOUT),
+        algorithm=SVAG,
+        describe=lambda alg: {"problem": repr(alg.base.problem), "base_lr": alg.base_lr},
+    ),
+)
+"""The ``svag`` and ``svag-dropout`` plug-ins of the command line."""
+

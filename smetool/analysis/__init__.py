@@ -31,7 +31,14 @@ from .hessian import (
     output_jacobian,
     problem_hessian,
 )
-from .report import AlignmentTrace, AnalysisReport, Finding, analyze_dropout, load_problem
+from .report import (
+    REFERENCES,
+    AlignmentTrace,
+    AnalysisReport,
+    Finding,
+    analyze_dropout,
+    load_problem,
+)
 from .training import ImplicitRegularization, Trajectory, implicit_regularization, train
 from .variance import (
     CovarianceEstimate,
@@ -47,6 +54,7 @@ from .variance import (
 from .variance_flatness import VarianceFlatness, variance_flatness
 
 __all__ = [
+    "REFERENCES",
     "AlignmentResult",
     "alignment",
     "alignment_with_baseline",

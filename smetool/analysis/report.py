@@ -37,7 +37,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
+from ..bibliography import ZHANG_2021_VARIANCE, ZHANG_2024_DROPOUT, ZHANG_XU_2024_IMPLICIT
+from ..models.dropout_problem import DropoutProblem, default_problem
 from .alignment import AlignmentResult, alignment_with_baseline
 from .condensation import (
     OrientationClusters,
@@ -48,11 +51,16 @@ from .condensation import (
 from .findings import T_CONFIDENCE, Finding, dropout_findings
 from .flatness import HessianSpectrum, hessian_spectrum
 from .hessian import loss_hessian
+from .report_figures import write_figures
 from .training import METHODS, ImplicitRegularization, Trajectory, implicit_regularization, train
 from .variance import gradient_noise_covariance, trajectory_covariance
 from .variance_flatness import variance_flatness
 
-__all__ = ["Finding", "AlignmentTrace", "AnalysisReport", "analyze_dropout", "load_problem"]
+__all__ = ["Finding", "AlignmentTrace", "AnalysisReport", "analyze_dropout", "load_problem",
+           "REFERENCES"]
+
+REFERENCES = (ZHANG_XU_2024_IMPLICIT, ZHANG_2021_VARIANCE, ZHANG_2024_DROPOUT)
+"""The papers whose analyses :func:`analyze_dropout` reproduces (for ``citation.bib``)."""
 
 @dataclass(frozen=True)
 class AlignmentTrace:
@@ -173,8 +181,6 @@ def load_problem(path: str | os.PathLike, *, width: int = 16, keep_prob: float =
     ValueError
         If the file lacks ``X`` or ``y``.
     """
-    from ..algorithms.dropout_problem import DropoutProblem
-
     with np.load(Path(path)) as data:
         missing = [k for k in ("X", "y") if k not in data.files]
         if missing:
@@ -192,8 +198,6 @@ def load_problem(path: str | os.PathLike, *, width: int = 16, keep_prob: float =
 
 
 def _with_keep_prob(problem, keep_prob: float):
-    from ..algorithms.dropout_problem import DropoutProblem
-
     X = problem.X[:, :-1] if problem.bias else problem.X
     return DropoutProblem(
         X, problem.y, width=problem.width, keep_prob=keep_prob,
@@ -327,8 +331,6 @@ def analyze_dropout(
     ...                          progress=False)  # doctest: +SKIP
     >>> print(report.summary())  # doctest: +SKIP
     """
-    from ..algorithms.dropout_problem import DropoutProblem, default_problem
-
     for name, val, lo in (("steps", steps, 1), ("n_seeds", n_seeds, 2), ("window", window, 2),
                           ("n_components", n_components, 1), ("n_grad_samples", n_grad_samples, 2),
                           ("n_checkpoints", n_checkpoints, 1), ("n_baseline", n_baseline, 2)):
@@ -371,8 +373,6 @@ def analyze_dropout(
     X = problem.X.to(dtype=dtype, device=inits.device)
     y = problem.y.to(dtype=dtype, device=inits.device)
     net = problem.net
-
-    from tqdm.auto import tqdm
 
     total = len(methods) * int(steps) + int(window)
     with tqdm(total=total, disable=not progress, desc="analyze dropout", unit="step") as bar:
@@ -474,8 +474,6 @@ def analyze_dropout(
         return report
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    from .report_figures import write_figures
-
     files = write_figures(report, out)
     report = AnalysisReport(**{**report.__dict__, "files": tuple(str(f) for f in files)})
     json_path = out / "report.json"

@@ -3,8 +3,14 @@
 :mod:`smetool.exact.sde_references` holds the SDE problems with known moments (Ornstein–Uhlenbeck,
 geometric Brownian motion, linear SDEs with non-commutative noise, the nonlinear ``sinh`` problem)
 and the exact moments of Euler–Maruyama and Platen's scheme on some of them.
+:mod:`smetool.exact.linear_moments` and its problems (:mod:`~smetool.exact.sgd_moments`,
+:mod:`~smetool.exact.momentum_moments`, :mod:`~smetool.exact.svag_moments`) give the exact moments
+of linear stochastic training algorithms and of their SMEs, hence exact weak errors.
 """
 
+from .linear_moments import AffineGradientModel, LinearMomentModel
+from .moment_results import ExactWeakErrors, MomentPath, Quadratic
+from .momentum_moments import HeavyBallMoments
 from .sde_references import (
     NONCOMMUTATIVE_A,
     NONCOMMUTATIVE_B,
@@ -29,8 +35,21 @@ from .sde_references import (
     sinh_sde,
     sinh_test_function,
 )
+from .sgd_moments import LeastSquaresSGDMoments, LinearDropoutMoments
+from .svag_moments import SVAGMoments, svag_amplification, svag_coefficients
 
 __all__ = [
+    "LinearMomentModel",
+    "AffineGradientModel",
+    "ExactWeakErrors",
+    "MomentPath",
+    "Quadratic",
+    "HeavyBallMoments",
+    "LeastSquaresSGDMoments",
+    "LinearDropoutMoments",
+    "SVAGMoments",
+    "svag_amplification",
+    "svag_coefficients",
     "NONCOMMUTATIVE_A",
     "NONCOMMUTATIVE_B",
     "Moments",

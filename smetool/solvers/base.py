@@ -9,6 +9,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from ..bibliography import Reference
 from ..brownian import Increments
 from ..noise import apply_diffusion
 from ..sde import SDE, NoiseKind
@@ -61,7 +62,9 @@ class Solver(abc.ABC):
     min_matched_moments : int
         Moments of the increments that must match the Gaussian ones to keep ``weak_order``.
     reference : str
-        The source of the scheme.
+        The source of the scheme, in words.
+    references : tuple of Reference
+        The same as bibliography entries (:func:`smetool.citation`).
     """
 
     name: ClassVar[str]
@@ -71,6 +74,7 @@ class Solver(abc.ABC):
     min_matched_moments: ClassVar[int] = 3
     needs_gaussian: ClassVar[bool] = False
     reference: ClassVar[str] = ""
+    references: ClassVar[tuple[Reference, ...]] = ()
     alternative: ClassVar[str] = "EulerMaruyama()"
 
     def check(self, sde: SDE, increments: Increments) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from ..bibliography import KLOEDEN_PLATEN_1992
 from ..sde import NoiseKind
 from .base import Solver, noise_increment
 
@@ -29,6 +30,7 @@ class EulerMaruyama(Solver):
     noise_kinds = frozenset(NoiseKind)
     min_matched_moments = 3
     reference = "Kloeden & Platen (1992), Numerical Solution of SDEs, §10.2 and §14.1"
+    references = (KLOEDEN_PLATEN_1992,)
 
     def step(self, sde, t, x, h, dW, generator):
         # x + h·b in one fused kernel, then the noise in place: the loop's floor is memory traffic.

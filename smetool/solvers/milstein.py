@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..noise import apply_diffusion
+from ..bibliography import KLOEDEN_PLATEN_1992
 from ..sde import NoiseKind
 from .base import Solver
 
@@ -35,6 +36,7 @@ class Milstein(Solver):
     noise_kinds = frozenset({NoiseKind.DIAGONAL, NoiseKind.SCALAR, NoiseKind.ADDITIVE})
     needs_gaussian = True
     reference = "Milstein (1974); Kloeden & Platen (1992), §10.3"
+    references = (KLOEDEN_PLATEN_1992,)
     alternative = "EulerMaruyama() (strong order 1/2) or PlatenWeak2() (weak order 2)"
 
     def step(self, sde, t, x, h, dW, generator):

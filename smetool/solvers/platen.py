@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from ..noise import diffusion_matrix
+from ..bibliography import KLOEDEN_PLATEN_1992
 from ..sde import NoiseKind
 from .base import Solver
 
@@ -70,6 +71,7 @@ class PlatenWeak2(Solver):
     )
     min_matched_moments = 5
     reference = "Platen (1987); Kloeden & Platen (1992), (15.1.3) and (15.1.4)"
+    references = (KLOEDEN_PLATEN_1992,)
     alternative = (
         "EulerMaruyama() (weak order 1; for SAMPLED noise), or give the SDE a factored diffusion "
         "(noise_kind='general')"

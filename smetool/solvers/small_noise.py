@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..bibliography import KLOEDEN_PLATEN_1992, MILSTEIN_TRETYAKOV_1997
 from ..sde import NoiseKind
 from .base import Solver, noise_increment
 
@@ -37,6 +38,7 @@ class SmallNoiseHeun(Solver):
     noise_kinds = frozenset(NoiseKind)
     min_matched_moments = 3
     reference = "Milstein & Tretyakov (1997), SIAM J. Numer. Anal. 34(6); Kloeden & Platen (15.1.4)"
+    references = (MILSTEIN_TRETYAKOV_1997, KLOEDEN_PLATEN_1992)
 
     def step(self, sde, t, x, h, dW, generator):
         a0 = sde.drift(t, x)

@@ -19,30 +19,16 @@ differential equations", Stoch. Anal. Appl. 8(4) (1990) 483–509. P. E. Kloeden
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .montecarlo import (
-    _check_times,
-    _generator,
-    check_antithetic_producer,
-    check_positive_int,
-    check_seed,
-    check_test_functions,
-    chunk_seed,
-    evaluate_test_functions,
-    json_safe,
-    produce,
-    resolve_chunk_size,
-    run_chunks,
-)
+from ..jsonutil import json_safe
 
-__all__ = ["Extrapolation", "richardson_weights", "richardson", "richardson_monte_carlo"]
+__all__ = ["Extrapolation", "richardson_weights", "richardson"]
 
 
 @dataclass(frozen=True)
@@ -225,117 +211,4 @@ def richardson(
     return Extrapolation(
         value=(w * E).sum(0), stderr=se, weights=tuple(float(x) for x in weights),
         order=float(order) + len(values) - 1, ratio=float(ratio), steps=steps,
-    )
-
-
-def richardson_monte_carlo(
-    approximation: Callable[[float], Callable] | Mapping[float, Callable],
-    test_functions: Mapping[str, Callable[[Tensor], Tensor]],
-    n_paths: int,
-    *,
-    seed: int,
-    step: float,
-    levels: int = 2,
-    order: float = 1,
-    ratio: float = 2,
-    antithetic: bool = False,
-    chunk_size: int | None = None,
-    memory_budget: int = 2**28,
-    device: str | torch.device | None = None,
-    times: Sequence[float] | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    checkpoint_every: int = 1,
-    tag: str = "",
-    progress: bool = True,
-) -> Extrapolation:
-    """Richardson extrapolation by Monte Carlo, with every level run on the same random draws.
-
-    In each chunk all levels ``h, r h, …`` get generators in the same state; per path the
-    combination ``Σ_j w_j g(Y^{r^j h})`` is formed and its mean and standard error accumulated.
-    The estimate is unbiased for the extrapolated expectation whatever the producers do with the
-    draws; its variance is small when they turn the same draws into coupled paths (e.g. every
-    level sums the same fine Brownian increments), which the reported ``independent_stderr``
-    lets you check.
-
-    Parameters
-    ----------
-    approximation : callable or mapping step -> path producer
-    test_functions : dict of str to callable
-    n_paths : int
-    seed : int
-    step : float
-        The finest step ``h``.
-    levels, order, ratio
-        As for :func:`richardson_weights`.
-    antithetic, chunk_size, memory_budget, device, times, checkpoint, checkpoint_every, tag, progress
-        As for :func:`smetool.run_monte_carlo`.
-
-    Returns
-    -------
-    Extrapolation
-        ``value`` and ``stderr`` of shape ``(K, S)``, with the level means.
-
-    Raises
-    ------
-    ValueError, TypeError
-        As for :func:`richardson_weights` and :func:`smetool.run_monte_carlo`.
-    """
-    weights = richardson_weights(levels, order, ratio)
-    tests = check_test_functions(test_functions)
-    n_paths = check_positive_int(n_paths, "n_paths")
-    seed = check_seed(seed)
-    checkpoint_every = check_positive_int(checkpoint_every, "checkpoint_every")
-    if not (isinstance(step, (int, float)) and math.isfinite(step) and step > 0):
-        raise ValueError(f"`step` must be a positive number; got {step!r}.")
-    dev = torch.device("cpu" if device is None else device)
-    steps = tuple(float(step) * float(ratio) ** j for j in range(levels))
-    producers = []
-    for h in steps:
-        prod = approximation[h] if isinstance(approximation, Mapping) else approximation(h)
-        if not callable(prod):
-            raise TypeError(f"`approximation` must give a path producer for step {h:g}; got {prod!r}.")
-        if antithetic:
-            check_antithetic_producer(prod, "approximation")
-        producers.append(prod)
-    flag = False if antithetic else None
-    w_dev: dict[str, Tensor] = {}
-
-    def levels_at(n: int, c: int, anti: bool | None) -> Tensor:
-        s = chunk_seed(seed, c)
-        vals = torch.stack([
-            evaluate_test_functions(tests, produce(p, n, _generator(dev, s), anti, "approximation"))
-            for p in producers
-        ])  # (L, K, S, n)
-        w = w_dev.setdefault("w", torch.as_tensor(weights, dtype=torch.float64, device=vals.device))
-        return torch.cat([vals, (w[:, None, None, None] * vals).sum(0, keepdim=True)])
-
-    def evaluate(n: int, c: int) -> dict[str, Tensor]:
-        if not antithetic:
-            return {"main": levels_at(n, c, None)}
-        return {"main": 0.5 * (levels_at(n, c, False) + levels_at(n, c, True))}
-
-    def probe() -> int:
-        xs = produce(producers[0], 2, _generator(dev, chunk_seed(seed, 2**31 - 1)), flag,
-                     "approximation")
-        return (2 if antithetic else 1) * levels * (xs[:, 0].numel() * xs.element_size()
-                                                     + 8 * len(tests) * xs.shape[0])
-
-    chunk = resolve_chunk_size(chunk_size, memory_budget, n_paths, probe)
-    fingerprint = {
-        "kind": "richardson_monte_carlo", "seed": seed, "n_paths": n_paths, "chunk_size": chunk,
-        "names": list(tests), "tag": str(tag), "steps": list(steps), "order": float(order),
-        "antithetic": bool(antithetic), "device": dev.type,
-    }
-    acc = run_chunks(evaluate, n_paths, chunk, fingerprint=fingerprint, checkpoint=checkpoint,
-                     checkpoint_every=checkpoint_every, progress=progress,
-                     desc="richardson", paths_per_sample=levels * (2 if antithetic else 1))
-    main = acc["main"]
-    mean, se = main.mean, main.stderr
-    w = torch.as_tensor(weights, dtype=torch.float64)[:, None, None]
-    return Extrapolation(
-        value=mean[-1], stderr=se[-1], weights=tuple(float(x) for x in weights),
-        order=float(order) + levels - 1, ratio=float(ratio), steps=steps, paired=True,
-        names=tuple(tests), times=_check_times(times, mean.shape[-1]),
-        level_means=mean[:-1], level_stderrs=se[:-1],
-        independent_stderr=((w * se[:-1]) ** 2).sum(0).sqrt(), count=main.count,
     )

@@ -39,17 +39,15 @@ algorithm", ICLR 2024.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from ..models.two_layer import Activation, NeuronTerms, TwoLayerNet, add_bias_feature
+from ..checks import check_keep_prob, check_lr, check_nonnegative, check_positive_int
+from .two_layer import Activation, NeuronTerms, TwoLayerNet, add_bias_feature
 
 __all__ = ["DropoutProblem", "GradSecondMoment", "default_problem"]
-
-_METHODS = ("gaussian", "masks")
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,21 +97,6 @@ class _Parts:
     terms: NeuronTerms
     e: Tensor  # (P, n) residuals
     g: Tensor  # (P, m, n, k): g_ri restricted to neuron r's block (a_r, w_r)
-
-
-def _check_keep_prob(keep_prob) -> float:
-    if isinstance(keep_prob, bool) or not isinstance(keep_prob, numbers.Real):
-        raise TypeError(f"`keep_prob` must be a real number in (0, 1]; got {keep_prob!r}.")
-    p = float(keep_prob)
-    if not (0.0 < p <= 1.0):
-        raise ValueError(f"`keep_prob` must be in (0, 1]; got {keep_prob!r}.")
-    return p
-
-
-def _check_positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"`{name}` must be a positive integer; got {value!r}.")
-    return int(value)
 
 
 class DropoutProblem:
@@ -199,8 +182,8 @@ class DropoutProblem:
             raise ValueError("`X` must be finite; got NaN or inf entries.")
         if not bool(torch.isfinite(y).all()):
             raise ValueError("`y` must be finite; got NaN or inf entries.")
-        width = _check_positive_int("width", width)
-        p = _check_keep_prob(keep_prob)
+        width = check_positive_int(width, "width")
+        p = check_keep_prob(keep_prob)
         self.X = add_bias_feature(X) if bias else X
         self.y = y
         self.bias = bool(bias)
@@ -341,7 +324,7 @@ class DropoutProblem:
         Tensor, (P, m)
             Entries ``1/p`` (kept, probability ``p``) or ``0`` (dropped).
         """
-        n_paths = _check_positive_int("n_paths", n_paths)
+        n_paths = check_positive_int(n_paths, "n_paths")
         dtype = self.X.dtype if dtype is None else dtype
         device = self.X.device if device is None else device
         u = torch.rand(n_paths, self.width, generator=generator, dtype=dtype, device=device)
@@ -395,7 +378,7 @@ class DropoutProblem:
         ValueError
             If ``lr`` is not a positive finite number.
         """
-        lr = _check_lr(lr)
+        lr = check_lr(lr)
         return theta - lr * self.stochastic_gradient(theta, generator)
 
     def stochastic_gradient(self, theta: Tensor, generator: torch.Generator) -> Tensor:
@@ -590,30 +573,39 @@ class DropoutProblem:
         sigma = self._to_theta(cols.permute(0, 3, 1, 2)).transpose(1, 2)
         return 0.5 * (sigma + sigma.transpose(1, 2))
 
-    def sample_noise(
-        self,
-        theta: Tensor,
-        generator: torch.Generator,
-        *,
-        method: str = "gaussian",
-        n_pairs: int = 1,
-    ) -> Tensor:
-        """Matrix-free draws ``ζ (P, D)`` with mean 0 and covariance exactly ``Σ(θ)``.
+    def sample_gaussian_noise(self, theta: Tensor, generator: torch.Generator) -> Tensor:
+        """Gaussian draws ``ζ = F(θ) z``, ``z ~ N(0, I_M)``: mean 0, covariance exactly ``Σ(θ)``.
+
+        One ``torch.randn(P, M)`` draw, multiplied by the factor matrix-free
+        (:meth:`noise_factor_matvec`); cost ``O(n m² + n m d)`` per path.
 
         Parameters
         ----------
         theta : Tensor, (P, D)
         generator : torch.Generator
             On the device of ``theta``.
-        method : {"gaussian", "masks"}
-            ``"gaussian"``: ``ζ = F z`` with ``z ~ N(0, I_M)`` (one ``torch.randn(P, M)`` draw),
-            computed by :meth:`noise_factor_matvec` without forming ``F``; cost
-            ``O(n m² + n m d)`` per path. Exactly Gaussian.
-            ``"masks"``: ``ζ = (2k)^{-1/2} Σ_{j≤k} (G(η_j) − G(η'_j))`` with independent dropout
-            masks; symmetric with covariance exactly ``Σ`` but not Gaussian; cost ``2k`` dropout
-            gradients per path.
+
+        Returns
+        -------
+        Tensor, (P, D)
+        """
+        self._check_theta(theta)
+        z = torch.randn(theta.shape[0], self.noise_dim, generator=generator, dtype=theta.dtype,
+                        device=theta.device)
+        return self._factor_matvec(self._parts(theta), z)
+
+    def sample_mask_noise(self, theta: Tensor, generator: torch.Generator, n_pairs: int = 1) -> Tensor:
+        """Mask-pair draws ``ζ = (2k)^{-1/2} Σ_{j≤k} (G(η_j) − G(η'_j))`` with independent masks.
+
+        Symmetric with mean 0 and covariance exactly ``Σ(θ)``, but not Gaussian; cost ``2k``
+        dropout gradients per path.
+
+        Parameters
+        ----------
+        theta : Tensor, (P, D)
+        generator : torch.Generator
         n_pairs : int
-            ``k``, the number of mask pairs (``"masks"`` only).
+            ``k``, the number of mask pairs.
 
         Returns
         -------
@@ -622,19 +614,13 @@ class DropoutProblem:
         Raises
         ------
         ValueError
-            For an unknown ``method`` or a non-positive ``n_pairs``.
+            A non-positive ``n_pairs``.
         """
-        if method not in _METHODS:
-            raise ValueError(f"`method` must be one of {', '.join(_METHODS)}; got {method!r}.")
-        n_pairs = _check_positive_int("n_pairs", n_pairs)
+        n_pairs = check_positive_int(n_pairs, "n_pairs")
         self._check_theta(theta)
         parts = self._parts(theta)
         P, m = theta.shape[0], self.width
         h, e = parts.terms.h, parts.e
-        kw = dict(generator=generator, dtype=theta.dtype, device=theta.device)
-        if method == "gaussian":
-            z = torch.randn(P, self.noise_dim, **kw)
-            return self._factor_matvec(parts, z)
         scale = self.sample_scale(2 * n_pairs * P, generator, dtype=theta.dtype,
                                   device=theta.device)
         scale = scale.reshape(2 * n_pairs, P, m)
@@ -667,12 +653,6 @@ class DropoutProblem:
             grad_norm_sq=(grad * grad).sum(dim=(1, 2)),
             trace_sigma=v * (own + off) + v * v * off,
         )
-
-
-def _check_lr(lr) -> float:
-    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"`lr` must be a positive finite number; got {lr!r}.")
-    return float(lr)
 
 
 def default_problem(
@@ -714,10 +694,9 @@ def default_problem(
     Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
     algorithm", ICLR 2024 (the same kind of 1-D task).
     """
-    n_points = _check_positive_int("n_points", n_points)
+    n_points = check_positive_int(n_points, "n_points")
     for name, val in (("a_std", a_std), ("w_std", w_std), ("target_scale", target_scale)):
-        if not (isinstance(val, numbers.Real) and math.isfinite(val) and val >= 0):
-            raise ValueError(f"`{name}` must be a finite non-negative number; got {val!r}.")
+        check_nonnegative(val, name)
     x = torch.linspace(-1.0, 1.0, n_points, dtype=dtype)
     y = target_scale * (0.5 * torch.relu(-x - 1.0 / 3.0) + 0.5 * torch.relu(x - 1.0 / 3.0))
     problem = DropoutProblem(

@@ -1,0 +1,212 @@
+"""Declarations of plug-ins: their command-line options, defaults and references.
+
+A :class:`PluginSpec` declares everything the command line, the documentation and
+:func:`smetool.citation` need to know about a plug-in: how to build it, its own options
+(:class:`Option`: name, type, default, help), the defaults of ``smetool verify NAME`` and the
+papers behind it. The command line is generated from these declarations; nothing about a plug-in
+is written anywhere else. A plug-in from another package is declared the same way and published
+through the ``smetool.plugins`` entry-point group (:mod:`smetool.algorithms.registry`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+
+from ..bibliography import Reference, unique_references
+from ..checks import check_distinct_positive, check_path_count, check_positive, whole_steps
+from .base import Algorithm
+
+__all__ = ["Option", "PluginSpec", "PluginBuildError", "RESERVED_OPTIONS"]
+
+_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+RESERVED_OPTIONS = frozenset({
+    "lrs", "horizon", "paths", "order", "steps_per_lr", "method", "seed", "device", "dtype",
+    "chunk_size", "out", "json", "plot", "checkpoint_dir", "quiet", "help", "workers",
+    "scheduler", "variance_reduction", "controls", "debug",
+})
+"""Option names taken by ``smetool verify`` itself."""
+
+
+class PluginBuildError(RuntimeError):
+    """A plug-in's factory failed; the message names the plug-in."""
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option of a plug-in, as ``smetool verify NAME --its-option VALUE`` and as the keyword
+    ``its_option`` of the plug-in's factory.
+
+    Parameters
+    ----------
+    name : str
+        The factory's keyword (``"keep_prob"``); the flag is ``--keep-prob``.
+    type : callable
+        Turns the command-line text into the value (``float``, ``int``, or a function that also
+        checks it and raises ``ValueError`` with a message).
+    default : Any
+        The value used when the option is not given (also passed explicitly to the factory, so
+        what ``--help`` shows is what runs).
+    help : str
+        One line for ``--help``.
+    """
+
+    name: str
+    type: Callable[[str], Any]
+    default: Any
+    help: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name) or "-" in self.name:
+            raise ValueError(
+                f"Option: `name` must be a Python identifier in lower case (e.g. 'keep_prob'); "
+                f"got {self.name!r}.")
+        if not callable(self.type):
+            raise TypeError(f"Option {self.name!r}: `type` must be callable; got {self.type!r}.")
+        if not isinstance(self.help, str) or not self.help:
+            raise ValueError(f"Option {self.name!r}: `help` must be a non-empty string.")
+
+    @property
+    def flag(self) -> str:
+        """The command-line flag, ``--`` + the name with ``-`` for ``_``."""
+        return "--" + self.name.replace("_", "-")
+
+
+def _describe_default(algorithm: Algorithm) -> dict[str, Any]:
+    return {"repr": repr(algorithm)}
+
+
+@dataclass(frozen=True)
+class PluginSpec:
+    """How ``smetool verify NAME`` builds and runs a plug-in.
+
+    Parameters
+    ----------
+    name : str
+        Lower case letters, digits, ``-`` and ``_`` (``"dropout"``, ``"svag-dropout"``).
+    factory : callable
+        ``factory(*, dtype, device, **options) -> Algorithm``, called with every declared option.
+    description : str
+        One line for ``smetool list``.
+    orders : tuple of int
+        SME orders available.
+    lrs, horizon, n_paths, steps_per_lr
+        Defaults of ``smetool verify NAME``, chosen so that the default run resolves every error
+        point in a few minutes on two CPU cores.
+    method : str
+        The default SME solver (a name of ``smetool list``).
+    options : tuple of Option
+        The plug-in's own options.
+    references : tuple of Reference
+        The papers behind the plug-in (default: those of the algorithm class when ``algorithm``
+        is given).
+    algorithm : type, optional
+        The :class:`Algorithm` subclass the factory builds (for documentation and references).
+    describe : callable
+        ``describe(algorithm) -> dict`` for the JSON report.
+
+    Raises
+    ------
+    ValueError, TypeError
+        A declaration that cannot run: a bad name, defaults that do not fit together (a horizon
+        that is not a whole number of steps of every learning rate, an odd ``steps_per_lr``),
+        options that clash with ``smetool verify``'s own.
+    """
+
+    name: str
+    factory: Callable[..., Algorithm]
+    description: str
+    orders: tuple[int, ...]
+    lrs: tuple[float, ...]
+    horizon: float
+    n_paths: int
+    steps_per_lr: int = 4
+    method: str = "heun"
+    options: tuple[Option, ...] = ()
+    references: tuple[Reference, ...] = ()
+    algorithm: type[Algorithm] | None = None
+    describe: Callable[[Algorithm], dict[str, Any]] = field(default=_describe_default, repr=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _NAME.match(self.name):
+            raise ValueError(
+                "PluginSpec: `name` must start with a lower-case letter and hold only lower-case "
+                f"letters, digits, '-' and '_'; got {self.name!r}.")
+        owner = f"plug-in {self.name!r}"
+        if not callable(self.factory):
+            raise TypeError(f"{owner}: `factory` must be callable; got {self.factory!r}.")
+        orders = tuple(self.orders)
+        if not orders or any(isinstance(o, bool) or not isinstance(o, int) or o < 1 for o in orders):
+            raise ValueError(f"{owner}: `orders` must be positive integers; got {self.orders!r}.")
+        object.__setattr__(self, "orders", orders)
+        lrs = check_distinct_positive(self.lrs, "lrs", owner, minimum=2)
+        object.__setattr__(self, "lrs", lrs)
+        horizon = check_positive(self.horizon, "horizon", owner)
+        object.__setattr__(self, "horizon", horizon)
+        for lr in lrs:
+            whole_steps(horizon, lr, span_name="horizon", step_name="lr", owner=owner)
+        object.__setattr__(self, "n_paths", check_path_count(self.n_paths, owner=owner))
+        if isinstance(self.steps_per_lr, bool) or not isinstance(self.steps_per_lr, int) \
+                or self.steps_per_lr < 2 or self.steps_per_lr % 2:
+            raise ValueError(f"{owner}: `steps_per_lr` must be an even integer ≥ 2; got "
+                             f"{self.steps_per_lr!r}.")
+        options = tuple(self.options)
+        for option in options:
+            if not isinstance(option, Option):
+                raise TypeError(f"{owner}: `options` must hold smetool Option objects; got {option!r}.")
+            if option.name in RESERVED_OPTIONS:
+                raise ValueError(f"{owner}: option {option.name!r} clashes with an option of "
+                                 "`smetool verify`; choose another name.")
+        names = [o.name for o in options]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{owner}: option names must be distinct; got {names}.")
+        object.__setattr__(self, "options", options)
+        if self.algorithm is not None and not (isinstance(self.algorithm, type)
+                                               and issubclass(self.algorithm, Algorithm)):
+            raise TypeError(f"{owner}: `algorithm` must be an Algorithm subclass; got "
+                            f"{self.algorithm!r}.")
+        refs = tuple(self.references)
+        if not refs and self.algorithm is not None:
+            refs = tuple(self.algorithm.references)
+        object.__setattr__(self, "references", unique_references([refs]))
+        if not isinstance(self.method, str) or not self.method:
+            raise ValueError(f"{owner}: `method` must be a solver name; got {self.method!r}.")
+
+    def defaults(self) -> dict[str, Any]:
+        """The declared default of every option."""
+        return {o.name: o.default for o in self.options}
+
+    def build(self, *, dtype: torch.dtype = torch.float64, device: Any = "cpu",
+              **options: Any) -> Algorithm:
+        """The plug-in with the given options (the declared defaults for the others).
+
+        Raises
+        ------
+        TypeError
+            An option the plug-in does not declare.
+        PluginBuildError
+            The factory raised, or did not return an :class:`Algorithm`; the message names the
+            plug-in.
+        """
+        unknown = sorted(set(options) - {o.name for o in self.options})
+        if unknown:
+            known = ", ".join(o.name for o in self.options) or "none"
+            raise TypeError(f"plug-in {self.name!r} has no option {unknown[0]!r} (its options: "
+                            f"{known}).")
+        values = {**self.defaults(), **options}
+        try:
+            algorithm = self.factory(dtype=dtype, device=device, **values)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"plug-in {self.name!r}: {exc}") from exc
+        except Exception as exc:  # a fault inside the plug-in: name it
+            raise PluginBuildError(
+                f"plug-in {self.name!r}: its factory raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(algorithm, Algorithm):
+            raise PluginBuildError(
+                f"plug-in {self.name!r}: its factory must return an smetool Algorithm; got "
+                f"{type(algorithm).__name__}.")
+        return algorithm

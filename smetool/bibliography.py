@@ -1,0 +1,169 @@
+"""References as data: BibTeX-ready entries that solvers and plug-ins declare on their classes.
+
+A solver or plug-in class lists the papers it rests on in its ``references`` class attribute,
+a tuple of :class:`Reference`; :func:`smetool.citation` and ``citation.bib`` collect them from the
+objects that actually ran. A third-party plug-in declares its own references the same way, so it
+is cited like a built-in one. The entries shared by several built-in classes are defined here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from .version import __version__
+
+__all__ = [
+    "Reference",
+    "unique_references",
+    "format_citation",
+    "SMETOOL",
+    "KLOEDEN_PLATEN_1992",
+    "MILSTEIN_TRETYAKOV_1997",
+    "LI_TAI_E_2019",
+    "ZHANG_2024_DROPOUT",
+    "ZHANG_XU_2024_IMPLICIT",
+    "ZHANG_2021_VARIANCE",
+    "LI_MALLADI_ARORA_2021",
+    "MALLADI_2022_ADAPTIVE",
+    "KINGMA_BA_2015",
+]
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One bibliography entry.
+
+    Parameters
+    ----------
+    key : str
+        The BibTeX key (``"zhang2024dropout"``); two references with the same key are the same.
+    entry_type : str
+        ``"article"``, ``"inproceedings"``, ``"book"``, ``"software"``, …
+    fields : tuple of (str, str)
+        The BibTeX fields in order, e.g. ``(("title", "…"), ("author", "…"), ("year", "2024"))``.
+
+    Examples
+    --------
+    >>> ref = Reference.of("doe2026", "article", title="A title", author="Doe, J.", year="2026")
+    >>> print(ref.bibtex())
+    @article{doe2026,
+      title  = {A title},
+      author = {Doe, J.},
+      year   = {2026}
+    }
+    """
+
+    key: str
+    entry_type: str
+    fields: tuple[tuple[str, str], ...]
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.key, str) or not self.key or any(c in self.key for c in " ,{}"):
+            raise ValueError(
+                f"`key` must be a BibTeX key (non-empty, no spaces, commas or braces); got "
+                f"{self.key!r}.")
+        if not isinstance(self.entry_type, str) or not self.entry_type.isalpha():
+            raise ValueError(f"`entry_type` must be a BibTeX entry type; got {self.entry_type!r}.")
+        names = [name for name, _ in self.fields]
+        if "title" not in names:
+            raise ValueError(f"reference {self.key!r}: `fields` must include a title.")
+
+    @classmethod
+    def of(cls, key: str, entry_type: str, **fields: str) -> "Reference":
+        """A reference from keyword fields, in the order given."""
+        return cls(key, entry_type, tuple((k, str(v)) for k, v in fields.items()))
+
+    def field(self, name: str) -> str | None:
+        """The value of one field, or ``None``."""
+        return dict(self.fields).get(name)
+
+    def bibtex(self) -> str:
+        """The entry as BibTeX text."""
+        width = max(len(name) for name, _ in self.fields)
+        body = ",\n".join(f"  {name:<{width}} = {{{value}}}" for name, value in self.fields)
+        return f"@{self.entry_type}{{{self.key},\n{body}\n}}"
+
+    def __str__(self) -> str:
+        author, year, title = self.field("author"), self.field("year"), self.field("title")
+        return f"{author} ({year}), {title}"
+
+
+def unique_references(groups: Iterable[Iterable[Reference]]) -> tuple[Reference, ...]:
+    """The references of several groups in order of first appearance, each key once."""
+    seen: dict[str, Reference] = {}
+    for group in groups:
+        for ref in group:
+            if not isinstance(ref, Reference):
+                raise TypeError(f"references must be smetool.Reference objects; got {ref!r}.")
+            seen.setdefault(ref.key, ref)
+    return tuple(seen.values())
+
+
+def format_citation(references: Iterable[Reference] = ()) -> str:
+    """BibTeX for smetool followed by ``references`` (each key once), separated by blank lines."""
+    return "\n\n".join(ref.bibtex() for ref in unique_references([(SMETOOL,), references]))
+
+
+SMETOOL = Reference.of(
+    "smetool", "software",
+    title="smetool: stochastic modified equations of training algorithms",
+    author="{The smetool developers}", version=__version__, year="2026",
+    note="Batched SDE solvers and weak-order verification in PyTorch")
+
+KLOEDEN_PLATEN_1992 = Reference.of(
+    "kloeden1992", "book",
+    title="Numerical Solution of Stochastic Differential Equations",
+    author="Kloeden, Peter E. and Platen, Eckhard", publisher="Springer", year="1992")
+
+MILSTEIN_TRETYAKOV_1997 = Reference.of(
+    "milstein1997small", "article",
+    title="Numerical Methods in the Weak Sense for Stochastic Differential Equations with Small "
+    "Noise",
+    author="Milstein, G. N. and Tretyakov, M. V.",
+    journal="SIAM Journal on Numerical Analysis", volume="34", number="6", pages="2142--2167",
+    year="1997")
+
+LI_TAI_E_2019 = Reference.of(
+    "li2019sme", "article",
+    title="Stochastic Modified Equations and Dynamics of Stochastic Gradient Algorithms {I}: "
+    "Mathematical Foundations",
+    author="Li, Qianxiao and Tai, Cheng and E, Weinan",
+    journal="Journal of Machine Learning Research", volume="20", number="40", pages="1--47",
+    year="2019")
+
+ZHANG_2024_DROPOUT = Reference.of(
+    "zhang2024dropout", "inproceedings",
+    title="Stochastic Modified Equations and Dynamics of Dropout Algorithm",
+    author="Zhang, Zhongwang and Li, Yuqing and Luo, Tao and Xu, Zhi-Qin John",
+    booktitle="International Conference on Learning Representations (ICLR)", year="2024")
+
+ZHANG_XU_2024_IMPLICIT = Reference.of(
+    "zhang2024implicit", "article",
+    title="Implicit Regularization of Dropout",
+    author="Zhang, Zhongwang and Xu, Zhi-Qin John",
+    journal="IEEE Transactions on Pattern Analysis and Machine Intelligence", year="2024")
+
+ZHANG_2021_VARIANCE = Reference.of(
+    "zhang2021variance", "article",
+    title="A Variance Principle Explains why Dropout Finds Flatter Minima",
+    author="Zhang, Zhongwang and Zhou, Hanxu and Xu, Zhi-Qin John",
+    journal="arXiv preprint arXiv:2111.01022", year="2021")
+
+LI_MALLADI_ARORA_2021 = Reference.of(
+    "li2021svag", "inproceedings",
+    title="On the Validity of Modeling {SGD} with Stochastic Differential Equations ({SDE}s)",
+    author="Li, Zhiyuan and Malladi, Sadhika and Arora, Sanjeev",
+    booktitle="Advances in Neural Information Processing Systems", year="2021")
+
+MALLADI_2022_ADAPTIVE = Reference.of(
+    "malladi2022adaptive", "inproceedings",
+    title="On the {SDE}s and Scaling Rules for Adaptive Gradient Algorithms",
+    author="Malladi, Sadhika and Lyu, Kaifeng and Panigrahi, Abhishek and Arora, Sanjeev",
+    booktitle="Advances in Neural Information Processing Systems", volume="35", year="2022")
+
+KINGMA_BA_2015 = Reference.of(
+    "kingma2015adam", "inproceedings",
+    title="Adam: A Method for Stochastic Optimization",
+    author="Kingma, Diederik P. and Ba, Jimmy",
+    booktitle="International Conference on Learning Representations", year="2015")

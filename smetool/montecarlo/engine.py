@@ -1,0 +1,226 @@
+"""The chunk engine under every Monte-Carlo estimate: seeds, chunk sizes, execution, merging.
+
+An estimate is split into chunks. A chunk is a pure function of its index: ``task(size, c)``
+draws from generators seeded with :func:`chunk_seed` from the run's seed, the estimate's key and
+``c``, and returns its samples; the engine reduces them to float64 sufficient statistics
+(:class:`~smetool.stats.StreamingMoments`) inside the chunk and merges the chunks **in chunk
+order**, so the result is bit-identical whether the chunks run here one after the other, on a
+thread or process pool, or on a Dask cluster, in whatever order they finish, and whether or not
+the run was interrupted and resumed from its checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import Executor, Future
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..checks import check_positive_int
+from ..stats import StreamingMoments
+from .checkpoint import load_checkpoint, save_checkpoint
+
+__all__ = [
+    "ChunkTask",
+    "NonFiniteChunkError",
+    "chunk_seed",
+    "chunk_generator",
+    "resolve_chunk_size",
+    "chunk_moments",
+    "run_chunks",
+    "MAX_AUTO_CHUNK",
+]
+
+MAX_AUTO_CHUNK = 2**16
+"""Largest chunk chosen automatically (pass ``chunk_size`` to go beyond)."""
+
+ChunkTask = Callable[[int, int], Mapping[str, Tensor]]
+"""``task(size, chunk_index) -> {accumulator name: samples (*shape, size)}``."""
+
+
+class NonFiniteChunkError(FloatingPointError):
+    """A chunk produced NaN or infinite samples.
+
+    Attributes
+    ----------
+    chunk : int
+        The chunk index.
+    size : int
+        Its number of samples.
+    counts : dict of str to int
+        Per accumulator, the number of samples with a non-finite value.
+    context : str
+        Where the chunk belongs (e.g. ``"at lr=0.04"``).
+    """
+
+    def __init__(self, chunk: int, size: int, counts: Mapping[str, int], context: str = ""):
+        self.chunk, self.size, self.counts = int(chunk), int(size), dict(counts)
+        self.context = context
+        shown = ", ".join(f"{n} of {size} {k} samples non-finite" for k, n in counts.items() if n)
+        where = f"{context}, chunk {chunk}" if context else f"chunk {chunk}"
+        super().__init__(
+            f"{where} diverged: {shown}; the chunks finished before it are kept (in the "
+            "checkpoint, when there is one).")
+
+    def with_context(self, context: str) -> "NonFiniteChunkError":
+        """The same error with ``context`` (e.g. the step) in front of its message."""
+        return type(self)(self.chunk, self.size, self.counts, context)
+
+    def __reduce__(self):  # rebuilt from its fields when it crosses a process boundary
+        return (type(self), (self.chunk, self.size, self.counts, self.context))
+
+
+def chunk_seed(seed: int, *key: int) -> int:
+    """A 63-bit seed for the generator of one chunk, from the run's seed and the chunk's key.
+
+    Derived with :class:`numpy.random.SeedSequence` (``entropy=seed``, ``spawn_key=key``), which
+    mixes its inputs with a hash designed for this purpose: different keys give statistically
+    independent streams, and the value does not depend on the Python process.
+    """
+    state = np.random.SeedSequence(entropy=int(seed), spawn_key=tuple(int(k) for k in key))
+    lo, hi = (int(v) for v in state.generate_state(2, dtype=np.uint32))
+    return ((hi & 0x7FFFFFFF) << 32) | lo
+
+
+def chunk_generator(device: torch.device, seed: int) -> torch.Generator:
+    """A generator on ``device`` seeded with ``seed``."""
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen
+
+
+def resolve_chunk_size(chunk_size: int | None, memory_budget: int, n_paths: int,
+                       probe: Callable[[], int]) -> int:
+    """An explicit ``chunk_size``, or the largest one whose output fits half of ``memory_budget``.
+
+    ``probe()`` returns the bytes one path costs (producer outputs and float64 values of a chunk);
+    the other half of the budget is left for the producer's own working memory, which cannot be
+    measured portably. Automatic chunks are also capped at :data:`MAX_AUTO_CHUNK` paths.
+    """
+    budget = check_positive_int(memory_budget, "memory_budget")
+    if chunk_size is not None:
+        return min(check_positive_int(chunk_size, "chunk_size"), n_paths)
+    per_path = max(1, probe())
+    return max(1, min(n_paths, MAX_AUTO_CHUNK, budget // (2 * per_path)))
+
+
+def _nonfinite_samples(samples: Tensor) -> int:
+    """Samples (entries along the last axis) with a non-finite value anywhere."""
+    bad = ~torch.isfinite(samples)
+    return int(bad.reshape(-1, samples.shape[-1]).any(dim=0).sum())
+
+
+def chunk_moments(task: ChunkTask, size: int, chunk: int) -> dict[str, StreamingMoments]:
+    """Run one chunk and reduce its samples to float64 moments (this is what an executor runs).
+
+    Raises
+    ------
+    NonFiniteChunkError
+        When any sample is NaN or infinite.
+    """
+    samples = task(size, chunk)
+    counts = {name: _nonfinite_samples(v) for name, v in samples.items()}
+    if any(counts.values()):
+        raise NonFiniteChunkError(chunk, size, counts)
+    out = {}
+    for name, values in samples.items():
+        moments = StreamingMoments()
+        moments.update(values)
+        out[name] = moments
+    return out
+
+
+def run_chunks(
+    task: ChunkTask,
+    n_samples: int,
+    chunk_size: int,
+    *,
+    fingerprint: Mapping[str, Any],
+    checkpoint: Path | None,
+    checkpoint_every: int = 1,
+    progress: bool = True,
+    desc: str = "monte carlo",
+    paths_per_sample: int = 1,
+    executor: Executor | None = None,
+) -> dict[str, StreamingMoments]:
+    """Run chunks ``0 … n_chunks−1`` and merge their moments in chunk order.
+
+    Parameters
+    ----------
+    task : ChunkTask
+        Must be picklable when ``executor`` runs in other processes.
+    n_samples, chunk_size : int
+    fingerprint : dict
+        Everything that decides the bits of the result; a checkpoint of another fingerprint is
+        refused.
+    checkpoint : Path, optional
+        The checkpoint file, written atomically every ``checkpoint_every`` merged chunks and
+        after the last one; an existing one of the same run is resumed.
+    progress : bool
+    desc : str
+        The progress bar's label.
+    paths_per_sample : int
+        Simulated paths per sample (for the progress bar).
+    executor : Executor, optional
+        Where to run the chunks; ``None`` runs them here, one after the other.
+
+    Returns
+    -------
+    dict of str to StreamingMoments
+
+    Raises
+    ------
+    NonFiniteChunkError
+        From the first diverging chunk (in chunk order); the chunks before it are merged and
+        checkpointed first.
+    """
+    n_chunks = math.ceil(n_samples / chunk_size)
+    acc: dict[str, StreamingMoments] = {}
+    start = 0
+    if checkpoint is not None and checkpoint.exists():
+        start, acc = load_checkpoint(checkpoint, fingerprint)
+    sizes = [min(chunk_size, n_samples - c * chunk_size) for c in range(n_chunks)]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm  # tqdm is only needed for the bar
+
+        done = sum(sizes[:start])
+        bar = tqdm(total=n_samples * paths_per_sample, initial=done * paths_per_sample,
+                   desc=desc, unit="path", unit_scale=True, leave=False)
+
+    def merge(c: int, moments: Mapping[str, StreamingMoments]) -> None:
+        for name, m in moments.items():
+            if name in acc and acc[name].mean is not None and m.mean is not None \
+                    and acc[name].mean.shape != m.mean.shape:
+                raise ValueError(
+                    f"chunk {c} gave {name!r} samples of shape {tuple(m.mean.shape)}, earlier "
+                    f"chunks {tuple(acc[name].mean.shape)}: a producer must return the same "
+                    "number of save times and dimension every call.")
+            acc.setdefault(name, StreamingMoments()).merge(m)
+        if bar is not None:
+            bar.update(sizes[c] * paths_per_sample)
+        if checkpoint is not None and ((c + 1) % checkpoint_every == 0 or c + 1 == n_chunks):
+            save_checkpoint(checkpoint, fingerprint, c + 1, acc)
+
+    try:
+        if executor is None:
+            for c in range(start, n_chunks):
+                merge(c, chunk_moments(task, sizes[c], c))
+        else:
+            futures: dict[int, Future] = {
+                c: executor.submit(chunk_moments, task, sizes[c], c) for c in range(start, n_chunks)
+            }
+            try:
+                for c in range(start, n_chunks):  # in chunk order, whatever finishes first
+                    merge(c, futures[c].result())
+            finally:
+                for f in futures.values():
+                    f.cancel()
+    finally:
+        if bar is not None:
+            bar.close()
+    return acc
