@@ -138,7 +138,7 @@ def profile_smetool(args):
 
     sde = smetool.FunctionSDE(lambda t, x: THETA * (MU - x),
                               lambda t, x: torch.full_like(x, SIGMA), noise_kind="diagonal")
-    solver, inc = smetool.EulerMaruyama(), GaussianIncrements()
+    inc = GaussianIncrements()
     gen = torch.Generator(device=device).manual_seed(0)
     dt = T / args.steps
     x = x0.clone()

@@ -14,7 +14,6 @@ import argparse
 
 import torch
 
-from smetool.models.dropout_problem import default_problem
 from smetool.analysis import (
     alignment_with_baseline,
     gradient_noise_covariance,
@@ -23,6 +22,7 @@ from smetool.analysis import (
     train,
     variance_flatness,
 )
+from smetool.models.dropout_problem import default_problem
 
 
 def main(argv=None):

@@ -90,8 +90,15 @@ def exact_section(fast: bool) -> dict:
     import numpy as np
 
     from smetool import HeavyBallSGD, SGDLeastSquares
-    from smetool.exact import gbm_em_moments, gbm_moment, gbm_platen_moments, ou_em_moments, ou_moments
-    from smetool.exact import LinearDropoutMoments, SVAGMoments
+    from smetool.exact import (
+        LinearDropoutMoments,
+        SVAGMoments,
+        gbm_em_moments,
+        gbm_moment,
+        gbm_platen_moments,
+        ou_em_moments,
+        ou_moments,
+    )
 
     levels = range(3, 7) if fast else range(3, 11)
     hs = [2.0**-k for k in levels]
@@ -412,7 +419,8 @@ def render(record: dict) -> str:
         kind = section["kind"]
         if kind == "exact":
             lines += [f"Command: `{section['command']}`.", "",
-                      "| what | test function | theory | step range | local slopes (large → small step) | passes |",
+                      "| what | test function | theory | step range | local slopes (large → small step) "
+                      "| passes |",
                       "|---|---|---|---|---|---|"]
             for c in section["cases"]:
                 rng = f"{c['step_name']} = {_fmt(c['steps'][0])} … {_fmt(c['steps'][-1])}"

@@ -8,8 +8,8 @@ is cited like a built-in one. The entries shared by several built-in classes are
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from .version import __version__
 
@@ -70,7 +70,7 @@ class Reference:
             raise ValueError(f"reference {self.key!r}: `fields` must include a title.")
 
     @classmethod
-    def of(cls, key: str, entry_type: str, **fields: str) -> "Reference":
+    def of(cls, key: str, entry_type: str, **fields: str) -> Reference:
         """A reference from keyword fields, in the order given."""
         return cls(key, entry_type, tuple((k, str(v)) for k, v in fields.items()))
 

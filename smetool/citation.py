@@ -7,7 +7,7 @@ built-in one.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from .algorithms.registry import get_plugin, plugins
 from .bibliography import Reference, format_citation

@@ -6,8 +6,9 @@ import argparse
 import csv
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -166,7 +167,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verify_sub = ver.add_subparsers(dest="algorithm", metavar="ALGORITHM", parser_class=_Parser,
                                     help=f"plug-in name: {', '.join(sorted(table))}")
     common = _common_verify_options()
-    commands = {"verify": ver}
+    commands: dict[str, argparse.ArgumentParser] = {"verify": ver}
     for name, spec in sorted(table.items()):
         commands[f"verify {name}"] = _add_plugin_parser(verify_sub, spec, common)
 
@@ -296,6 +297,7 @@ def _write_csv(result: VerifyResult, path: Path) -> None:
 
 def _cmd_analyze(args: argparse.Namespace) -> int:
     out = _output_dir(args.out)
+    assert out is not None  # --out has a default
     options = {"lr": args.lr, "steps": args.steps, "n_seeds": args.seeds,
                "keep_prob": args.keep_prob, "width": args.width}
     report = analyze_dropout(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -483,7 +484,7 @@ def solve_coupled(
         if fine.raised or coarse.raised:
             raise NonFiniteError(_nonfinite_message(bad, t0, dt), sol)
         return sol
-    M = brownian_dim(sde, checked_diffusion(sde, t0, x), D)
+    M = int(brownian_dim(sde, checked_diffusion(sde, t0, x), D) or D)
 
     def advance(state: tuple[Tensor, ...], j: int) -> tuple[Tensor, ...]:
         t = t0 + 2 * j * dt

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -92,7 +93,7 @@ def plot_weak_errors(
         fig, ax = plt.subplots(figsize=(5.5, 4.2))
     else:
         fig = ax.figure
-    series = []
+    series: list[tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, OrderFit | None]] = []
     if isinstance(data, OrderFit):
         series.append(("error", np.array(data.steps), np.array(data.errors), np.array(data.stderrs),
                        np.array(data.used), data))

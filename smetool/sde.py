@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import abc
 import enum
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -160,7 +160,9 @@ def test_validation():
     base = SGDLeastSquares.default()
     with pytest.raises(TypeError, match="RMSprop: `base` must be a FiniteSumSGD"):
         RMSprop(object())
-    with pytest.raises(ValueError, match="RMSprop: `noise` must be one of gaussian, rademacher, three_point; got 'skewed'"):
+    with pytest.raises(ValueError,
+                       match="RMSprop: `noise` must be one of gaussian, rademacher, three_point; "
+                             "got 'skewed'"):
         RMSprop(base, noise="skewed")
     with pytest.raises(ValueError, match="RMSprop: `u0` must be a finite, non-negative tensor"):
         RMSprop(base, u0=[-1.0, 1.0])

@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch.func import hessian, vmap
 
-from smetool.models.dropout_problem import default_problem
 from smetool.analysis.hessian import (
     expected_loss_hessian,
     implicit_regularizer_hessian,
@@ -12,6 +11,7 @@ from smetool.analysis.hessian import (
     output_jacobian,
     problem_hessian,
 )
+from smetool.models.dropout_problem import default_problem
 from smetool.models.two_layer import TwoLayerNet
 
 SMOOTH = ["tanh", "sigmoid", "softplus", "gelu", "identity"]

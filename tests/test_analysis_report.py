@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from smetool.models.dropout_problem import default_problem
 from smetool.analysis.report import analyze_dropout, load_problem
+from smetool.models.dropout_problem import default_problem
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,8 @@ import itertools
 import pytest
 import torch
 
-from smetool.models.dropout_problem import DropoutProblem, default_problem
 from smetool.analysis.training import implicit_regularization, train
+from smetool.models.dropout_problem import DropoutProblem, default_problem
 
 
 @pytest.fixture(autouse=True, scope="module")

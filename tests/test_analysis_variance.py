@@ -10,7 +10,6 @@ import math
 import pytest
 import torch
 
-from smetool.models.dropout_problem import DropoutProblem
 from smetool.analysis.variance import (
     fit_power_law,
     gradient_noise_covariance,
@@ -19,6 +18,7 @@ from smetool.analysis.variance import (
     sample_dropout_gradients,
     trajectory_covariance,
 )
+from smetool.models.dropout_problem import DropoutProblem
 
 
 def _small_problem(p=0.7, m=4, seed=0):

@@ -15,8 +15,10 @@ import pytest
 import scipy.integrate
 import scipy.linalg
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from smetool import OrderFit
 from smetool.exact import (
     AffineGradientModel,
     ExactWeakErrors,
@@ -26,7 +28,6 @@ from smetool.exact import (
     MomentPath,
     Quadratic,
 )
-from smetool import OrderFit
 
 Z = 5.0  # standard errors per Monte-Carlo comparison
 

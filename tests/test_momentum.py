@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import smetool
-from smetool.algorithms.momentum import HeavyBallSGD, HeavyBallSME
-from smetool.algorithms import SGDLeastSquares, SGDTwoLayer
 from smetool import ExactReference, fit_order, weak_error
+from smetool.algorithms import SGDLeastSquares, SGDTwoLayer
+from smetool.algorithms.momentum import HeavyBallSGD, HeavyBallSME
 
 Z = 5.0
 
@@ -49,7 +49,8 @@ def test_sme_drift_and_diffusion():
     torch.testing.assert_close(sde.drift(0.0, z), torch.cat([v, -2.0 * v - algo.base.gradient(x)], 1))
     sigma = sde.diffusion(0.0, z)
     assert sigma.shape == (3, 2 * D, algo.base.n_points) and bool((sigma[:, :D] == 0).all())
-    torch.testing.assert_close(sigma[:, D:] @ sigma[:, D:].transpose(1, 2), 0.1 * algo.base.noise_covariance(x))
+    torch.testing.assert_close(sigma[:, D:] @ sigma[:, D:].transpose(1, 2),
+                               0.1 * algo.base.noise_covariance(x))
     dW = torch.randn(3, algo.base.n_points, generator=gen, dtype=torch.float64)
     torch.testing.assert_close(sde.diffusion_product(0.0, z, dW), (sigma @ dW.unsqueeze(-1))[..., 0])
 

@@ -102,7 +102,7 @@ def test_merge_equals_one_pass(data, cuts, offset):
 def test_streaming_moments_validation():
     m = StreamingMoments()
     with pytest.raises(ValueError, match="no samples yet"):
-        m.variance
+        _ = m.variance
     with pytest.raises(ValueError, match="`batch` must be a tensor of shape"):
         m.update([1.0, 2.0])
     m.update(torch.ones(2, 3, dtype=F64))
@@ -285,7 +285,9 @@ def test_progress_bar_shows_and_can_be_silenced(capsys):
 
 
 def test_a_single_path_is_refused():
-    with pytest.raises(ValueError, match=r"`n_paths` must be an integer ≥ 2 \(a standard error needs a variance\); got 1"):
+    with pytest.raises(ValueError,
+                       match=r"`n_paths` must be an integer ≥ 2 \(a standard error needs a variance\); "
+                             r"got 1"):
         run_monte_carlo(lognormal(), X, 1, seed=0)
 
 

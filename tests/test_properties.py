@@ -11,7 +11,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smetool import (
-    EulerMaruyama,
     FunctionSDE,
     PlatenWeak2,
     brownian_bridge_split,

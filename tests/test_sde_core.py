@@ -6,7 +6,6 @@ from __future__ import annotations
 import math
 import re
 
-import numpy as np
 import pytest
 import torch
 import torchsde
@@ -24,7 +23,7 @@ from smetool import (
     psd_factor,
     solve,
 )
-from smetool.brownian import GaussianIncrements, as_increments
+from smetool.brownian import as_increments
 from smetool.integrate import make_generator
 from smetool.noise import NotPSDError, apply_diffusion, diffusion_matrix
 from smetool.sde import SDE, TorchsdeAdapter, as_sde

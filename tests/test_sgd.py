@@ -15,11 +15,11 @@ import pytest
 import torch
 
 import smetool
+from smetool import ExactReference, fit_order, weak_error
 from smetool.algorithms.base import Algorithm
 from smetool.algorithms.sgd import DEFAULT_LEAST_SQUARES, SGDSME, FiniteSumSGD, SGDLeastSquares
 from smetool.algorithms.sgd_two_layer import SGDTwoLayer
 from smetool.models.two_layer import TwoLayerNet
-from smetool import ExactReference, fit_order, weak_error
 
 Z = 5.0
 
@@ -97,7 +97,8 @@ def test_noise_factor_reproduces_sigma(algo):
     sde = algo.sme(lr, 2)
     assert sde.noise_kind is smetool.NoiseKind.GENERAL and sde.noise_dim == algo.n_points
     torch.testing.assert_close(sde.diffusion(0.0, x), math.sqrt(lr) * F)
-    torch.testing.assert_close(sde.diffusion_product(0.0, x, dW), math.sqrt(lr) * (F @ dW.unsqueeze(-1))[..., 0],
+    torch.testing.assert_close(sde.diffusion_product(0.0, x, dW),
+                               math.sqrt(lr) * (F @ dW.unsqueeze(-1))[..., 0],
                                rtol=0, atol=1e-14)
 
 
@@ -201,7 +202,9 @@ def test_two_layer_sme_solves_and_dtypes_follow():
 
 def test_validation_messages():
     A, y, x0 = DEFAULT_LEAST_SQUARES["A"], DEFAULT_LEAST_SQUARES["y"], DEFAULT_LEAST_SQUARES["x0"]
-    with pytest.raises(ValueError, match=r"SGDLeastSquares: `batch_size` must be an integer in \[1, n\] = \[1, 6\]; got 0"):
+    with pytest.raises(ValueError,
+                       match=r"SGDLeastSquares: `batch_size` must be an integer in \[1, n\] = \[1, 6\]; "
+                             r"got 0"):
         SGDLeastSquares(A, y, x0, batch_size=0)
     with pytest.raises(ValueError, match=r"`batch_size` must be an integer in \[1, n\] = \[1, 6\]; got 7"):
         SGDLeastSquares(A, y, x0, batch_size=7)
@@ -239,7 +242,8 @@ def test_validation_messages():
         SGDTwoLayer(two.net, two.X, two.y[:3], two.x0)
     with pytest.raises(ValueError, match=r"SGDTwoLayer: `theta0` must have shape \(12,\)"):
         SGDTwoLayer(two.net, two.X, two.y, two.x0[:5])
-    with pytest.raises(ValueError, match=r"SGDTwoLayer: `batch_size` must be an integer in \[1, n\] = \[1, 8\]; got 9"):
+    with pytest.raises(ValueError,
+                       match=r"SGDTwoLayer: `batch_size` must be an integer in \[1, n\] = \[1, 8\]; got 9"):
         SGDTwoLayer(two.net, two.X, two.y, two.x0, batch_size=9)
     with pytest.raises(ValueError, match="SGDTwoLayer: `v` must have the shape of `x`"):
         two.hessian_vector_product(two.initial_state(2), torch.zeros(2, 3, dtype=torch.float64))

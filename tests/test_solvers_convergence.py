@@ -30,7 +30,7 @@ import torch
 import torchsde
 
 import smetool.solvers.platen as platen_module
-from smetool import EulerMaruyama, Milstein, PlatenWeak2, brownian_bridge_split, solve
+from smetool import EulerMaruyama, Milstein, PlatenWeak2, brownian_bridge_split, fit_order, solve
 from smetool.brownian import GaussianIncrements
 from smetool.exact import (
     gbm_em_moments,
@@ -40,7 +40,6 @@ from smetool.exact import (
     noncommutative_problem,
     sinh_problem,
 )
-from smetool import fit_order
 
 F64 = torch.float64
 MIN_SNR = 5.0

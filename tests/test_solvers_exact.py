@@ -26,7 +26,6 @@ import torch
 
 import smetool.solvers.platen as platen_module
 from smetool import EulerMaruyama, FunctionSDE, PlatenWeak2, solve
-from smetool.noise import diffusion_matrix
 from smetool.exact import (
     NONCOMMUTATIVE_A,
     NONCOMMUTATIVE_B,
@@ -45,6 +44,7 @@ from smetool.exact import (
     sinh_sde,
     sinh_test_function,
 )
+from smetool.noise import diffusion_matrix
 
 F64 = torch.float64
 
@@ -379,8 +379,8 @@ def ito_taylor_mean(coefficients, gs, x0, t0, order=3):
         out = f.derivative(0)
         for k in range(2):
             out = out + drift[k] * f.derivative(k + 1)
-            for l in range(2):
-                out = out + 0.5 * cov[k][l] * f.derivative(k + 1).derivative(l + 1)
+            for m in range(2):
+                out = out + 0.5 * cov[k][m] * f.derivative(k + 1).derivative(m + 1)
         return out
 
     refs = []

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 import smetool
-from smetool import SDEProducer
 from smetool import (
     ExactReference,
     OrderFit,
+    SDEProducer,
     WeakErrorTable,
     WeakOrderWarning,
     fit_order,
@@ -218,7 +218,8 @@ def test_weak_error_table_methods():
         ({"steps": [0.1, 0.1]}, ValueError, "`steps` must be distinct"),
         ({"steps": 0.1}, ValueError, "`steps` must be a sequence of positive numbers"),
         ({"n_paths": 0}, ValueError, "`n_paths` must be an integer ≥ 2"),
-        ({"n_paths": 1}, ValueError, r"`n_paths` must be an integer ≥ 2 \(a standard error needs a variance\); got 1"),
+        ({"n_paths": 1}, ValueError,
+         r"`n_paths` must be an integer ≥ 2 \(a standard error needs a variance\); got 1"),
         ({"seed": -3}, ValueError, "`seed` must be a non-negative integer"),
         ({"reference": 3.0}, TypeError, "`reference` must be an ExactReference or a callable"),
         ({"approximation": 3.0}, TypeError, "`approximation` must be a callable or mapping"),

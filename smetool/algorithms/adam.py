@@ -79,11 +79,13 @@ class Adam(AdaptiveAlgorithm):
         D = base.dim
         m0 = torch.zeros_like(base.x0) if m0 is None else torch.as_tensor(m0).to(base.x0)
         if m0.shape != (D,) or not bool(torch.isfinite(m0).all()):
-            raise ValueError(f"Adam: `m0` must be a finite tensor of shape ({D},); got shape {tuple(m0.shape)}.")
+            raise ValueError(
+                f"Adam: `m0` must be a finite tensor of shape ({D},)"
+                f"; got shape {tuple(m0.shape)}.")
         self.m0 = m0
 
     @classmethod
-    def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> "Adam":
+    def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> Adam:
         """Adam on :func:`default_base` (keywords as the constructor)."""
         return cls(default_base(dtype, device), **kwargs)
 
@@ -112,7 +114,7 @@ class Adam(AdaptiveAlgorithm):
         x = x - lr * m / self.preconditioner(u)
         return torch.cat([x, m, u], dim=1)
 
-    def sme(self, lr: float, order: int = 1) -> "AdamSME":
+    def sme(self, lr: float, order: int = 1) -> AdamSME:
         """The Adam SDE (the same for every ``lr``); see :class:`AdamSME`."""
         return AdamSME(self, lr, order)
 
@@ -147,6 +149,7 @@ class AdamSME(AdaptiveSME):
     """
 
     algorithm_type = Adam
+    algorithm: Adam
 
     def drift(self, t: float, z: Tensor) -> Tensor:
         alg = self.algorithm

@@ -52,7 +52,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -79,9 +80,9 @@ ADAPTIVE_NOISE = (GaussianIncrements, RademacherIncrements, ThreePointIncrements
 
 
 def _betas(betas: float | Sequence[float], owner: str) -> tuple[float, ...]:
-    values = (betas,) if isinstance(betas, numbers.Real) else tuple(betas)
+    values: tuple[Any, ...] = tuple(betas) if isinstance(betas, Sequence) else (betas,)
     for b in values:
-        if isinstance(b, bool) or not isinstance(b, numbers.Real) or not 0 <= b < 1:
+        if isinstance(b, bool) or not isinstance(b, numbers.Real) or not 0 <= float(b) < 1:
             raise ValueError(f"{owner}: every decay rate in `betas` must be in [0, 1); got {b!r}.")
     return tuple(float(b) for b in values)
 
@@ -178,7 +179,7 @@ def default_base(dtype: torch.dtype = torch.float64, device=None) -> SGDLeastSqu
 class AdaptiveAlgorithm(Algorithm):
     """The noise oracle, checks and state layout shared by RMSprop and Adam."""
 
-    references = (MALLADI_2022_ADAPTIVE,)
+    references: ClassVar[tuple[Reference, ...]] = (MALLADI_2022_ADAPTIVE,)
     sme_orders = (1,)
     n_blocks: int  # the state is n_blocks × D: (x, u) or (x, m, u)
 
@@ -192,8 +193,8 @@ class AdaptiveAlgorithm(Algorithm):
             raise ValueError(f"{owner}: `noise` must be one of {names}; got {noise!r}.")
         noise = as_increments(noise)
         if not isinstance(noise, ADAPTIVE_NOISE):
-            raise ValueError(f"{owner}: `noise` must be a symmetric law ({', '.join(c.__name__ for c in ADAPTIVE_NOISE)}); "
-                             f"got {noise!r}.")
+            laws = ", ".join(c.__name__ for c in ADAPTIVE_NOISE)
+            raise ValueError(f"{owner}: `noise` must be a symmetric law ({laws}); got {noise!r}.")
         self.base = base
         self.sigma0 = check_positive(sigma0, "sigma0", owner)
         self.eps0 = check_positive(eps0, "eps0", owner)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Callable, ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -18,10 +19,20 @@ TestFunction = Callable[[Tensor], Tensor]
 """A test function ``g``: states ``(P, D) -> (P,)``."""
 
 
+class _OnLeadingBlock:
+    """``g`` applied to the first ``dim`` coordinates of a state."""
+
+    def __init__(self, g: TestFunction, dim: int):
+        self.g, self.dim = g, dim
+
+    def __call__(self, z: Tensor) -> Tensor:
+        return self.g(z[:, : self.dim])
+
+
 def on_leading_block(test_functions: dict[str, TestFunction], dim: int) -> dict[str, TestFunction]:
     """The test functions of a base problem applied to the first ``dim`` coordinates of a larger
     state (the position ``x`` of ``(x, v)``, ``(x, u)``, ``(x, m, u)``)."""
-    return {name: (lambda z, g=g: g(z[:, :dim])) for name, g in test_functions.items()}
+    return {name: _OnLeadingBlock(g, dim) for name, g in test_functions.items()}
 
 
 class Algorithm(abc.ABC):

@@ -20,7 +20,7 @@ from torch import Tensor
 from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT
 from ..checks import check_keep_prob, check_lr, check_positive_int
 from ..models.dropout_problem import DropoutProblem, default_problem
-from ..sde import SDE, NoiseKind
+from ..sde import SDE
 from .base import StochasticGradientAlgorithm, TestFunction
 from .dropout_noise import (
     NOISE_REPRESENTATIONS,
@@ -182,13 +182,13 @@ class DropoutAlgorithm(StochasticGradientAlgorithm):
         self.theta0 = theta0
 
     @classmethod
-    def default(cls, dtype: torch.dtype = torch.float64, **kwargs) -> "DropoutAlgorithm":
+    def default(cls, dtype: torch.dtype = torch.float64, **kwargs) -> DropoutAlgorithm:
         """The plug-in on :func:`~smetool.models.dropout_problem.default_problem` (same keywords)."""
         problem, theta0 = default_problem(dtype, **kwargs)
         return cls(problem, theta0)
 
     @classmethod
-    def verification_default(cls, dtype: torch.dtype = torch.float64, **kwargs) -> "DropoutAlgorithm":
+    def verification_default(cls, dtype: torch.dtype = torch.float64, **kwargs) -> DropoutAlgorithm:
         """The problem of ``smetool verify dropout``: the default task with ``a ~ N(0, 0.1²)``
         and the target scaled by 5 (other keywords as :func:`default_problem`).
 

@@ -91,14 +91,16 @@ class HeavyBallSGD(Algorithm):
         D = base.dim
         v0 = torch.zeros_like(base.x0) if v0 is None else torch.as_tensor(v0).to(base.x0)
         if v0.shape != (D,) or not bool(torch.isfinite(v0).all()):
-            raise ValueError(f"HeavyBallSGD: `v0` must be a finite tensor of shape ({D},); got shape {tuple(v0.shape)}.")
+            raise ValueError(
+                f"HeavyBallSGD: `v0` must be a finite tensor of shape ({D},)"
+                f"; got shape {tuple(v0.shape)}.")
         self.base = base
         self.damping = float(damping)
         self.v0 = v0
 
     @classmethod
     def default(cls, dtype: torch.dtype = torch.float64, *, damping: float = 1.0,
-                device=None) -> "HeavyBallSGD":
+                device=None) -> HeavyBallSGD:
         """Heavy ball on :meth:`SGDLeastSquares.default` with ``λ = damping``, ``v0 = 0``."""
         return cls(SGDLeastSquares.default(dtype, device=device), damping)
 
@@ -110,7 +112,9 @@ class HeavyBallSGD(Algorithm):
     def _split(self, z: Tensor) -> tuple[Tensor, Tensor]:
         D = self.dim
         if z.ndim != 2 or z.shape[1] != 2 * D:
-            raise ValueError(f"HeavyBallSGD: the state must have shape (paths, {2 * D}); got {tuple(z.shape)}.")
+            raise ValueError(
+                f"HeavyBallSGD: the state must have shape (paths, {2 * D})"
+                f"; got {tuple(z.shape)}.")
         return z[:, :D], z[:, D:]
 
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
@@ -132,7 +136,7 @@ class HeavyBallSGD(Algorithm):
         v = (1.0 - self.damping * lr) * v - lr * self.base.batch_gradient(x, index)
         return torch.cat([x + lr * v, v], dim=1)
 
-    def sme(self, lr: float, order: int = 1) -> "HeavyBallSME":
+    def sme(self, lr: float, order: int = 1) -> HeavyBallSME:
         """The order-1 SME for step ``lr``; see :class:`HeavyBallSME`."""
         return HeavyBallSME(self, lr, order)
 
@@ -187,7 +191,9 @@ class HeavyBallSME(SDE):
 
     def __init__(self, algorithm: HeavyBallSGD, lr: float, order: int = 1):
         if not isinstance(algorithm, HeavyBallSGD):
-            raise TypeError(f"HeavyBallSME: `algorithm` must be a HeavyBallSGD; got {type(algorithm).__name__}.")
+            raise TypeError(
+                f"HeavyBallSME: `algorithm` must be a HeavyBallSGD"
+                f"; got {type(algorithm).__name__}.")
         self.lr = check_lr(lr, "HeavyBallSME")
         if isinstance(order, bool) or order != 1:
             raise ValueError(f"HeavyBallSME: `order` must be 1 (the only order provided); got {order!r}.")

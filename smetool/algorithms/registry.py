@@ -20,8 +20,8 @@ Every plug-in module of smetool declares its own ``PLUGINS``; :data:`BUILTIN_MOD
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Iterable
 
 from .spec import PluginSpec
 

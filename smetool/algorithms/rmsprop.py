@@ -20,7 +20,6 @@ from ..bibliography import MALLADI_2022_ADAPTIVE
 from ..brownian import Increments
 from ..checks import check_lr, check_positive
 from .adaptive import AdaptiveAlgorithm, AdaptiveSME, default_base
-from .base import TestFunction
 from .sgd import FiniteSumSGD
 from .spec import PluginSpec
 
@@ -76,7 +75,7 @@ class RMSprop(AdaptiveAlgorithm):
         self.c = check_positive(c, "c", "RMSprop")
 
     @classmethod
-    def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> "RMSprop":
+    def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> RMSprop:
         """RMSprop on :func:`default_base` (keywords as the constructor)."""
         return cls(default_base(dtype, device), **kwargs)
 
@@ -104,7 +103,7 @@ class RMSprop(AdaptiveAlgorithm):
         x = x - math.sqrt(lr) * self.sigma0 * s / self.preconditioner(u)
         return torch.cat([x, u], dim=1)
 
-    def sme(self, lr: float, order: int = 1) -> "RMSpropSME":
+    def sme(self, lr: float, order: int = 1) -> RMSpropSME:
         """The RMSprop SDE (the same for every ``lr``); see :class:`RMSpropSME`."""
         return RMSpropSME(self, lr, order)
 
@@ -132,6 +131,7 @@ class RMSpropSME(AdaptiveSME):
     """
 
     algorithm_type = RMSprop
+    algorithm: RMSprop
 
     def drift(self, t: float, z: Tensor) -> Tensor:
         alg = self.algorithm

@@ -173,7 +173,7 @@ class FiniteSumSGD(StochasticGradientAlgorithm):
         lr = check_lr(lr, type(self).__name__)
         return x - lr * self.stochastic_gradient(x, generator)
 
-    def sme(self, lr: float, order: int = 1) -> "SGDSME":
+    def sme(self, lr: float, order: int = 1) -> SGDSME:
         """The SME of ``order`` (1 or 2) for learning rate ``lr``; see :class:`SGDSME`."""
         return SGDSME(self, lr, order)
 
@@ -280,7 +280,9 @@ class SGDLeastSquares(FiniteSumSGD, HasExactMoments):
         x0 = check_tensor(x0, "x0", 1, owner, A.dtype).to(A.dtype)
         n, d = A.shape
         if y.shape != (n,):
-            raise ValueError(f"{owner}: `y` must have shape ({n},) to match `A` {tuple(A.shape)}; got {tuple(y.shape)}.")
+            raise ValueError(
+                f"{owner}: `y` must have shape ({n},) to match `A` {tuple(A.shape)}"
+                f"; got {tuple(y.shape)}.")
         if x0.shape != (d,):
             raise ValueError(f"{owner}: `x0` must have shape ({d},); got {tuple(x0.shape)}.")
         self.batch_size = check_batch_size(batch_size, n, owner)
@@ -290,7 +292,7 @@ class SGDLeastSquares(FiniteSumSGD, HasExactMoments):
         self._b = A.T @ self.y / n
 
     @classmethod
-    def default(cls, dtype: torch.dtype = torch.float64, device=None, **kwargs) -> "SGDLeastSquares":
+    def default(cls, dtype: torch.dtype = torch.float64, device=None, **kwargs) -> SGDLeastSquares:
         """The plug-in on :data:`DEFAULT_LEAST_SQUARES` (keywords ``A``, ``y``, ``x0``,
         ``batch_size`` override its entries)."""
         unknown = sorted(set(kwargs) - set(DEFAULT_LEAST_SQUARES))
@@ -305,7 +307,9 @@ class SGDLeastSquares(FiniteSumSGD, HasExactMoments):
 
     def _data(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if x.ndim != 2 or x.shape[1] != self.dim:
-            raise ValueError(f"SGDLeastSquares: `x` must have shape (paths, {self.dim}); got {tuple(x.shape)}.")
+            raise ValueError(
+                f"SGDLeastSquares: `x` must have shape (paths, {self.dim})"
+                f"; got {tuple(x.shape)}.")
         return self.A.to(x), self.y.to(x)
 
     def loss(self, x: Tensor) -> Tensor:

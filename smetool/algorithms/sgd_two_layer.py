@@ -64,14 +64,16 @@ class SGDTwoLayer(FiniteSumSGD):
         if y.shape != (n,):
             raise ValueError(f"{owner}: `y` must have shape ({n},); got {tuple(y.shape)}.")
         if theta0.shape != (net.n_params,):
-            raise ValueError(f"{owner}: `theta0` must have shape ({net.n_params},); got {tuple(theta0.shape)}.")
+            raise ValueError(
+                f"{owner}: `theta0` must have shape ({net.n_params},)"
+                f"; got {tuple(theta0.shape)}.")
         self.batch_size = check_batch_size(batch_size, n, owner)
         self.net, self.X, self.y, self.x0 = net, X, y, theta0
         self.n_points = n
 
     @classmethod
     def default(cls, dtype: torch.dtype = torch.float64, *, width: int = 4, n_points: int = 8,
-                batch_size: int = 1, seed: int = 0) -> "SGDTwoLayer":
+                batch_size: int = 1, seed: int = 0) -> SGDTwoLayer:
         """A small default task: ``n`` points on ``[−1, 1]`` with a bias feature, target
         ``½ sin(πx)``, a tanh network of ``width`` neurons, ``a ~ N(0, 0.25)``, ``W ~ N(0, 1)``
         drawn from ``torch.Generator().manual_seed(seed)``."""
@@ -115,7 +117,9 @@ class SGDTwoLayer(FiniteSumSGD):
 
     def hessian_vector_product(self, x: Tensor, v: Tensor) -> Tensor:
         if v.shape != x.shape:
-            raise ValueError(f"SGDTwoLayer: `v` must have the shape of `x`, {tuple(x.shape)}; got {tuple(v.shape)}.")
+            raise ValueError(
+                f"SGDTwoLayer: `v` must have the shape of `x`, {tuple(x.shape)}"
+                f"; got {tuple(v.shape)}.")
         t = self._terms(x)
         X, n = self.X.to(x), self.n_points
         a_dot, W_dot = self.net.split(v)

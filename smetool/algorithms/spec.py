@@ -11,8 +11,9 @@ through the ``smetool.plugins`` entry-point group (:mod:`smetool.algorithms.regi
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -129,7 +130,7 @@ class PluginSpec:
     options: tuple[Option, ...] = ()
     references: tuple[Reference, ...] = ()
     algorithm: type[Algorithm] | None = None
-    describe: Callable[[Algorithm], dict[str, Any]] = field(default=_describe_default, repr=False)
+    describe: Callable[[Any], dict[str, Any]] = field(default=_describe_default, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):

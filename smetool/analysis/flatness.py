@@ -21,8 +21,8 @@ arXiv:2111.01022, 2021.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch

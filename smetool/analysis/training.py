@@ -26,8 +26,8 @@ D. G. T. Barrett, B. Dherin, "Implicit gradient regularization", ICLR 2021.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import Tensor

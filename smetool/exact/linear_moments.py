@@ -38,7 +38,8 @@ dropout algorithm", ICLR 2024 — the dropout SME.
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.linalg

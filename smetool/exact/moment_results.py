@@ -6,8 +6,9 @@ Shared by the exact-moment models of :mod:`smetool.exact.linear_moments` and its
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,14 +81,14 @@ class Quadratic:
     c: float = 0.0
 
     @classmethod
-    def coordinate(cls, dim: int, i: int) -> "Quadratic":
+    def coordinate(cls, dim: int, i: int) -> Quadratic:
         """``g(z) = z_i``."""
         q = np.zeros(dim)
         q[i] = 1.0
         return cls(np.zeros((dim, dim)), q)
 
     @classmethod
-    def squared_norm(cls, dim: int, indices: Sequence[int] | None = None) -> "Quadratic":
+    def squared_norm(cls, dim: int, indices: Sequence[int] | None = None) -> Quadratic:
         """``g(z) = Σ_{i ∈ indices} z_i²`` (all coordinates by default)."""
         diag = np.zeros(dim)
         diag[list(range(dim)) if indices is None else list(indices)] = 2.0
@@ -200,7 +201,7 @@ class ExactWeakErrors:
         e = self.series(name, order, time_index)
         h = np.asarray(self.lrs)
         if lrs is not None:
-            keep = np.array([any(math.isclose(x, l) for l in lrs) for x in h])
+            keep = np.array([any(math.isclose(x, lr) for lr in lrs) for x in h])
             h, e = h[keep], e[keep]
         return fit_order(h, e, None, **kwargs)
 

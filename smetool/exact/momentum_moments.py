@@ -38,7 +38,9 @@ class HeavyBallMoments(LinearMomentModel):
 
     def __init__(self, base: AffineGradientModel, damping: float):
         if not isinstance(base, AffineGradientModel):
-            raise TypeError(f"HeavyBallMoments: `base` must be an AffineGradientModel; got {type(base).__name__}.")
+            raise TypeError(
+                f"HeavyBallMoments: `base` must be an AffineGradientModel"
+                f"; got {type(base).__name__}.")
         self.base = base
         self.damping = check_positive(damping, "damping", "HeavyBallMoments")
         self.dim = base.dim

@@ -30,8 +30,9 @@ Control 23 (1978) (the block-exponential for the OU covariance).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import scipy.linalg

@@ -8,7 +8,6 @@ Q. Li, C. Tai, W. E, JMLR 20 (2019) — the SMEs of SGD. Z. Zhang, Y. Li, T. Luo
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -93,13 +92,13 @@ def mask_moment_exponents(d: int) -> np.ndarray:
     monomial in the independent multipliers ``u_r = b_r/p`` with ``E u_r^m = p^{1−m}`` (m ≥ 1):
     ``E Π_j u_{r_j} = p^{#distinct − #factors}``.
     """
-    i, k, j, l = np.meshgrid(np.arange(d), np.arange(d + 1), np.arange(d), np.arange(d + 1),
+    i, k, j, q = np.meshgrid(np.arange(d), np.arange(d + 1), np.arange(d), np.arange(d + 1),
                              indexing="ij")
     k = np.where(k < d, k, -1)  # the bias column carries a single factor u_i
-    l = np.where(l < d, l, -1)
-    present = 2 + (k >= 0) + (l >= 0)
+    q = np.where(q < d, q, -1)
+    present = 2 + (k >= 0) + (q >= 0)
     distinct = (1 + ((k >= 0) & (k != i)) + ((j != i) & (j != k))
-                + ((l >= 0) & (l != i) & (l != k) & (l != j)))
+                + ((q >= 0) & (q != i) & (q != k) & (q != j)))
     return (distinct - present).transpose(0, 2, 1, 3)  # -> [i, j, k, l]
 
 

@@ -12,9 +12,10 @@ the run was interrupted and resumed from its checkpoint.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class NonFiniteChunkError(FloatingPointError):
             f"{where} diverged: {shown}; the chunks finished before it are kept (in the "
             "checkpoint, when there is one).")
 
-    def with_context(self, context: str) -> "NonFiniteChunkError":
+    def with_context(self, context: str) -> NonFiniteChunkError:
         """The same error with ``context`` (e.g. the step) in front of its message."""
         return type(self)(self.chunk, self.size, self.counts, context)
 
@@ -194,12 +195,11 @@ def run_chunks(
 
     def merge(c: int, moments: Mapping[str, StreamingMoments]) -> None:
         for name, m in moments.items():
-            if name in acc and acc[name].mean is not None and m.mean is not None \
-                    and acc[name].mean.shape != m.mean.shape:
+            if name in acc and acc[name].shape not in (None, m.shape):
                 raise ValueError(
-                    f"chunk {c} gave {name!r} samples of shape {tuple(m.mean.shape)}, earlier "
-                    f"chunks {tuple(acc[name].mean.shape)}: a producer must return the same "
-                    "number of save times and dimension every call.")
+                    f"chunk {c} gave {name!r} samples of shape {m.shape}, earlier chunks "
+                    f"{acc[name].shape}: a producer must return the same number of save times "
+                    "and dimension every call.")
             acc.setdefault(name, StreamingMoments()).merge(m)
         if bar is not None:
             bar.update(sizes[c] * paths_per_sample)

@@ -9,9 +9,9 @@ differential equations", Stoch. Anal. Appl. 8(4) (1990) 483–509. P. E. Kloeden
 
 from __future__ import annotations
 
-import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor

@@ -102,7 +102,7 @@ class MonteCarloOptions:
         set_(self, "progress", bool(self.progress))
 
     @classmethod
-    def of(cls, options: "MonteCarloOptions | int", **fields: Any) -> "MonteCarloOptions":
+    def of(cls, options: MonteCarloOptions | int, **fields: Any) -> MonteCarloOptions:
         """``options`` itself (with ``fields`` replaced), or options built from a path count.
 
         Raises
@@ -124,7 +124,7 @@ class MonteCarloOptions:
                 f"{options!r}.")
         return cls(n_paths=options, **fields)
 
-    def replace(self, **fields: Any) -> "MonteCarloOptions":
+    def replace(self, **fields: Any) -> MonteCarloOptions:
         """A copy with some fields changed (checked again)."""
         return dataclasses.replace(self, **fields)
 

@@ -17,8 +17,9 @@ gradient algorithms I", JMLR 20 (2019) — weak approximation of order α in the
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -274,7 +275,7 @@ class _WeakErrorTask:
 
 
 def _step_summary(acc: Mapping[str, StreamingMoments], exact: Tensor | None,
-                  crn: bool, antithetic: bool) -> dict[str, Tensor | int | None]:
+                  crn: bool, antithetic: bool) -> dict[str, Any]:
     """Errors, standard errors and variance-reduction factors of one step from its moments."""
     a = acc["approx"]
     pps = 2 if antithetic else 1  # simulated paths per sample
@@ -459,7 +460,8 @@ def weak_error(
                              executor=opts.executor)
         except NonFiniteChunkError as exc:
             sides = {"approx": labels[0], "ref": labels[1], "ref_coarse": f"coarse {labels[1]}"}
-            counts = {sides.get(k, k): v for k, v in exc.counts.items() if not k.startswith(("diff", "single"))}
+            counts = {sides.get(k, k): v for k, v in exc.counts.items()
+                      if not k.startswith(("diff", "single"))}
             raise NonFiniteChunkError(exc.chunk, exc.size, counts,
                                       f"at {step_name}={h:g}") from None
         S = acc["approx"].mean.shape[-1]
@@ -467,10 +469,10 @@ def weak_error(
             raise ValueError(
                 f"the producers returned {S} save times at {step_name}={h:g}; earlier steps "
                 f"returned {n_saves['S']}. Every step must save at the same times.")
-        ref_values = reference.values(h, names, S) if exact else None
+        ref_values = reference.values(h, names, S) if isinstance(reference, ExactReference) else None
         per_step.append(_step_summary(acc, ref_values, bool(common_random_numbers), bool(antithetic)))
 
-    def stacked(key: str) -> Tensor | None:
+    def stacked(key: str) -> Any:
         if per_step[0][key] is None:
             return None
         return torch.stack([d[key] for d in per_step], dim=-1)
@@ -484,5 +486,6 @@ def weak_error(
         common_random_numbers=bool(common_random_numbers), antithetic=bool(antithetic),
         exact_reference=exact, variance_reduction=stacked("reduction"), crn_factor=stacked("crn"),
         antithetic_factor=stacked("anti"), reference_coarse_differences=stacked("coarse"),
-        reference_coarse_stderrs=stacked("coarse_se"), labels=tuple(labels), step_name=step_name,
+        reference_coarse_stderrs=stacked("coarse_se"), labels=(labels[0], labels[1]),
+        step_name=step_name,
     )

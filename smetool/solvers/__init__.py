@@ -21,5 +21,6 @@ def get_solver(name: str) -> Solver:
         ) from None
 
 
-__all__ = ["Solver", "UnsupportedError", "EulerMaruyama", "Milstein", "PlatenWeak2", "SmallNoiseHeun", "SOLVERS",
+__all__ = ["Solver", "UnsupportedError", "EulerMaruyama", "Milstein", "PlatenWeak2", "SmallNoiseHeun",
+           "SOLVERS",
            "get_solver"]

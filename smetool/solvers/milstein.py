@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..noise import apply_diffusion
 from ..bibliography import KLOEDEN_PLATEN_1992
+from ..noise import apply_diffusion
 from ..sde import NoiseKind
 from .base import Solver
 

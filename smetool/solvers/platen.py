@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor
 
-from ..noise import diffusion_matrix
 from ..bibliography import KLOEDEN_PLATEN_1992
+from ..noise import diffusion_matrix
 from ..sde import NoiseKind
 from .base import Solver
 
@@ -49,7 +49,8 @@ class PlatenWeak2(Solver):
     ``V`` from :func:`two_point_levy`. For time-dependent coefficients ``a(Ῡ)`` and ``b^j(R^j_±)``
     are evaluated at ``t + h`` (the supporting values that stand in for one step ahead), ``b`` and
     ``b^j(U^r_±)`` at ``t``: this supplies the ``½ h² ∂_t a`` and ``½ h ∂_t b^j ΔW^j`` terms of
-    the order-2 Itô–Taylor expansion, without which the scheme is only weak order 1. Increments must match five Gaussian moments (Gaussian or
+    the order-2 Itô–Taylor expansion, without which the scheme is only weak order 1. Increments
+    must match five Gaussian moments (Gaussian or
     three-point). Additive noise takes the cheaper (15.1.4) form; every other kind is turned into a
     ``(P, D, M)`` matrix (COVARIANCE through the symmetric root of ``Σ``).
 

@@ -19,8 +19,9 @@ differential equations", Stoch. Anal. Appl. 8(4) (1990) 483–509. P. E. Kloeden
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch

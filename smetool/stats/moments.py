@@ -8,10 +8,11 @@ and recommendations", The American Statistician 37 (1983). B. P. Welford, Techno
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
-from scipy import stats
 import torch
+from scipy import stats
 from torch import Tensor
 
 from ..checks import check_confidence
@@ -46,8 +47,33 @@ class StreamingMoments:
 
     def __init__(self, shape: tuple[int, ...] | None = None):
         self.count = 0
-        self.mean = None if shape is None else torch.zeros(shape, dtype=torch.float64)
-        self.m2 = None if shape is None else torch.zeros(shape, dtype=torch.float64)
+        self._mean = None if shape is None else torch.zeros(shape, dtype=torch.float64)
+        self._m2 = None if shape is None else torch.zeros(shape, dtype=torch.float64)
+
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """The shape of one sample's statistic, or ``None`` before the first samples."""
+        return None if self._mean is None else tuple(self._mean.shape)
+
+    @property
+    def mean(self) -> Tensor:
+        """The running mean (float64, CPU).
+
+        Raises
+        ------
+        ValueError
+            Before any sample.
+        """
+        if self._mean is None:
+            raise ValueError("no samples yet: the mean is undefined.")
+        return self._mean
+
+    @property
+    def m2(self) -> Tensor:
+        """The running sum of squared deviations (float64, CPU)."""
+        if self._m2 is None:
+            raise ValueError("no samples yet: M2 is undefined.")
+        return self._m2
 
     def update(self, batch: Tensor) -> None:
         """Add samples ``batch`` of shape ``(*shape, n)`` (samples along the last axis)."""
@@ -64,7 +90,7 @@ class StreamingMoments:
         m2 = ((x - mean.unsqueeze(-1)) ** 2).sum(dim=-1)
         self._merge_stats(n, mean.cpu(), m2.cpu())
 
-    def merge(self, other: "StreamingMoments") -> "StreamingMoments":
+    def merge(self, other: StreamingMoments) -> StreamingMoments:
         """Merge ``other`` into ``self`` (in place) and return ``self``."""
         if not isinstance(other, StreamingMoments):
             raise TypeError(f"`other` must be a StreamingMoments; got {type(other).__name__}.")
@@ -73,24 +99,24 @@ class StreamingMoments:
         return self
 
     def _merge_stats(self, n: int, mean: Tensor, m2: Tensor) -> None:
-        if self.mean is not None and tuple(self.mean.shape) != tuple(mean.shape):
+        if self.shape is not None and self.shape != tuple(mean.shape):
             raise ValueError(
                 f"samples of shape {tuple(mean.shape)} cannot be merged into moments of shape "
-                f"{tuple(self.mean.shape)}."
+                f"{self.shape}."
             )
-        if self.count == 0:
-            self.count, self.mean, self.m2 = n, mean.clone(), m2.clone()
+        if self.count == 0 or self._mean is None or self._m2 is None:
+            self.count, self._mean, self._m2 = n, mean.clone(), m2.clone()
             return
         total = self.count + n
-        delta = mean - self.mean
-        self.mean = self.mean + delta * (n / total)
-        self.m2 = self.m2 + m2 + delta * delta * (self.count * n / total)
+        delta = mean - self._mean
+        self._mean = self._mean + delta * (n / total)
+        self._m2 = self._m2 + m2 + delta * delta * (self.count * n / total)
         self.count = total
 
     @property
     def variance(self) -> Tensor:
         """Unbiased sample variance ``M2 / (n − 1)`` (NaN for fewer than two samples)."""
-        if self.mean is None:
+        if self._mean is None:
             raise ValueError("no samples yet: the variance is undefined.")
         if self.count < 2:
             return torch.full_like(self.mean, float("nan"))
@@ -103,18 +129,17 @@ class StreamingMoments:
 
     def state_dict(self) -> dict[str, Any]:
         """The exact state (for checkpoints)."""
-        return {"count": self.count, "mean": self.mean, "m2": self.m2}
+        return {"count": self.count, "mean": self._mean, "m2": self._m2}
 
     @classmethod
-    def from_state_dict(cls, state: Mapping[str, Any]) -> "StreamingMoments":
+    def from_state_dict(cls, state: Mapping[str, Any]) -> StreamingMoments:
         """Rebuild from :meth:`state_dict` (bit-exact)."""
         out = cls()
-        out.count, out.mean, out.m2 = int(state["count"]), state["mean"], state["m2"]
+        out.count, out._mean, out._m2 = int(state["count"]), state["mean"], state["m2"]
         return out
 
     def __repr__(self) -> str:
-        shape = None if self.mean is None else tuple(self.mean.shape)
-        return f"StreamingMoments(count={self.count}, shape={shape})"
+        return f"StreamingMoments(count={self.count}, shape={self.shape})"
 
 
 def t_quantile(confidence: float, dof: int) -> float:

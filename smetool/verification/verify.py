@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 import warnings
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..algorithms.base import Algorithm
 from ..bibliography import unique_references
@@ -20,7 +21,7 @@ from ..checks import check_distinct_positive, check_positive, whole_steps
 from ..integrate import as_solver
 from ..montecarlo import MonteCarloOptions, NonFiniteChunkError, TestFunction, weak_error
 from ..solvers import SmallNoiseHeun, Solver
-from ..stats import OrderFit, WeakOrderWarning, fit_order
+from ..stats import OrderFit, WeakOrderWarning
 from .probe import probe_plugin
 from .producers import AlgorithmProducer, CoupledSMEProducer
 from .result import VerifyResult
