@@ -3,8 +3,27 @@
 :mod:`smetool.exact.sde_references` holds the SDE problems with known moments (Ornstein–Uhlenbeck,
 geometric Brownian motion, linear SDEs with non-commutative noise, the nonlinear ``sinh`` problem)
 and the exact moments of Euler–Maruyama and Platen's scheme on some of them.
+:mod:`smetool.exact.sde_problems` is a library of test problems for every noise kind — SciML's
+SDEProblemLibrary problems with analytic solutions and time-dependent, non-symmetric and
+parameterised ones — each with its exact solution and expectations.
 """
 
+from .sde_problems import (
+    ROTATION,
+    LibraryProblem,
+    Observable,
+    additive_problem,
+    gaussian_expectation,
+    rotation_problem,
+    sciml_additive,
+    sciml_additive_system,
+    sciml_cubic,
+    sciml_linear,
+    sciml_linear_2d,
+    sciml_wave,
+    time_changed_noncommutative,
+    time_dependent_gbm,
+)
 from .sde_references import (
     NONCOMMUTATIVE_A,
     NONCOMMUTATIVE_B,
@@ -31,6 +50,20 @@ from .sde_references import (
 )
 
 __all__ = [
+    "ROTATION",
+    "LibraryProblem",
+    "Observable",
+    "additive_problem",
+    "gaussian_expectation",
+    "rotation_problem",
+    "sciml_additive",
+    "sciml_additive_system",
+    "sciml_cubic",
+    "sciml_linear",
+    "sciml_linear_2d",
+    "sciml_wave",
+    "time_changed_noncommutative",
+    "time_dependent_gbm",
     "NONCOMMUTATIVE_A",
     "NONCOMMUTATIVE_B",
     "Moments",
