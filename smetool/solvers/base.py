@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import ClassVar
+from typing import ClassVar, Mapping
 
 import torch
 from torch import Tensor
@@ -56,6 +56,10 @@ class Solver(abc.ABC):
         Strong order (``None``: not a strong scheme, e.g. with non-Gaussian increments).
     weak_order : float
         Weak order for smooth coefficients and test functions.
+    strong_orders_by_kind, weak_orders_by_kind : mapping of NoiseKind to float or None
+        Where a noise kind changes an order (Euler–Maruyama is strong order 1 with additive noise;
+        SAMPLED noise has no Brownian path, so no strong order): read them through
+        :meth:`strong_order_for` and :meth:`weak_order_for`, which the convergence tests use.
     noise_kinds : frozenset of NoiseKind
         Noise kinds it integrates at its declared orders.
     min_matched_moments : int
@@ -68,6 +72,8 @@ class Solver(abc.ABC):
     strong_order: ClassVar[float | None]
     weak_order: ClassVar[float]
     noise_kinds: ClassVar[frozenset[NoiseKind]]
+    strong_orders_by_kind: ClassVar[Mapping[NoiseKind, float | None]] = {}
+    weak_orders_by_kind: ClassVar[Mapping[NoiseKind, float]] = {}
     min_matched_moments: ClassVar[int] = 3
     needs_gaussian: ClassVar[bool] = False
     reference: ClassVar[str] = ""
@@ -115,12 +121,25 @@ class Solver(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    def weak_order_for(self, kind: NoiseKind) -> float:
+        """The weak order declared for SDEs of noise kind ``kind``."""
+        return self.weak_orders_by_kind.get(kind, self.weak_order)
+
+    def strong_order_for(self, kind: NoiseKind) -> float | None:
+        """The strong order declared for SDEs of noise kind ``kind`` (``None``: none)."""
+        return self.strong_orders_by_kind.get(kind, self.strong_order)
+
     def describe(self) -> dict:
         """Orders, noise kinds and reference, for ``smetool list`` and reports."""
+        kinds = sorted(self.noise_kinds, key=lambda k: k.value)
         return {
             "name": self.name,
             "strong_order": self.strong_order,
             "weak_order": self.weak_order,
-            "noise_kinds": sorted(k.value for k in self.noise_kinds),
+            "noise_kinds": [k.value for k in kinds],
+            "orders_by_noise_kind": {
+                k.value: {"strong": self.strong_order_for(k), "weak": self.weak_order_for(k)}
+                for k in kinds
+            },
             "reference": self.reference,
         }

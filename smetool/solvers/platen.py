@@ -7,11 +7,11 @@ import math
 import torch
 from torch import Tensor
 
-from ..noise import diffusion_matrix
+from ..noise import apply_diffusion, diffusion_matrix
 from ..sde import NoiseKind
 from .base import Solver
 
-__all__ = ["PlatenWeak2", "two_point_levy"]
+__all__ = ["PlatenWeak2", "two_point_levy", "additive_step"]
 
 # Evaluate the diffusion at up to this many (state × matrix entry) numbers at once; beyond it the
 # perturbed states are processed in slices so that memory stays bounded for large M.
@@ -31,6 +31,41 @@ def two_point_levy(batch: int, m: int, h: float, generator, dtype, device) -> Te
     return lower - lower.transpose(-1, -2) - h * eye
 
 
+def additive_step(sde, t: float, x: Tensor, h: float, dW: Tensor) -> Tensor:
+    """One step of Platen's scheme for ADDITIVE noise ``σ(t)``, Kloeden & Platen (15.1.4):
+
+    .. math::
+
+        Ῡ = Y + a h + b(t) ΔW, \\qquad
+        Y_{n+1} = Y + ½(a(t + h, Ῡ) + a(t, Y)) h + ½(b(t) + b(t + h)) ΔW.
+
+    The trapezoidal noise coefficient supplies the ``½ h ∂_t b ΔW`` term of the order-2 weak
+    Taylor scheme ((14.2.7): ``(b + ½h(L⁰b + Lʲa)) ΔW`` with ``L⁰b = ∂_t b`` for additive noise);
+    with ``b(t) ΔW`` alone a time-dependent diffusion leaves a local error ``O(h²)`` in the
+    covariance and the scheme is weak order 1 (the variance error halved with the step on the
+    additive problem of :func:`smetool.exact.additive_problem`). Shared by
+    :class:`PlatenWeak2` and :class:`~smetool.solvers.SmallNoiseHeun`.
+
+    Parameters
+    ----------
+    sde : SDE
+        With ``noise_kind`` ADDITIVE.
+    t, h : float
+    x : Tensor, (P, D)
+    dW : Tensor, (P, M)
+
+    Returns
+    -------
+    Tensor, (P, D)
+    """
+    a0 = sde.drift(t, x)
+    noise = apply_diffusion(sde, sde.diffusion(t, x), dW)
+    upsilon = x + a0 * h + noise
+    # b(t + h) is independent of x; the state argument only carries dtype and device.
+    noise_end = apply_diffusion(sde, sde.diffusion(t + h, x), dW)
+    return x + 0.5 * (sde.drift(t + h, upsilon) + a0) * h + 0.5 * (noise + noise_end)
+
+
 class PlatenWeak2(Solver):
     """Platen's explicit weak order-2.0 scheme (Kloeden & Platen 1992, (15.1.3); additive (15.1.4)).
 
@@ -48,9 +83,11 @@ class PlatenWeak2(Solver):
     ``V`` from :func:`two_point_levy`. For time-dependent coefficients ``a(Ῡ)`` and ``b^j(R^j_±)``
     are evaluated at ``t + h`` (the supporting values that stand in for one step ahead), ``b`` and
     ``b^j(U^r_±)`` at ``t``: this supplies the ``½ h² ∂_t a`` and ``½ h ∂_t b^j ΔW^j`` terms of
-    the order-2 Itô–Taylor expansion, without which the scheme is only weak order 1. Increments must match five Gaussian moments (Gaussian or
-    three-point). Additive noise takes the cheaper (15.1.4) form; every other kind is turned into a
-    ``(P, D, M)`` matrix (COVARIANCE through the symmetric root of ``Σ``).
+    the order-2 Itô–Taylor expansion, without which the scheme is only weak order 1. Increments
+    must match five Gaussian moments (Gaussian or three-point). Additive noise takes the cheaper
+    (15.1.4) form with the trapezoidal ``½(b(t) + b(t + h)) ΔW`` (:func:`additive_step`); every
+    other kind is turned into a ``(P, D, M)`` matrix (COVARIANCE through the symmetric root of
+    ``Σ``).
 
     Cost per step: one drift evaluation more than Euler–Maruyama and ``4M + 1`` diffusion
     evaluations (``2M`` at ``R^j_±`` and ``2M`` at ``U^r_±``), batched.
@@ -76,6 +113,8 @@ class PlatenWeak2(Solver):
     )
 
     def step(self, sde, t, x, h, dW, generator):
+        if sde.noise_kind is NoiseKind.ADDITIVE:
+            return additive_step(sde, t, x, h, dW)
         P, D = x.shape
         a0 = sde.drift(t, x)
         b0 = diffusion_matrix(sde, sde.diffusion(t, x), P)  # (P, D, M)
@@ -83,8 +122,6 @@ class PlatenWeak2(Solver):
         upsilon = x + a0 * h + noise
         # a(t + h, Ῡ): evaluating at t would drop ½ h² ∂_t a (local weak error O(h²)).
         drift_part = 0.5 * (sde.drift(t + h, upsilon) + a0) * h
-        if sde.noise_kind is NoiseKind.ADDITIVE:
-            return x + drift_part + noise
         M = b0.shape[-1]
         sq = math.sqrt(h)
         columns = b0.permute(2, 0, 1) * sq  # (M, P, D): b^j √h
