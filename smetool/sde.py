@@ -176,15 +176,17 @@ _TORCHSDE_KINDS = {
     "diagonal": NoiseKind.DIAGONAL,
     "scalar": NoiseKind.SCALAR,
     "general": NoiseKind.GENERAL,
-    "additive": NoiseKind.GENERAL,
+    "additive": NoiseKind.ADDITIVE,
 }
 
 
 class TorchsdeAdapter(SDE):
     """A torchsde-style SDE object (``f``, ``g``, ``noise_type``, ``sde_type="ito"``) as an smetool SDE.
 
-    torchsde's ``scalar`` noise returns ``g`` of shape ``(P, D, 1)``; it is read as SCALAR noise.
-    ``additive`` noise is treated as GENERAL (its ``g`` has shape ``(P, D, M)``).
+    torchsde's noise types map to the smetool kinds of the same name: ``scalar`` returns ``g`` of
+    shape ``(P, D, 1)`` and is read as SCALAR noise; ``additive`` (``g`` of shape ``(P, D, M)``,
+    independent of the state, as torchsde requires) is ADDITIVE, so that the schemes that exploit
+    it (Milstein, Platen's (15.1.4) step, the Heun scheme's weak order 2) accept it.
     """
 
     def __init__(self, sde: Any):
@@ -219,18 +221,30 @@ def _as_time(t: float, x: Tensor) -> Tensor:
     return torch.as_tensor(t, dtype=x.dtype, device=x.device)
 
 
+_TORCHSDE_ATTRIBUTES = ("f", "g", "f_and_g", "g_prod", "f_and_g_prod", "noise_type", "sde_type")
+
+
 def as_sde(sde: Any) -> SDE:
     """Return ``sde`` itself if it is an :class:`SDE`, or adapt a torchsde-style object.
 
     Raises
     ------
     TypeError
-        If ``sde`` is neither an :class:`SDE` nor has torchsde's ``f``, ``g`` and ``noise_type``.
+        If ``sde`` is neither an :class:`SDE` nor has torchsde's ``f``, ``g`` and ``noise_type``;
+        for an object with some torchsde attributes the message names the missing ones.
     """
     if isinstance(sde, SDE):
         return sde
-    if all(hasattr(sde, name) for name in ("f", "g", "noise_type")):
+    missing = [name for name in ("f", "g", "noise_type") if not hasattr(sde, name)]
+    if not missing:
         return TorchsdeAdapter(sde)
+    present = [name for name in _TORCHSDE_ATTRIBUTES if hasattr(sde, name)]
+    if present:
+        raise TypeError(
+            f"`sde` looks like a torchsde SDE but lacks {', '.join(missing)}: smetool calls "
+            "f(t, y) and g(t, y) and reads noise_type (it does not use f_and_g, g_prod or "
+            f"h); got {type(sde).__name__} with {', '.join(present)}."
+        )
     raise TypeError(
         "`sde` must be a smetool.SDE (subclass it or use FunctionSDE(drift, diffusion, "
         f"noise_kind=...)) or a torchsde-style object with f, g and noise_type; got {type(sde).__name__}."
