@@ -90,12 +90,12 @@ class _SymmetricRoot(torch.autograd.Function):
     differentiating through ``eigh`` divides by ``λ_i − λ_j = 0`` and returns NaN.
 
     ``F dF + dF F = dΣ`` gives, in the eigenbasis, ``(Uᵀ dF U)_{ij} = (Uᵀ dΣ U)_{ij}/(r_i + r_j)``
-    (a Daleckii–Krein formula, Higham, *Functions of Matrices*, SIAM 2008, §6.1), and the adjoint
-    is the same division applied to ``Uᵀ Ḡ U``. Where ``r_i + r_j = 0`` (a null space of a
-    singular ``Σ``) the root is not differentiable; that entry of the gradient is set to 0, the
-    convention of ``abs`` at 0. The backward treats ``U`` and ``r`` as constants, which is exact
-    for first derivatives only, so a second derivative (``create_graph=True``) is refused rather
-    than silently wrong.
+    (a Daleckii–Krein formula; N. J. Higham, *Functions of Matrices*, SIAM 2008, chapters 3
+    and 6), and the adjoint is the same division applied to ``Uᵀ Ḡ U``. Where ``r_i + r_j = 0``
+    (a null space of a singular ``Σ``) the root is not differentiable; that entry of the gradient
+    is set to 0, the convention of ``abs`` at 0. The backward treats ``U`` and ``r`` as
+    constants, which is exact for first derivatives only, so a second derivative
+    (``create_graph=True``) is refused rather than silently wrong.
     """
 
     @staticmethod

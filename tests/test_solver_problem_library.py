@@ -266,7 +266,8 @@ def test_problem_objects_describe_themselves():
     d = p.to_dict()
     assert d["noise_kind"] == "covariance" and d["noise_dim"] == 2 and d["structure"] == "affine"
     assert d["strong_reference"] and d["time_dependent"]
-    assert repr(p) == "LibraryProblem('additive(covariance, D=2, M=2)', dim=2, noise_kind='covariance', t_span=(0.0, 1.0))"
+    assert repr(p) == ("LibraryProblem('additive(covariance, D=2, M=2)', dim=2, "
+                       "noise_kind='covariance', t_span=(0.0, 1.0))")
     assert p.initial_state(3).shape == (3, 2)
     assert additive_problem(noise_kind="sampled").solution is None
     assert rotation_problem().solution is None and rotation_problem(beta_t=0.0).solution is not None

@@ -496,7 +496,8 @@ def test_gradients_through_solve_match_finite_differences(name, case):
                     target[idx] += delta
                     return float(_loss(solver, make, q, x))
             fd[idx] = (shifted(1e-6) - shifted(-1e-6)) / 2e-6
-        torch.testing.assert_close(p.grad, fd, rtol=1e-6, atol=1e-8, msg=lambda m: f"{name} {case} {key}: {m}")
+        torch.testing.assert_close(p.grad, fd, rtol=1e-6, atol=1e-8,
+                                   msg=lambda m, key=key: f"{name} {case} {key}: {m}")
 
 
 def test_no_graph_is_built_when_nothing_requires_grad():
