@@ -21,7 +21,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/smetool verify dropout --out out/demo
 
+# Lint, types and layering first (seconds), then the suite.
 test: $(STAMP)
+	$(BIN)/ruff check smetool tests scripts benchmarks examples
+	$(BIN)/mypy
+	$(BIN)/python scripts/layers.py
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --durations=15
 
 docs: $(STAMP)

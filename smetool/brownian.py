@@ -100,7 +100,9 @@ class TorchsdeBrownian(Increments):
 
     The object is queried as ``bm(t0, t1)`` and must return ``(P, M)`` increments; the solver's
     generator is not used. Use it to reproduce ``torchsde.sdeint`` exactly, or to refine the same
-    Brownian path on several step sizes.
+    Brownian path on several step sizes. Its dtype must be at least as precise as the state's:
+    float32 increments driving a float64 state would carry float32 rounding into every step, so
+    they are refused (a more precise object is rounded to the state's dtype).
     """
 
     name = "torchsde"
@@ -119,13 +121,19 @@ class TorchsdeBrownian(Increments):
                 f"the torchsde Brownian object returned increments of shape {tuple(dW.shape)}; "
                 f"the SDE needs {tuple(shape)} (paths, Brownian dimension)."
             )
+        if (dW.dtype != dtype and dW.is_floating_point()
+                and torch.finfo(dW.dtype).eps > torch.finfo(dtype).eps):
+            raise ValueError(
+                f"`increments` must be at least as precise as the state ({dtype}); the torchsde "
+                f"Brownian object returns {dW.dtype}. Create it with dtype={dtype}."
+            )
         return dW.to(dtype=dtype, device=device)
 
     def __repr__(self) -> str:
         return f"TorchsdeBrownian({type(self.bm).__name__})"
 
 
-_NAMED = {
+_NAMED: dict[str, type[GaussianIncrements] | type[RademacherIncrements] | type[ThreePointIncrements]] = {
     "gaussian": GaussianIncrements,
     "rademacher": RademacherIncrements,
     "three_point": ThreePointIncrements,

@@ -47,7 +47,9 @@ def psd_factor(sigma: Tensor, *, rtol: float | None = None, atol: float = 0.0) -
     Returns
     -------
     Tensor, (..., D, D)
-        ``F`` with ``F Fᵀ = Σ`` (and ``F = Fᵀ``).
+        ``F`` with ``F Fᵀ = Σ`` (and ``F = Fᵀ``). Differentiable with the derivative of the
+        matrix square root, which stays finite where eigenvalues repeat (differentiating through
+        ``eigh`` there gives NaN); second derivatives raise ``RuntimeError``.
 
     Raises
     ------
@@ -77,7 +79,45 @@ def psd_factor(sigma: Tensor, *, rtol: float | None = None, atol: float = 0.0) -
             f"(largest {float(evals[..., -1].flatten()[worst]):.3g}, tolerance rtol={rtol:g})."
         )
     root = evals.clamp_min(0.0).sqrt()
+    if torch.is_grad_enabled() and sym.requires_grad:
+        return _SymmetricRoot.apply(sym, evecs.detach(), root.detach())
     return (evecs * root.unsqueeze(-2)) @ evecs.transpose(-1, -2)
+
+
+class _SymmetricRoot(torch.autograd.Function):
+    """``F = U diag(r) Uᵀ`` with the derivative of the matrix square root, which exists wherever
+    ``Σ`` is positive definite — also where eigenvalues repeat (``Σ = s² I``), where
+    differentiating through ``eigh`` divides by ``λ_i − λ_j = 0`` and returns NaN.
+
+    ``F dF + dF F = dΣ`` gives, in the eigenbasis, ``(Uᵀ dF U)_{ij} = (Uᵀ dΣ U)_{ij}/(r_i + r_j)``
+    (a Daleckii–Krein formula; N. J. Higham, *Functions of Matrices*, SIAM 2008, chapters 3
+    and 6), and the adjoint is the same division applied to ``Uᵀ Ḡ U``. Where ``r_i + r_j = 0``
+    (a null space of a singular ``Σ``) the root is not differentiable; that entry of the gradient
+    is set to 0, the convention of ``abs`` at 0. The backward treats ``U`` and ``r`` as
+    constants, which is exact for first derivatives only, so a second derivative
+    (``create_graph=True``) is refused rather than silently wrong.
+    """
+
+    @staticmethod
+    def forward(ctx, sym, evecs, root):
+        ctx.save_for_backward(evecs, root)
+        return (evecs * root.unsqueeze(-2)) @ evecs.transpose(-1, -2)
+
+    @staticmethod
+    def backward(ctx, grad):
+        if torch.is_grad_enabled():  # create_graph=True: a higher derivative is being built
+            raise RuntimeError(
+                "psd_factor supports first derivatives only; got a backward pass with "
+                "create_graph=True through the square root of a covariance. Give the SDE a "
+                "factored diffusion (noise_kind='general') to take higher derivatives."
+            )
+        evecs, root = ctx.saved_tensors
+        inner = evecs.transpose(-1, -2) @ grad @ evecs
+        denom = root.unsqueeze(-1) + root.unsqueeze(-2)
+        scaled = torch.where(denom > 0, inner / torch.where(denom > 0, denom, 1.0), 0.0)
+        out = evecs @ scaled @ evecs.transpose(-1, -2)
+        # Σ enters symmetrised, so its gradient is the symmetric part.
+        return 0.5 * (out + out.transpose(-1, -2)), None, None
 
 
 def brownian_dim(sde: SDE, g: Tensor, state_dim: int) -> int | None:

@@ -59,14 +59,9 @@ class SDE(abc.ABC):
 
     Notes
     -----
-    Optional hook for GENERAL noise: ``diffusion_product(t, x, dW)`` returning ``σ(t, x) dW``
-    ``(P, D)`` for increments ``dW (P, M)`` without forming the matrix; Euler–Maruyama and
-    :class:`~smetool.solvers.SmallNoiseHeun` use it when present (``diffusion`` is still needed
-    for shape checks and by schemes that use the columns of ``σ``).
-
-    Optional derivative hooks used by :class:`~smetool.solvers.Milstein` when present:
-    ``diffusion_derivative(t, x)`` returning, for DIAGONAL noise, ``∂b_i/∂x_i`` ``(P, D)``, and for
-    SCALAR noise the directional derivative ``(∂b) b`` ``(P, D)``. Without them autograd is used.
+    Two methods have defaults that subclasses may replace with something cheaper:
+    :meth:`diffusion_product` (``σ dW`` without forming ``σ``, for GENERAL noise) and
+    :meth:`diffusion_derivative` (the derivative Milstein needs, else autograd).
     """
 
     noise_kind: NoiseKind = NoiseKind.DIAGONAL
@@ -89,6 +84,25 @@ class SDE(abc.ABC):
             f"{type(self).__name__} declares noise_kind='sampled' but does not implement "
             "sample_noise(t, x, generator)."
         )
+
+    def diffusion_product(self, t: float, x: Tensor, dW: Tensor) -> Tensor:
+        """GENERAL noise: ``σ(t, x) dW``, ``(P, D)`` for increments ``dW (P, M)``.
+
+        The default forms ``σ`` with :meth:`diffusion`; override it to compute the product
+        without the ``(P, D, M)`` matrix (the dropout SME does, its ``M`` growing like ``m²``).
+        Euler–Maruyama and :class:`~smetool.solvers.SmallNoiseHeun` call it; schemes that need
+        the columns of ``σ`` (Platen) call :meth:`diffusion`.
+        """
+        return torch.einsum("pdm,pm->pd", self.diffusion(t, x), dW)
+
+    def diffusion_derivative(self, t: float, x: Tensor) -> Tensor | None:
+        """The derivative :class:`~smetool.solvers.Milstein` needs, or ``None`` (the default:
+        Milstein then uses autograd).
+
+        For DIAGONAL noise ``∂b_i/∂x_i``, for SCALAR noise the directional derivative
+        ``(∂b) b``; both ``(P, D)``.
+        """
+        return None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(noise_kind={self.noise_kind.value!r})"
@@ -145,8 +159,7 @@ class FunctionSDE(SDE):
         self._sample_noise = sample_noise
         self.noise_kind = kind
         self.noise_dim = noise_dim
-        if diffusion_derivative is not None:
-            self.diffusion_derivative = diffusion_derivative
+        self._diffusion_derivative = diffusion_derivative
 
     def drift(self, t: float, x: Tensor) -> Tensor:
         return self._drift(t, x)
@@ -160,6 +173,11 @@ class FunctionSDE(SDE):
         if self._sample_noise is None:
             return super().sample_noise(t, x, generator)
         return self._sample_noise(t, x, generator)
+
+    def diffusion_derivative(self, t: float, x: Tensor) -> Tensor | None:
+        if self._diffusion_derivative is None:
+            return None
+        return self._diffusion_derivative(t, x)
 
 
 def parse_noise_kind(kind: NoiseKind | str) -> NoiseKind:
@@ -177,15 +195,17 @@ _TORCHSDE_KINDS = {
     "diagonal": NoiseKind.DIAGONAL,
     "scalar": NoiseKind.SCALAR,
     "general": NoiseKind.GENERAL,
-    "additive": NoiseKind.GENERAL,
+    "additive": NoiseKind.ADDITIVE,
 }
 
 
 class TorchsdeAdapter(SDE):
     """A torchsde-style SDE object (``f``, ``g``, ``noise_type``, ``sde_type="ito"``) as an smetool SDE.
 
-    torchsde's ``scalar`` noise returns ``g`` of shape ``(P, D, 1)``; it is read as SCALAR noise.
-    ``additive`` noise is treated as GENERAL (its ``g`` has shape ``(P, D, M)``).
+    torchsde's noise types map to the smetool kinds of the same name: ``scalar`` returns ``g`` of
+    shape ``(P, D, 1)`` and is read as SCALAR noise; ``additive`` (``g`` of shape ``(P, D, M)``,
+    independent of the state, as torchsde requires) is ADDITIVE, so that the schemes that exploit
+    it (Milstein, Platen's (15.1.4) step, the Heun scheme's weak order 2) accept it.
     """
 
     def __init__(self, sde: Any):
@@ -220,18 +240,30 @@ def _as_time(t: float, x: Tensor) -> Tensor:
     return torch.as_tensor(t, dtype=x.dtype, device=x.device)
 
 
+_TORCHSDE_ATTRIBUTES = ("f", "g", "f_and_g", "g_prod", "f_and_g_prod", "noise_type", "sde_type")
+
+
 def as_sde(sde: Any) -> SDE:
     """Return ``sde`` itself if it is an :class:`SDE`, or adapt a torchsde-style object.
 
     Raises
     ------
     TypeError
-        If ``sde`` is neither an :class:`SDE` nor has torchsde's ``f``, ``g`` and ``noise_type``.
+        If ``sde`` is neither an :class:`SDE` nor has torchsde's ``f``, ``g`` and ``noise_type``;
+        for an object with some torchsde attributes the message names the missing ones.
     """
     if isinstance(sde, SDE):
         return sde
-    if all(hasattr(sde, name) for name in ("f", "g", "noise_type")):
+    missing = [name for name in ("f", "g", "noise_type") if not hasattr(sde, name)]
+    if not missing:
         return TorchsdeAdapter(sde)
+    present = [name for name in _TORCHSDE_ATTRIBUTES if hasattr(sde, name)]
+    if present:
+        raise TypeError(
+            f"`sde` looks like a torchsde SDE but lacks {', '.join(missing)}: smetool calls "
+            "f(t, y) and g(t, y) and reads noise_type (it does not use f_and_g, g_prod or "
+            f"h); got {type(sde).__name__} with {', '.join(present)}."
+        )
     raise TypeError(
         "`sde` must be a smetool.SDE (subclass it or use FunctionSDE(drift, diffusion, "
         f"noise_kind=...)) or a torchsde-style object with f, g and noise_type; got {type(sde).__name__}."

@@ -6,11 +6,30 @@ and the exact moments of Euler–Maruyama and Platen's scheme on some of them.
 :mod:`smetool.exact.linear_moments` and its problems (:mod:`~smetool.exact.sgd_moments`,
 :mod:`~smetool.exact.momentum_moments`, :mod:`~smetool.exact.svag_moments`) give the exact moments
 of linear stochastic training algorithms and of their SMEs, hence exact weak errors.
+:mod:`smetool.exact.sde_problems` is a library of test problems for every noise kind — SciML's
+SDEProblemLibrary problems with analytic solutions and time-dependent, non-symmetric and
+parameterised ones — each with its exact solution and expectations.
 """
 
 from .linear_moments import AffineGradientModel, LinearMomentModel
 from .moment_results import ExactWeakErrors, MomentPath, Quadratic
 from .momentum_moments import HeavyBallMoments
+from .sde_problems import (
+    ROTATION,
+    LibraryProblem,
+    Observable,
+    additive_problem,
+    gaussian_expectation,
+    rotation_problem,
+    sciml_additive,
+    sciml_additive_system,
+    sciml_cubic,
+    sciml_linear,
+    sciml_linear_2d,
+    sciml_wave,
+    time_changed_noncommutative,
+    time_dependent_gbm,
+)
 from .sde_references import (
     NONCOMMUTATIVE_A,
     NONCOMMUTATIVE_B,
@@ -50,6 +69,20 @@ __all__ = [
     "SVAGMoments",
     "svag_amplification",
     "svag_coefficients",
+    "ROTATION",
+    "LibraryProblem",
+    "Observable",
+    "additive_problem",
+    "gaussian_expectation",
+    "rotation_problem",
+    "sciml_additive",
+    "sciml_additive_system",
+    "sciml_cubic",
+    "sciml_linear",
+    "sciml_linear_2d",
+    "sciml_wave",
+    "time_changed_noncommutative",
+    "time_dependent_gbm",
     "NONCOMMUTATIVE_A",
     "NONCOMMUTATIVE_B",
     "Moments",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import math
+from collections.abc import Mapping
 from typing import ClassVar
 
 import torch
@@ -21,21 +22,20 @@ def noise_increment(
     sde: SDE, t: float, x: Tensor, dW: Tensor | None, h: float | None = None,
     generator: torch.Generator | None = None,
 ) -> Tensor:
-    """``σ(t, x) dW``, through the SDE's matrix-free ``diffusion_product`` when it has one.
+    """``σ(t, x) dW`` (GENERAL noise through :meth:`SDE.diffusion_product
+    <smetool.SDE.diffusion_product>`, which an SDE may compute without forming ``σ``).
 
     For SAMPLED noise (``dW is None``) it is ``√h ζ`` with ``ζ = sde.sample_noise(t, x,
     generator)``, the Euler–Maruyama noise term with the sampled law.
-
-    An SDE with GENERAL noise may define ``diffusion_product(t, x, dW) -> (P, D)`` that computes
-    ``σ(t, x) dW`` without forming the ``(P, D, M)`` matrix (e.g. the dropout SME, whose ``M`` grows
-    like ``m²``). Schemes that only need this product (Euler–Maruyama, the small-noise Heun) use it;
-    schemes that need the columns of ``σ`` (Platen) call ``diffusion``.
     """
     if sde.noise_kind is NoiseKind.SAMPLED:
+        if h is None or generator is None:
+            raise ValueError("SAMPLED noise needs the step `h` and a `generator`.")
         return math.sqrt(h) * sde.sample_noise(t, x, generator)
-    product = getattr(sde, "diffusion_product", None)
-    if product is not None and sde.noise_kind is NoiseKind.GENERAL:
-        return product(t, x, dW)
+    if dW is None:
+        raise ValueError(f"noise_kind={sde.noise_kind.value!r} needs Brownian increments `dW`.")
+    if sde.noise_kind is NoiseKind.GENERAL:
+        return sde.diffusion_product(t, x, dW)
     return apply_diffusion(sde, sde.diffusion(t, x), dW)
 
 
@@ -57,6 +57,10 @@ class Solver(abc.ABC):
         Strong order (``None``: not a strong scheme, e.g. with non-Gaussian increments).
     weak_order : float
         Weak order for smooth coefficients and test functions.
+    strong_orders_by_kind, weak_orders_by_kind : mapping of NoiseKind to float or None
+        Where a noise kind changes an order (Euler–Maruyama is strong order 1 with additive noise;
+        SAMPLED noise has no Brownian path, so no strong order): read them through
+        :meth:`strong_order_for` and :meth:`weak_order_for`, which the convergence tests use.
     noise_kinds : frozenset of NoiseKind
         Noise kinds it integrates at its declared orders.
     min_matched_moments : int
@@ -71,6 +75,8 @@ class Solver(abc.ABC):
     strong_order: ClassVar[float | None]
     weak_order: ClassVar[float]
     noise_kinds: ClassVar[frozenset[NoiseKind]]
+    strong_orders_by_kind: ClassVar[Mapping[NoiseKind, float | None]] = {}
+    weak_orders_by_kind: ClassVar[Mapping[NoiseKind, float]] = {}
     min_matched_moments: ClassVar[int] = 3
     needs_gaussian: ClassVar[bool] = False
     reference: ClassVar[str] = ""
@@ -119,12 +125,25 @@ class Solver(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    def weak_order_for(self, kind: NoiseKind) -> float:
+        """The weak order declared for SDEs of noise kind ``kind``."""
+        return self.weak_orders_by_kind.get(kind, self.weak_order)
+
+    def strong_order_for(self, kind: NoiseKind) -> float | None:
+        """The strong order declared for SDEs of noise kind ``kind`` (``None``: none)."""
+        return self.strong_orders_by_kind.get(kind, self.strong_order)
+
     def describe(self) -> dict:
         """Orders, noise kinds and reference, for ``smetool list`` and reports."""
+        kinds = sorted(self.noise_kinds, key=lambda k: k.value)
         return {
             "name": self.name,
             "strong_order": self.strong_order,
             "weak_order": self.weak_order,
-            "noise_kinds": sorted(k.value for k in self.noise_kinds),
+            "noise_kinds": [k.value for k in kinds],
+            "orders_by_noise_kind": {
+                k.value: {"strong": self.strong_order_for(k), "weak": self.weak_order_for(k)}
+                for k in kinds
+            },
             "reference": self.reference,
         }

@@ -14,9 +14,10 @@ __all__ = ["EulerMaruyama"]
 class EulerMaruyama(Solver):
     """Euler–Maruyama: ``X_{n+1} = X_n + b(t_n, X_n) h + σ(t_n, X_n) ΔW_n``.
 
-    Strong order 1/2 (1 for additive noise), weak order 1; every noise kind. With SAMPLED noise the
-    step adds ``√h ζ`` with ``ζ = sde.sample_noise(t, x, generator)``, which keeps weak order 1 as
-    long as ``ζ`` has the right mean and covariance (Kloeden & Platen, (14.1.2)).
+    Strong order 1/2 (1 for additive noise; none for SAMPLED noise, which has no Brownian path),
+    weak order 1; every noise kind. With SAMPLED noise the step adds ``√h ζ`` with
+    ``ζ = sde.sample_noise(t, x, generator)``, which keeps weak order 1 as long as ``ζ`` has the
+    right mean and covariance (Kloeden & Platen, (14.1.2)).
 
     References
     ----------
@@ -28,6 +29,8 @@ class EulerMaruyama(Solver):
     strong_order = 0.5
     weak_order = 1.0
     noise_kinds = frozenset(NoiseKind)
+    # SAMPLED noise has no Brownian path to converge to.
+    strong_orders_by_kind = {NoiseKind.ADDITIVE: 1.0, NoiseKind.SAMPLED: None}
     min_matched_moments = 3
     reference = "Kloeden & Platen (1992), Numerical Solution of SDEs, §10.2 and §14.1"
     references = (KLOEDEN_PLATEN_1992,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from ..bibliography import KLOEDEN_PLATEN_1992
 from ..noise import apply_diffusion
@@ -10,6 +11,52 @@ from ..sde import NoiseKind
 from .base import Solver
 
 __all__ = ["Milstein"]
+
+
+def _reaches_another_leaf(output: Tensor, leaf: Tensor) -> bool:
+    """Whether the autograd graph of ``output`` reaches a tensor that requires grad other than
+    ``leaf`` (a parameter of the diffusion, or anything computed from one)."""
+    stack, seen = [output.grad_fn], set()
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad nodes hold their leaf
+        if variable is not None and variable is not leaf:
+            return True
+        stack.extend(fn for fn, _ in node.next_functions)
+    return False
+
+
+def _diagonal_correction(sde, t: float, x: Tensor, half_v: Tensor) -> tuple[Tensor, Tensor]:
+    """``σ(t, x)`` and ``σ_i ∂_iσ_i · ½(ΔW_i² − h)`` for DIAGONAL noise, by one vector–Jacobian
+    product: under the diagonal contract ``Σ_i (σ_i v_i) ∂σ_i/∂x_k = σ_k v_k ∂_kσ_k``.
+
+    The derivative is taken with respect to a detached copy of ``x`` unless ``x`` itself is part
+    of an autograd graph. Its graph is kept (``create_graph``) exactly when a gradient can flow:
+    grad mode is on and either ``x`` requires grad or the diffusion depends on a tensor that does
+    (a parameter). Detaching in that case would drop ``∂/∂θ`` of both the noise term and the
+    correction while the result still requires grad — a silently missing gradient. Otherwise
+    everything is detached, so Monte-Carlo runs build no graph.
+    """
+    grad_on = torch.is_grad_enabled()
+    with torch.enable_grad():
+        track_x = grad_on and x.requires_grad
+        xg = x if track_x else x.detach().requires_grad_(True)
+        g = sde.diffusion(t, xg)
+        keep = grad_on and (track_x or _reaches_another_leaf(g, xg))
+        correction = None
+        if g.requires_grad:
+            (correction,) = torch.autograd.grad(
+                g, xg, grad_outputs=(g if keep else g.detach()) * half_v, create_graph=keep,
+                allow_unused=True,
+            )
+    if not keep:
+        g = g.detach()
+    if correction is None:  # σ does not depend on x (e.g. torch.ones_like(x)): ∂σ = 0
+        correction = torch.zeros_like(x)
+    return g, correction
 
 
 class Milstein(Solver):
@@ -22,7 +69,13 @@ class Milstein(Solver):
 
     The derivative comes from ``sde.diffusion_derivative(t, x)`` when the SDE defines it, otherwise
     from autograd (one vector–Jacobian product per step for diagonal noise, one Jacobian–vector
-    product for scalar noise). General non-commutative noise needs Lévy areas; it is refused.
+    product for scalar noise — ``(∂σ)σ``, not ``(∂σ)ᵀσ``, which differ when the Jacobian is not
+    symmetric). General non-commutative noise needs Lévy areas; it is refused.
+
+    Gradients flow through the scheme, the derivative term included, to ``x0`` and to every
+    parameter of the drift and the diffusion (``torch.autograd`` builds the derivative's own graph
+    when one of them requires grad); a user-supplied ``diffusion_derivative`` is differentiated
+    as written.
 
     References
     ----------
@@ -45,25 +98,12 @@ class Milstein(Solver):
         if kind is NoiseKind.ADDITIVE:
             return x + drift * h + apply_diffusion(sde, sde.diffusion(t, x), dW)
         half_v = 0.5 * (dW * dW - h)
-        custom = getattr(sde, "diffusion_derivative", None)
-        if custom is not None:
+        dg = sde.diffusion_derivative(t, x)
+        if dg is not None:
             g = sde.diffusion(t, x)
-            dg = custom(t, x)
             correction = g * dg * half_v if kind is NoiseKind.DIAGONAL else dg * half_v
         elif kind is NoiseKind.DIAGONAL:
-            with torch.enable_grad():
-                xg = x.detach().requires_grad_(True)
-                g_graph = sde.diffusion(t, xg)
-                if g_graph.requires_grad:
-                    # Under the diagonal-noise assumption, Σ_i (σ_i v_i) ∂σ_i/∂x_k = σ_k v_k ∂_k σ_k.
-                    (correction,) = torch.autograd.grad(
-                        g_graph, xg, grad_outputs=g_graph.detach() * half_v, allow_unused=True
-                    )
-                else:
-                    correction = None
-            g = g_graph.detach()
-            if correction is None:  # σ does not depend on x (e.g. torch.ones_like(x)): ∂σ = 0
-                correction = torch.zeros_like(x)
+            g, correction = _diagonal_correction(sde, t, x, half_v)
         else:
             g = sde.diffusion(t, x)
             _, dg_g = torch.func.jvp(lambda y: sde.diffusion(t, y), (x,), (g,))

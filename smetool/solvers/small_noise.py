@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..bibliography import KLOEDEN_PLATEN_1992, MILSTEIN_TRETYAKOV_1997
 from ..sde import NoiseKind
 from .base import Solver, noise_increment
+from .platen import additive_step
 
 __all__ = ["SmallNoiseHeun"]
 
@@ -23,7 +24,12 @@ class SmallNoiseHeun(Solver):
     ``h = η / r`` that is ``O(η² (1/r² + 1/r))`` for the cost of two drift and one diffusion
     evaluation per step, against ``4M + 1`` diffusion evaluations for
     :class:`~smetool.solvers.PlatenWeak2`, which is unaffordable for an SME's full noise matrix.
-    With additive noise it is Platen's weak order-2 scheme (Kloeden & Platen (15.1.4)).
+
+    With ADDITIVE noise the step is Platen's explicit weak order-2 scheme for additive noise
+    (Kloeden & Platen (15.1.4), :func:`~smetool.solvers.platen.additive_step`): the same predictor,
+    and the noise coefficient taken as ``½(σ(t) + σ(t + h))``, which a time-dependent diffusion
+    needs for weak order 2 (with ``σ(t)`` alone the covariance error is first order). It is then
+    weak order 2 and strong order 1.
 
     References
     ----------
@@ -36,11 +42,16 @@ class SmallNoiseHeun(Solver):
     strong_order = 0.5
     weak_order = 1.0
     noise_kinds = frozenset(NoiseKind)
+    # SAMPLED noise has no Brownian path to converge to.
+    strong_orders_by_kind = {NoiseKind.ADDITIVE: 1.0, NoiseKind.SAMPLED: None}
+    weak_orders_by_kind = {NoiseKind.ADDITIVE: 2.0}
     min_matched_moments = 3
     reference = "Milstein & Tretyakov (1997), SIAM J. Numer. Anal. 34(6); Kloeden & Platen (15.1.4)"
     references = (MILSTEIN_TRETYAKOV_1997, KLOEDEN_PLATEN_1992)
 
     def step(self, sde, t, x, h, dW, generator):
+        if sde.noise_kind is NoiseKind.ADDITIVE:
+            return additive_step(sde, t, x, h, dW)
         a0 = sde.drift(t, x)
         noise = noise_increment(sde, t, x, dW, h, generator)
         predictor = x + a0 * h + noise
