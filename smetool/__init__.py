@@ -7,9 +7,12 @@ from .algorithms import (
     DropoutAlgorithm,
     DropoutSME,
     HeavyBallSGD,
+    NegativeControl,
     Option,
     PluginSpec,
     RMSprop,
+    SeparableNoise,
+    SeparableStochasticGradient,
     SGDLeastSquares,
     SGDTwoLayer,
     StochasticGradientAlgorithm,
@@ -44,7 +47,7 @@ from .montecarlo import (
     weak_error,
 )
 from .noise import psd_factor
-from .sde import SDE, FunctionSDE, NoiseKind, as_sde
+from .sde import SDE, FunctionSDE, NoiseFree, NoiseKind, as_sde
 from .solvers import EulerMaruyama, Milstein, PlatenWeak2, SmallNoiseHeun, Solver, UnsupportedError
 from .stats import (
     Extrapolation,
@@ -64,6 +67,7 @@ __all__ = [
     "__version__",
     "SDE",
     "FunctionSDE",
+    "NoiseFree",
     "NoiseKind",
     "as_sde",
     "solve",
@@ -119,6 +123,9 @@ __all__ = [
     "DropoutProblem",
     "DropoutSME",
     "StochasticGradientAlgorithm",
+    "SeparableNoise",
+    "SeparableStochasticGradient",
+    "NegativeControl",
     "SGDLeastSquares",
     "SGDTwoLayer",
     "HeavyBallSGD",

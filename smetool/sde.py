@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["NoiseKind", "SDE", "FunctionSDE", "TorchsdeAdapter", "as_sde"]
+__all__ = ["NoiseKind", "SDE", "FunctionSDE", "NoiseFree", "TorchsdeAdapter", "as_sde"]
 
 
 class NoiseKind(str, enum.Enum):
@@ -178,6 +178,37 @@ class FunctionSDE(SDE):
         if self._diffusion_derivative is None:
             return None
         return self._diffusion_derivative(t, x)
+
+
+class NoiseFree(SDE):
+    """The drift of another SDE without its noise: the ODE ``dX = b(t, X) dt``.
+
+    Declared with additive noise of one Brownian motion and a zero diffusion, so every solver
+    integrates it (its increments are drawn and multiplied by zero). Used as the noise-free
+    negative control of an SME and as the noise-free path of the control variates.
+
+    Parameters
+    ----------
+    sde : SDE
+        Whose drift is kept.
+    """
+
+    noise_kind = NoiseKind.ADDITIVE
+    noise_dim = 1
+
+    def __init__(self, sde: SDE):
+        if not isinstance(sde, SDE):
+            raise TypeError(f"`sde` must be an smetool SDE; got {type(sde).__name__}.")
+        self.sde = sde
+
+    def drift(self, t: float, x: Tensor) -> Tensor:
+        return self.sde.drift(t, x)
+
+    def diffusion(self, t: float, x: Tensor) -> Tensor:
+        return x.new_zeros(x.shape[1], 1)
+
+    def __repr__(self) -> str:
+        return f"NoiseFree({self.sde!r})"
 
 
 def parse_noise_kind(kind: NoiseKind | str) -> NoiseKind:

@@ -6,7 +6,15 @@ Every plug-in meets :class:`Algorithm`; a :class:`PluginSpec` declares it for th
 
 from .adam import Adam, AdamSME
 from .adaptive import AdaptiveAlgorithm, AdaptiveSME, sde_constants, sqrt_scaling_rule
-from .base import Algorithm, HasExactMoments, StochasticGradientAlgorithm, TestFunction
+from .base import (
+    Algorithm,
+    HasExactMoments,
+    NegativeControl,
+    SeparableNoise,
+    SeparableStochasticGradient,
+    StochasticGradientAlgorithm,
+    TestFunction,
+)
 from .dropout import DropoutAlgorithm, DropoutSME
 from .dropout_noise import (
     NOISE_REPRESENTATIONS,
@@ -27,6 +35,9 @@ from .svag import SVAG
 __all__ = [
     "Algorithm",
     "StochasticGradientAlgorithm",
+    "SeparableNoise",
+    "SeparableStochasticGradient",
+    "NegativeControl",
     "HasExactMoments",
     "TestFunction",
     "PluginSpec",

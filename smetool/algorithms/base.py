@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
 from ..bibliography import LI_TAI_E_2019, Reference, unique_references
-from ..sde import SDE
+from ..sde import SDE, NoiseFree
 
-__all__ = ["Algorithm", "StochasticGradientAlgorithm", "HasExactMoments", "TestFunction",
-           "on_leading_block", "wrapped_references"]
+__all__ = ["Algorithm", "NegativeControl", "StochasticGradientAlgorithm", "SeparableNoise",
+           "SeparableStochasticGradient", "HasExactMoments", "TestFunction", "on_leading_block",
+           "wrapped_references"]
 
 TestFunction = Callable[[Tensor], Tensor]
 """A test function ``g``: states ``(P, D) -> (P,)``."""
@@ -33,6 +35,29 @@ def on_leading_block(test_functions: dict[str, TestFunction], dim: int) -> dict[
     """The test functions of a base problem applied to the first ``dim`` coordinates of a larger
     state (the position ``x`` of ``(x, v)``, ``(x, u)``, ``(x, m, u)``)."""
     return {name: _OnLeadingBlock(g, dim) for name, g in test_functions.items()}
+
+
+@dataclass(frozen=True)
+class NegativeControl:
+    """A wrong SME that a verification must reject: run against the same discrete paths, on the
+    same random numbers as the SME, its weak error must show ``slope`` instead of the tested order.
+
+    Attributes
+    ----------
+    name : str
+        Short, for tables (``"order-1 SME"``, ``"no R_1"``).
+    sde : SDE
+        The wrong SME, in the time of the SME (``t = k · lr``).
+    slope : float
+        The weak order it shows (0 for an ``O(1)`` error).
+    why : str
+        One line: what is wrong with it and why a right verification must tell it apart.
+    """
+
+    name: str
+    sde: SDE
+    slope: float
+    why: str
 
 
 class Algorithm(abc.ABC):
@@ -88,6 +113,26 @@ class Algorithm(abc.ABC):
     def test_functions(self) -> dict[str, TestFunction]:
         """The default test functions ``g``, by name: ``(P, D) -> (P,)``."""
 
+    def negative_controls(self, lr: float, order: int) -> tuple[NegativeControl, ...]:
+        """Wrong SMEs that a verification of the order-``order`` SME at ``lr`` must reject.
+
+        The default, for an order-2 check of a plug-in that also has an order-1 SME: the
+        order-1 SME and the noise-free flow of the order-2 drift, both of weak order 1 (the first
+        misses the ``O(ε)`` drift correction, the second the noise). An order-1 check has no
+        default control: at order 1 the noise covariance does not enter the leading error, so no
+        SME that differs only in its noise can fail it; plug-ins declare what can (e.g. dropout:
+        the flow without its implicit regularizer).
+        """
+        if order != 2 or 1 not in self.sme_orders:
+            return ()
+        sme2 = self.sme(lr, 2)
+        return (
+            NegativeControl("order-1 SME", self.sme(lr, 1), 1.0,
+                            "misses the O(lr) drift correction −(lr/4)∇‖∇f‖²"),
+            NegativeControl("noise-free", NoiseFree(sme2), 1.0,
+                            "the order-2 drift without noise: misses the O(lr) effect of Σ"),
+        )
+
     def cited_references(self) -> tuple[Reference, ...]:
         """The references of this object: its class's, and those of the objects it wraps.
 
@@ -111,6 +156,95 @@ class StochasticGradientAlgorithm(Algorithm):
     @abc.abstractmethod
     def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """One draw of the stochastic gradient on every path, ``(P, D) -> (P, D)``."""
+
+    def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        """``x − lr · g(x; ξ)`` with a fresh ``ξ`` per path."""
+        return x - lr * self.stochastic_gradient(x, generator)
+
+
+class SeparableNoise(abc.ABC):
+    """A discrete algorithm whose randomness is drawn apart from the state it acts on.
+
+    This is what the small-noise control variates of :func:`smetool.verify` need from the
+    discrete side (:mod:`smetool.montecarlo.control`): the noise ``ω_k`` of step ``k`` is drawn
+    once (:meth:`draw`, independent of the state) and the step applied to it at two points, the
+    path ``θ_k`` and the noise-free path ``θ̄_k`` (:meth:`step_with`); :meth:`mean_step` is the
+    exact expectation over ``ω``, and :meth:`step_covariance` its exact covariance where known.
+    The tangent ``δ_{k+1} = J δ_k + (step_with(θ̄_k, ω_k) − mean_step(θ̄_k))`` (``J`` the Jacobian
+    of :meth:`mean_step` at ``θ̄_k``, by :func:`torch.func.jvp`) is then linear in the noise with
+    deterministic coefficients, so the control variates built from it have mean exactly zero.
+
+    Contract: ``step(x, lr, g)`` must equal ``step_with(x, lr, draw(P, lr, g, ...))`` draw for
+    draw (the default :meth:`step` is exactly that), and :meth:`mean_step` must be
+    ``E_ω step_with(x, lr, ω)`` *exactly*: an approximate mean biases the estimate.
+    """
+
+    @abc.abstractmethod
+    def draw(self, n_paths: int, lr: float, generator: torch.Generator, *,
+             dtype: torch.dtype, device: torch.device) -> Any:
+        """The randomness of one step for ``n_paths`` paths (a tensor or a tuple of tensors,
+        indexed by path along the first axis), drawn from ``generator`` only."""
+
+    @abc.abstractmethod
+    def step_with(self, x: Tensor, lr: float, noise: Any) -> Tensor:
+        """One step with the given randomness: ``(P, D) -> (P, D)``."""
+
+    @abc.abstractmethod
+    def mean_step(self, x: Tensor, lr: float) -> Tensor:
+        """``E_ω step_with(x, lr, ω)``, exactly: ``(P, D) -> (P, D)``."""
+
+    def step_covariance(self, x: Tensor, lr: float) -> Tensor | None:
+        """``Cov_ω step_with(x, lr, ω)``, ``(P, D, D)``, or ``None`` when it is not known (the
+        quadratic control variate then is not used)."""
+        return None
+
+    def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        """One step: :meth:`step_with` applied to a fresh :meth:`draw`."""
+        return self.step_with(x, lr, self.draw(x.shape[0], lr, generator, dtype=x.dtype,
+                                               device=x.device))
+
+
+class SeparableStochasticGradient(StochasticGradientAlgorithm, SeparableNoise):
+    """A stochastic-gradient algorithm ``x ← x − lr g(x; ξ)`` whose ``ξ`` is drawn apart from
+    ``x``: implement the gradient-level methods and the :class:`SeparableNoise` contract (and
+    :meth:`stochastic_gradient`) follow.
+    """
+
+    @abc.abstractmethod
+    def draw_gradient_noise(self, n_paths: int, generator: torch.Generator, *,
+                            dtype: torch.dtype, device: torch.device) -> Any:
+        """``ξ`` for ``n_paths`` paths (a mask, minibatch indices, …)."""
+
+    @abc.abstractmethod
+    def gradient_with(self, x: Tensor, noise: Any) -> Tensor:
+        """``g(x; ξ)``: ``(P, D) -> (P, D)``."""
+
+    @abc.abstractmethod
+    def mean_gradient(self, x: Tensor) -> Tensor:
+        """``E_ξ g(x; ξ)``, exactly: ``(P, D) -> (P, D)``."""
+
+    def gradient_covariance(self, x: Tensor) -> Tensor | None:
+        """``Cov_ξ g(x; ξ)``, ``(P, D, D)``, or ``None`` when unknown."""
+        return None
+
+    def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """``g(x; ξ)`` with a fresh ``ξ`` per path."""
+        return self.gradient_with(x, self.draw_gradient_noise(x.shape[0], generator,
+                                                              dtype=x.dtype, device=x.device))
+
+    def draw(self, n_paths: int, lr: float, generator: torch.Generator, *,
+             dtype: torch.dtype, device: torch.device) -> Any:
+        return self.draw_gradient_noise(n_paths, generator, dtype=dtype, device=device)
+
+    def step_with(self, x: Tensor, lr: float, noise: Any) -> Tensor:
+        return x - lr * self.gradient_with(x, noise)
+
+    def mean_step(self, x: Tensor, lr: float) -> Tensor:
+        return x - lr * self.mean_gradient(x)
+
+    def step_covariance(self, x: Tensor, lr: float) -> Tensor | None:
+        cov = self.gradient_covariance(x)
+        return None if cov is None else lr * lr * cov
 
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """``x − lr · g(x; ξ)`` with a fresh ``ξ`` per path."""

@@ -21,7 +21,7 @@ from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT
 from ..checks import check_keep_prob, check_lr, check_positive_int
 from ..models.dropout_problem import DropoutProblem, default_problem
 from ..sde import SDE
-from .base import StochasticGradientAlgorithm, TestFunction
+from .base import SeparableStochasticGradient, TestFunction
 from .dropout_noise import (
     NOISE_REPRESENTATIONS,
     CovarianceNoise,
@@ -130,7 +130,7 @@ class DropoutSME(SDE):
         return f"DropoutSME(order={self.order}, lr={self.lr:g}, noise={self.noise!r})"
 
 
-class DropoutAlgorithm(StochasticGradientAlgorithm):
+class DropoutAlgorithm(SeparableStochasticGradient):
     """Full-batch dropout gradient descent on a two-layer network, paired with its SMEs.
 
     One step is ``θ ← θ − lr ∇_θ R_S^drop(θ; η)`` with a fresh dropout mask per path (keep
@@ -221,9 +221,22 @@ class DropoutAlgorithm(StochasticGradientAlgorithm):
         )
         return theta0.unsqueeze(0).repeat(n_paths, 1)
 
-    def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """``∇_θ R_S^drop(θ; η)`` with a fresh dropout mask per path, ``(P, D)``."""
-        return self.problem.stochastic_gradient(x, generator)
+    def draw_gradient_noise(self, n_paths: int, generator: torch.Generator, *,
+                            dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The dropout multipliers ``b/p`` of one step, ``(P, m)`` (independent of ``θ``)."""
+        return self.problem.sample_scale(n_paths, generator, dtype=dtype, device=device)
+
+    def gradient_with(self, x: Tensor, noise: Tensor) -> Tensor:
+        """``∇_θ R_S^drop(θ; η)`` for the multipliers ``noise = 1 + η``, ``(P, D)``."""
+        return self.problem.dropout_loss_grad(x, noise)[1]
+
+    def mean_gradient(self, x: Tensor) -> Tensor:
+        """``E_η ∇R_S^drop = ∇L_S``, closed form, ``(P, D)``."""
+        return self.problem.expected_loss_grad(x)
+
+    def gradient_covariance(self, x: Tensor) -> Tensor:
+        """``Σ(θ) = Cov_η ∇R_S^drop``, closed form, ``(P, D, D)``."""
+        return self.problem.noise_covariance(x)
 
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """One dropout GD step on every path (see :meth:`DropoutProblem.step`)."""

@@ -40,7 +40,7 @@ from ..bibliography import LI_TAI_E_2019
 from ..checks import check_batch_size, check_lr, check_positive_int
 from ..exact import LeastSquaresSGDMoments
 from ..sde import SDE, NoiseKind
-from .base import HasExactMoments, StochasticGradientAlgorithm, TestFunction
+from .base import HasExactMoments, SeparableStochasticGradient, TestFunction
 from .spec import Option, PluginSpec
 
 __all__ = [
@@ -82,7 +82,7 @@ def check_tensor(value: Any, name: str, ndim: int, owner: str, dtype=None) -> Te
     return value
 
 
-class FiniteSumSGD(StochasticGradientAlgorithm):
+class FiniteSumSGD(SeparableStochasticGradient):
     """Mini-batch SGD (with replacement) on ``f = (1/n) Σ_i f_i``, paired with its SMEs.
 
     Subclasses provide the per-sample quantities; this class supplies the step, the SMEs
@@ -163,10 +163,22 @@ class FiniteSumSGD(StochasticGradientAlgorithm):
                         device=self.x0.device if device is None else device)
         return x0.unsqueeze(0).repeat(int(n_paths), 1)
 
-    def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        """The gradient of an independent mini-batch per path, ``(P, D)``."""
-        index = self.sample_indices(x.shape[0], generator, x.device)
-        return self.batch_gradient(x, index)
+    def draw_gradient_noise(self, n_paths: int, generator: torch.Generator, *,
+                            dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The minibatch indices of one step, ``(P, B)``."""
+        return self.sample_indices(n_paths, generator, device)
+
+    def gradient_with(self, x: Tensor, noise: Tensor) -> Tensor:
+        """The gradient of the minibatch ``noise`` (indices ``(P, B)``) per path, ``(P, D)``."""
+        return self.batch_gradient(x, noise)
+
+    def mean_gradient(self, x: Tensor) -> Tensor:
+        """``∇f``, the full-batch gradient, ``(P, D)``."""
+        return self.gradient(x)
+
+    def gradient_covariance(self, x: Tensor) -> Tensor:
+        """The minibatch gradient covariance ``Σ(x)``, ``(P, D, D)``."""
+        return self.noise_covariance(x)
 
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """One SGD step on every path with an independent mini-batch per path."""
