@@ -38,6 +38,7 @@ algorithm", ICLR 2024.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -47,7 +48,7 @@ from torch import Tensor
 from ..checks import check_keep_prob, check_lr, check_nonnegative, check_positive_int
 from .two_layer import Activation, NeuronTerms, TwoLayerNet, add_bias_feature
 
-__all__ = ["DropoutProblem", "GradSecondMoment", "default_problem"]
+__all__ = ["DropoutProblem", "DropoutTerms", "GradSecondMoment", "default_problem"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,12 +92,24 @@ class GradSecondMoment:
 
 
 @dataclass(frozen=True)
-class _Parts:
-    """Quantities of a batch ``θ (P, D)`` shared by the closed forms (blocks of ``k = d + 1``)."""
+class DropoutTerms:
+    """Quantities of a batch ``θ (P, D)`` shared by every closed form (blocks of ``k = d + 1``).
+
+    Computed once per state by :meth:`DropoutProblem.terms` and passed to the gradient, the
+    Hessian–vector product and the noise, which then skip the network's forward pass.
+    """
 
     terms: NeuronTerms
     e: Tensor  # (P, n) residuals
-    g: Tensor  # (P, m, n, k): g_ri restricted to neuron r's block (a_r, w_r)
+    X: Tensor  # (n, d) the inputs, in the dtype and on the device of θ
+
+    @functools.cached_property
+    def g(self) -> Tensor:
+        """``g_ri`` restricted to neuron ``r``'s block ``(a_r, w_r)``, ``(P, m, n, k)`` (formed only
+        where a dense result needs it)."""
+        t = self.terms
+        g_w = (t.a.unsqueeze(-1) * t.ds).unsqueeze(-1) * self.X  # (P, m, n, d): a_r σ'(z_ri) x_i
+        return torch.cat([t.s.unsqueeze(-1), g_w], dim=-1)
 
 
 class DropoutProblem:
@@ -253,18 +266,25 @@ class DropoutProblem:
             self.y.to(dtype=theta.dtype, device=theta.device),
         )
 
-    def _parts(self, theta: Tensor) -> _Parts:
+    def terms(self, theta: Tensor) -> DropoutTerms:
+        """The network terms of ``θ (P, D)`` that the closed forms share (activations, residuals,
+        per-neuron gradients): compute them once per state and pass them on."""
         X, y = self._data(theta)
         t = self.net.terms(theta, X)
-        e = t.h.sum(dim=1) - y
-        g_w = (t.a.unsqueeze(-1) * t.ds).unsqueeze(-1) * X  # (P, m, n, d): a_r σ'(z_ri) x_i
-        g = torch.cat([t.s.unsqueeze(-1), g_w], dim=-1)
-        return _Parts(terms=t, e=e, g=g)
+        return DropoutTerms(terms=t, e=t.h.sum(dim=1) - y, X=X)
 
-    @staticmethod
-    def _contract(g: Tensor, u: Tensor) -> Tensor:
-        """Blocks ``(1/n) Σ_i g_si u_si``: ``g (P,m,n,k)``, ``u (...,P,m,n)`` -> ``(...,P,m,k)``."""
-        return torch.einsum("pmnk,...pmn->...pmk", g, u) / g.shape[2]
+    def _contract(self, parts: DropoutTerms, u: Tensor) -> Tensor:
+        """Blocks ``(1/n) Σ_i g_si u_si`` for weights ``u (..., P, m, n)``: ``(..., P, m, k)``.
+
+        ``g_si = (σ(w_s·x_i), a_s σ'(w_s·x_i) x_i)``, so the block is
+        ``(Σ_i σ_si u_si, a_s Σ_i σ'_si u_si x_i) / n``: two contractions over the data, without
+        forming the ``(P, m, n, k)`` array ``g``.
+        """
+        t, X = parts.terms, parts.X
+        n = X.shape[0]
+        first = (t.s * u).sum(dim=-1, keepdim=True)
+        rest = torch.matmul(t.ds * u, X) * t.a.unsqueeze(-1)
+        return torch.cat([first, rest], dim=-1) / n
 
     @staticmethod
     def _to_theta(blk: Tensor) -> Tensor:
@@ -286,18 +306,18 @@ class DropoutProblem:
         return idx[0], idx[1]
 
     @staticmethod
-    def _B(parts: _Parts) -> Tensor:
+    def _B(parts: DropoutTerms) -> Tensor:
         """``B[p, r, q] = (1/n) Σ_i h_qi g_ri`` restricted to block ``r``: ``(P, m, m, k)``."""
         g, h = parts.g, parts.terms.h
         return torch.einsum("prnk,pqn->prqk", g, h) / g.shape[2]
 
-    def _e_tilde(self, parts: _Parts) -> Tensor:
+    def _e_tilde(self, parts: DropoutTerms) -> Tensor:
         """``Ẽ_r = (1/n) Σ_i g_ri (e_i + c h_ri)``, ``(P, m, k)``.
 
         ``Ã_r`` on neuron ``r``'s own block is ``Ẽ_r + B_rr``.
         """
         u = parts.e.unsqueeze(1) + self._c * parts.terms.h
-        return self._contract(parts.g, u)
+        return self._contract(parts, u)
 
     # ----------------------------------------------------------------------------- the algorithm
     def sample_scale(
@@ -409,17 +429,19 @@ class DropoutProblem:
         e = h.sum(dim=1) - y
         return 0.5 * (e * e).mean(dim=1) + 0.5 * self.v * (h * h).sum(dim=(1, 2)) / X.shape[0]
 
-    def expected_loss_grad(self, theta: Tensor) -> Tensor:
+    def expected_loss_grad(self, theta: Tensor, terms: DropoutTerms | None = None) -> Tensor:
         """``∇L_S = E_η ∇R_S^drop``, closed form, shape ``(P, D)``.
 
-        Block ``r`` is ``(1/n) Σ_i g_ri (e_i + v h_ri)``.
+        Block ``r`` is ``(1/n) Σ_i g_ri (e_i + v h_ri)``. ``terms``: :meth:`terms` of ``theta``
+        when already computed.
         """
         self._check_theta(theta)
-        parts = self._parts(theta)
+        parts = self.terms(theta) if terms is None else terms
         u = parts.e.unsqueeze(1) + self.v * parts.terms.h
-        return self._to_theta(self._contract(parts.g, u))
+        return self._to_theta(self._contract(parts, u))
 
-    def expected_loss_hvp(self, theta: Tensor, vec: Tensor) -> Tensor:
+    def expected_loss_hvp(self, theta: Tensor, vec: Tensor,
+                          terms: DropoutTerms | None = None) -> Tensor:
         """The Hessian–vector product ``∇²L_S(θ) u``, closed form, shape ``(P, D)``.
 
         With ``ḣ_ri = g_ri·u``, ``ė_i = Σ_r ḣ_ri`` and ``ġ_ri`` the derivative of ``g_ri`` along
@@ -430,6 +452,8 @@ class DropoutProblem:
         Parameters
         ----------
         theta, vec : Tensor, (P, D)
+        terms : DropoutTerms, optional
+            :meth:`terms` of ``theta`` when already computed.
 
         Raises
         ------
@@ -443,13 +467,13 @@ class DropoutProblem:
                 f"got {tuple(vec.shape)}."
             )
         X, _ = self._data(theta)
-        parts = self._parts(theta)
+        parts = self.terms(theta) if terms is None else terms
         t, v, n = parts.terms, self.v, X.shape[0]
         a_dot, W_dot = self.net.split(vec)
         z_dot = torch.einsum("pmd,nd->pmn", W_dot, X)
         h_dot = a_dot.unsqueeze(-1) * t.s + t.a.unsqueeze(-1) * t.ds * z_dot
         weight = parts.e.unsqueeze(1) + v * t.h
-        blk = self._contract(parts.g, h_dot.sum(dim=1, keepdim=True) + v * h_dot)
+        blk = self._contract(parts, h_dot.sum(dim=1, keepdim=True) + v * h_dot)
         # ġ_ri = (σ' ż, ȧ σ' x + a σ'' ż x) on neuron r's block.
         d2 = self.net.activation.d2(t.z)
         grad_a = (t.ds * z_dot * weight).sum(dim=-1) / n
@@ -480,7 +504,7 @@ class DropoutProblem:
         two blocks of its neurons.
         """
         self._check_theta(theta)
-        parts = self._parts(theta)
+        parts = self.terms(theta)
         B = self._B(parts)  # (P, s, r, k)
         Et = self._e_tilde(parts)
         m = self.width
@@ -506,14 +530,16 @@ class DropoutProblem:
         w_rows = m + neurons.unsqueeze(1) * d + torch.arange(d, device=neurons.device)
         return torch.cat([neurons.unsqueeze(1), w_rows], dim=1)
 
-    def noise_factor_matvec(self, theta: Tensor, z: Tensor) -> Tensor:
+    def noise_factor_matvec(self, theta: Tensor, z: Tensor,
+                            terms: DropoutTerms | None = None) -> Tensor:
         """``F(θ) z`` without forming ``F``: ``(P, D)`` for ``z (P, M)``.
 
         Block ``s`` of the result is ``(1/n) Σ_i g_si u_si`` with
         ``u_si = √v (z_s (e_i + c h_si) + Σ_r z_r h_ri) + v Σ_q Z_sq h_qi``, where ``z_s`` are the
         first ``m`` entries of ``z`` and ``Z`` is the symmetric, zero-diagonal matrix holding the
         pair entries (column order of :meth:`noise_factor`). Cost ``O(n m² + n m d)`` per path,
-        against ``O(n m² d + m³ d)`` for forming ``F``.
+        against ``O(n m² d + m³ d)`` for forming ``F``. ``terms``: :meth:`terms` of ``theta``
+        when already computed.
 
         Raises
         ------
@@ -525,9 +551,9 @@ class DropoutProblem:
             raise ValueError(
                 f"`z` must have shape ({theta.shape[0]}, {self.noise_dim}); got {tuple(z.shape)}."
             )
-        return self._factor_matvec(self._parts(theta), z)
+        return self._factor_matvec(self.terms(theta) if terms is None else terms, z)
 
-    def _factor_matvec(self, parts: _Parts, z: Tensor) -> Tensor:
+    def _factor_matvec(self, parts: DropoutTerms, z: Tensor) -> Tensor:
         m, h, e = self.width, parts.terms.h, parts.e
         zs = z[:, :m]
         ri, qi = self._pair_index(z.device)
@@ -538,7 +564,7 @@ class DropoutProblem:
         u = math.sqrt(self.v) * (
             zs.unsqueeze(-1) * (e.unsqueeze(1) + self._c * h) + common.unsqueeze(1)
         ) + self.v * torch.einsum("psq,pqn->psn", Z, h)
-        return self._to_theta(self._contract(parts.g, u))
+        return self._to_theta(self._contract(parts, u))
 
     def noise_covariance(self, theta: Tensor) -> Tensor:
         """The dropout gradient covariance ``Σ(θ) = Cov_η[∇R_S^drop(θ; η)]``, shape ``(P, D, D)``.
@@ -552,7 +578,7 @@ class DropoutProblem:
         ``O(D²)`` memory; prefer :meth:`noise_factor` or :meth:`sample_noise` for large ``D``.
         """
         self._check_theta(theta)
-        parts = self._parts(theta)
+        parts = self.terms(theta)
         B = self._B(parts)
         Et = self._e_tilde(parts)
         v, m = self.v, self.width
@@ -592,7 +618,7 @@ class DropoutProblem:
         self._check_theta(theta)
         z = torch.randn(theta.shape[0], self.noise_dim, generator=generator, dtype=theta.dtype,
                         device=theta.device)
-        return self._factor_matvec(self._parts(theta), z)
+        return self._factor_matvec(self.terms(theta), z)
 
     def sample_mask_noise(self, theta: Tensor, generator: torch.Generator, n_pairs: int = 1) -> Tensor:
         """Mask-pair draws ``ζ = (2k)^{-1/2} Σ_{j≤k} (G(η_j) − G(η'_j))`` with independent masks.
@@ -618,14 +644,14 @@ class DropoutProblem:
         """
         n_pairs = check_positive_int(n_pairs, "n_pairs")
         self._check_theta(theta)
-        parts = self._parts(theta)
+        parts = self.terms(theta)
         P, m = theta.shape[0], self.width
         h, e = parts.terms.h, parts.e
         scale = self.sample_scale(2 * n_pairs * P, generator, dtype=theta.dtype,
                                   device=theta.device)
         scale = scale.reshape(2 * n_pairs, P, m)
         e_drop = e + torch.einsum("jpr,prn->jpn", scale - 1.0, h)  # residuals under each mask
-        grads = self._contract(parts.g, scale.unsqueeze(-1) * e_drop.unsqueeze(2))  # (2k, P, m, k)
+        grads = self._contract(parts, scale.unsqueeze(-1) * e_drop.unsqueeze(2))  # (2k, P, m, k)
         zeta = (grads[0::2] - grads[1::2]).sum(dim=0) / math.sqrt(2 * n_pairs)
         return self._to_theta(zeta)
 
@@ -640,9 +666,9 @@ class DropoutProblem:
         GradSecondMoment
         """
         self._check_theta(theta)
-        parts = self._parts(theta)
+        parts = self.terms(theta)
         v = self.v
-        grad = self._contract(parts.g, parts.e.unsqueeze(1) + v * parts.terms.h)
+        grad = self._contract(parts, parts.e.unsqueeze(1) + v * parts.terms.h)
         B = self._B(parts)
         Et = self._e_tilde(parts)
         Bn = (B * B).sum(dim=-1)  # (P, m, m)

@@ -7,6 +7,7 @@ progress, executor); :mod:`~smetool.montecarlo.engine` runs and merges the chunk
 """
 
 from .checkpoint import read_checkpoint
+from .control import TangentPaths, VarianceReduction
 from .engine import NonFiniteChunkError, chunk_seed, run_chunks
 from .extrapolation import richardson_monte_carlo
 from .options import MonteCarloOptions
@@ -27,6 +28,8 @@ __all__ = [
     "chunk_seed",
     "run_chunks",
     "read_checkpoint",
+    "TangentPaths",
+    "VarianceReduction",
     "PathProducer",
     "AntitheticPathProducer",
     "PathSample",

@@ -19,6 +19,7 @@ from torch import Tensor
 from ..brownian import Increments, as_increments
 from ..integrate import solve
 from ..sde import NoiseKind, as_sde
+from .control import TangentPaths
 
 __all__ = [
     "TestFunction",
@@ -75,10 +76,19 @@ class PathSample:
     coarse : Tensor, (S, P, D), optional
         The same paths (the same Brownian path) integrated at twice the step: the estimators
         accumulate ``g(states) − g(coarse)``, whose mean estimates the solver's own error.
+    tangent : TangentPaths, optional
+        The noise-free path and the tangent on the same draws: the estimators subtract the
+        small-noise control variates (:mod:`smetool.montecarlo.control`).
+    extrapolate : int, optional
+        With coarse states, the weak order ``p`` of the scheme: the estimators then use the
+        Richardson (Talay–Tubaro) combination ``g(states) + (g(states) − g(coarse))/(2^p − 1)``,
+        which removes the scheme's leading error term.
     """
 
     states: Tensor
     coarse: Tensor | None = None
+    tangent: TangentPaths | None = None
+    extrapolate: int | None = None
 
 
 def produce(producer: Callable, n: int, gen: torch.Generator, antithetic: bool | None,
@@ -111,6 +121,18 @@ def produce(producer: Callable, n: int, gen: torch.Generator, antithetic: bool |
         raise ValueError(
             f"`{name}`: the coarse states must have the shape of the states "
             f"{tuple(sample.states.shape)}; got {tuple(sample.coarse.shape)}.")
+    if sample.extrapolate is not None and (sample.coarse is None or sample.extrapolate < 1):
+        raise ValueError(f"`{name}`: extrapolation needs coarse states and a weak order ≥ 1; got "
+                         f"extrapolate={sample.extrapolate!r}.")
+    tangent = sample.tangent
+    if tangent is not None:
+        S, _, D = sample.states.shape
+        shapes = [tangent.martingale.shape] + ([] if tangent.delta is None else [tangent.delta.shape])
+        if any(s != sample.states.shape for s in shapes) or tangent.mean.shape != (S, D):
+            raise ValueError(
+                f"`{name}`: the tangents must have the shape of the states "
+                f"{tuple(sample.states.shape)} and the mean path (S, D) = ({S}, {D}); got "
+                f"{[tuple(s) for s in shapes]} and {tuple(tangent.mean.shape)}.")
     return sample
 
 

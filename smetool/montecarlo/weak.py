@@ -3,10 +3,13 @@
 For each step (or learning rate) ``h`` both sides run on ``n_paths`` paths, chunk by chunk, with
 generators seeded from ``(seed, step index, chunk, side)``; test-function values are reduced to
 float64 moments in the chunk and merged in chunk order (:mod:`smetool.montecarlo.engine`). The
-sides are independent unless ``common_random_numbers`` gives them the same draws; a side that
-returns a :class:`~smetool.montecarlo.PathSample` with coarse states also gets the coupled
-estimate of its solver's own error. :func:`smetool.verify` is this pipeline with the discrete
-algorithm as the approximation and its SME as the reference.
+sides are independent unless ``common_random_numbers`` gives them the same draws. A side that
+returns a :class:`~smetool.montecarlo.PathSample` may carry more on the same draws: coarse states
+(the coupled estimate of its solver's own error) and a tangent (the small-noise control variates
+of :mod:`smetool.montecarlo.control`, subtracted from its values). Negative controls — other
+references run on the reference's random numbers — share the approximation's paths.
+:func:`smetool.verify` is this pipeline with the discrete algorithm as the approximation and its
+SME as the reference.
 
 References
 ----------
@@ -18,16 +21,15 @@ gradient algorithms I", JMLR 20 (2019) — weak approximation of order α in the
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from ..checks import check_distinct_positive, check_test_functions
-from ..jsonutil import json_safe
-from ..stats import OrderFit, StreamingMoments, fit_order
+from ..stats import StreamingMoments
+from .control import control_values
 from .engine import (
     NonFiniteChunkError,
     chunk_generator,
@@ -37,175 +39,17 @@ from .engine import (
 )
 from .options import MonteCarloOptions
 from .producers import (
-    PathSample,
     TestFunction,
     check_antithetic_producer,
     evaluate_test_functions,
     produce,
     save_time_labels,
 )
+from .weak_table import ExactReference, WeakErrorTable
 
 __all__ = ["ExactReference", "WeakErrorTable", "weak_error"]
 
-
-class ExactReference:
-    """Exact expectations ``E g(X_t)`` used as the reference of :func:`weak_error` (zero SE).
-
-    Parameters
-    ----------
-    expectations : mapping or callable
-        ``{name: value}`` with a scalar (the same at every save time) or one value per save time,
-        or a callable ``step -> {name: value}`` when the reference depends on the step (e.g. the
-        exact moments of the discrete scheme).
-
-    Examples
-    --------
-    >>> import math
-    >>> ref = ExactReference({"x": [1.0, math.exp(-1.0)]})   # E X_t of dX = -X dt at t = 0, 1
-    """
-
-    def __init__(self, expectations: Mapping[str, Any] | Callable[[float], Mapping[str, Any]]):
-        if not (isinstance(expectations, Mapping) or callable(expectations)):
-            raise TypeError(
-                "`expectations` must be a dict {name: value(s)} or a callable step -> dict; got "
-                f"{type(expectations).__name__}."
-            )
-        self.expectations = expectations
-
-    def values(self, step: float, names: Sequence[str], S: int) -> Tensor:
-        """The expectations at ``step`` as float64 ``(K, S)``, checked against ``names``."""
-        table = self.expectations(step) if callable(self.expectations) else self.expectations
-        if not isinstance(table, Mapping) or set(table) != set(names):
-            got = sorted(table) if isinstance(table, Mapping) else type(table).__name__
-            raise ValueError(
-                f"the exact reference must give one entry per test function {sorted(names)}; got "
-                f"{got}."
-            )
-        rows = []
-        for name in names:
-            v = torch.as_tensor(table[name], dtype=torch.float64).reshape(-1)
-            if v.numel() == 1:
-                v = v.expand(S)
-            if v.numel() != S:
-                raise ValueError(
-                    f"the exact reference for {name!r} must be a scalar or have one value per "
-                    f"save time ({S}); got {v.numel()} values."
-                )
-            rows.append(v)
-        return torch.stack(rows)
-
-    def __repr__(self) -> str:
-        return f"ExactReference({self.expectations!r})"
-
-
-@dataclass(frozen=True)
-class WeakErrorTable:
-    """Weak errors ``E g(approx_h) − E g(ref)`` per test function, save time and step.
-
-    Attributes
-    ----------
-    names : tuple of str, (K,)
-    times : tuple of float, (S,)
-    steps : tuple of float, (L,)
-        In the order given.
-    errors, stderrs : Tensor, (K, S, L), float64
-        The estimated errors and their standard errors: from the paired per-path differences with
-        common random numbers, otherwise ``mean_a − mean_r`` with ``SE = hypot(SE_a, SE_r)`` (the
-        two sides are independent).
-    approx_means, approx_stderrs, reference_means, reference_stderrs : Tensor, (K, S, L)
-        The two means (reference standard errors are 0 for an :class:`ExactReference`).
-    count : int
-        Samples per step (antithetic pairs when ``antithetic``).
-    seed : int
-    common_random_numbers, antithetic, exact_reference : bool
-    variance_reduction : Tensor, (K, S, L)
-        Variance of the error estimate that independent sampling with the same number of simulated
-        paths would give, divided by the variance achieved (1 without CRN or antithetic pairs).
-        Estimated from the same run.
-    crn_factor, antithetic_factor : Tensor (K, S, L) or None
-        The two parts of ``variance_reduction``: ``(Var g_a + Var g_r) / Var(g_a − g_r)`` per path,
-        and ``Var(single difference) / (2 Var(pair-averaged difference))``.
-    reference_coarse_differences, reference_coarse_stderrs : Tensor (K, S, L) or None
-        When the reference returns coarse states (:class:`~smetool.montecarlo.PathSample`):
-        ``E g(ref at h) − E g(ref at 2h)`` on coupled paths, and its standard error.
-    labels : (str, str)
-        Names of the two sides (``("approximation", "reference")``; ``verify`` uses
-        ``("discrete", "SME")``).
-    step_name : str
-        What a step is (``"h"``, ``"lr"``).
-    """
-
-    names: tuple[str, ...]
-    times: tuple[float, ...]
-    steps: tuple[float, ...]
-    errors: Tensor
-    stderrs: Tensor
-    approx_means: Tensor
-    approx_stderrs: Tensor
-    reference_means: Tensor
-    reference_stderrs: Tensor
-    count: int
-    seed: int
-    common_random_numbers: bool
-    antithetic: bool
-    exact_reference: bool
-    variance_reduction: Tensor
-    crn_factor: Tensor | None = None
-    antithetic_factor: Tensor | None = None
-    reference_coarse_differences: Tensor | None = field(default=None, repr=False)
-    reference_coarse_stderrs: Tensor | None = field(default=None, repr=False)
-    labels: tuple[str, str] = ("approximation", "reference")
-    step_name: str = "h"
-
-    @property
-    def snr(self) -> Tensor:
-        """``|error| / stderr``, (K, S, L)."""
-        return self.errors.abs() / self.stderrs
-
-    def index(self, name: str, time_index: int = -1) -> tuple[int, int]:
-        """The ``(k, s)`` position of a test function and save time.
-
-        Raises
-        ------
-        KeyError, IndexError
-            An unknown name or a save-time index out of range.
-        """
-        if name not in self.names:
-            raise KeyError(f"no test function {name!r}; the table has {list(self.names)}.")
-        if not -len(self.times) <= time_index < len(self.times):
-            S = len(self.times)
-            raise IndexError(f"`time_index` must be in [-{S}, {S}); got {time_index}.")
-        return self.names.index(name), time_index
-
-    def series(self, name: str, time_index: int = -1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(steps, errors, stderrs)`` of one test function at one save time, as numpy arrays."""
-        k, s = self.index(name, time_index)
-        return (np.asarray(self.steps), self.errors[k, s].numpy().copy(),
-                self.stderrs[k, s].numpy().copy())
-
-    def fit(self, name: str, time_index: int = -1, **kwargs: Any) -> OrderFit:
-        """:func:`~smetool.fit_order` on one test function at one save time (default the last)."""
-        return fit_order(*self.series(name, time_index), **kwargs)
-
-    def to_dict(self) -> dict[str, Any]:
-        """A strict-JSON dictionary (NaN → None); tensors become lists indexed ``[name][time][step]``."""
-        return json_safe(dict(self.__dict__))
-
-    def __repr__(self) -> str:
-        mode = ", ".join(m for m, on in (("CRN", self.common_random_numbers),
-                                          ("antithetic", self.antithetic),
-                                          ("exact reference", self.exact_reference)) if on)
-        lines = [f"WeakErrorTable(count={self.count}, seed={self.seed}{', ' + mode if mode else ''})"]
-        for k, name in enumerate(self.names):
-            for s, t in enumerate(self.times):
-                lines.append(f"  {name} @ t={t:g}:")
-                for j, h in enumerate(self.steps):
-                    lines.append(
-                        f"    {self.step_name}={h:<10.4g} error={self.errors[k, s, j]:+.4e} ± "
-                        f"{self.stderrs[k, s, j]:.2e} (|e|/SE={self.snr[k, s, j]:.1f}, "
-                        f"VR={self.variance_reduction[k, s, j]:.3g})"
-                    )
-        return "\n".join(lines)
+Factory = Callable[[float], Callable] | Mapping[float, Callable]
 
 
 def _producer_at(factory: Any, step: float, name: str) -> Callable:
@@ -225,10 +69,16 @@ def _producer_at(factory: Any, step: float, name: str) -> Callable:
 
 @dataclass(frozen=True)
 class _WeakErrorTask:
-    """One chunk of one step of :func:`weak_error` (a picklable pure function of the chunk)."""
+    """One chunk of one step of :func:`weak_error` (a picklable pure function of the chunk).
+
+    Accumulators: ``approx`` and ``ref`` (values with the control variates subtracted, when the
+    side has a tangent), ``approx_raw``/``ref_raw`` (without them, for the reduction factor),
+    ``ref_coarse`` (fine − coarse), ``diff`` (paired, with CRN), ``control:NAME`` per control.
+    """
 
     approx: Callable
     reference: Callable | None  # None: an exact reference
+    controls: tuple[tuple[str, Callable], ...]
     tests: Mapping[str, TestFunction]
     seed: int
     step_index: int
@@ -238,31 +88,37 @@ class _WeakErrorTask:
     labels: tuple[str, str]
 
     def side(self, producer: Callable, label: str, side: int, n: int, c: int,
-             anti: bool | None) -> tuple[Tensor, Tensor | None]:
+             anti: bool | None, out: dict[str, Tensor], key: str) -> Tensor:
         # With common random numbers both sides get the approximation's stream.
-        key = 0 if self.common_random_numbers else side
-        gen = chunk_generator(self.device, chunk_seed(self.seed, self.step_index, c, key))
-        sample: PathSample = produce(producer, n, gen, anti, label)
+        stream = 0 if self.common_random_numbers else side
+        gen = chunk_generator(self.device, chunk_seed(self.seed, self.step_index, c, stream))
+        sample = produce(producer, n, gen, anti, label)
         values = evaluate_test_functions(self.tests, sample.states)
-        coarse = None
         if sample.coarse is not None:
-            coarse = values - evaluate_test_functions(self.tests, sample.coarse)
-        return values, coarse
+            out[f"{key}_coarse"] = values - evaluate_test_functions(self.tests, sample.coarse)
+            if sample.extrapolate is not None:  # Richardson: remove the scheme's leading error
+                values = values + out[f"{key}_coarse"] / (2.0**sample.extrapolate - 1.0)
+        if sample.tangent is not None:
+            out[f"{key}_raw"] = values
+            values = values - control_values(self.tests, sample.tangent)
+        out[key] = values
+        return values
 
     def run(self, n: int, c: int, anti: bool | None) -> dict[str, Tensor]:
-        a, _ = self.side(self.approx, self.labels[0], 0, n, c, anti)
-        out = {"approx": a}
+        out: dict[str, Tensor] = {}
+        a = self.side(self.approx, self.labels[0], 0, n, c, anti, out, "approx")
         if self.reference is not None:
-            r, coarse = self.side(self.reference, self.labels[1], 1, n, c, anti)
+            r = self.side(self.reference, self.labels[1], 1, n, c, anti, out, "ref")
             if r.shape != a.shape:
                 raise ValueError(
                     f"`{self.labels[1]}` returned {r.shape[1]} save times, `{self.labels[0]}` "
                     f"{a.shape[1]}; both must save at the same times.")
-            out["ref"] = r
-            if coarse is not None:
-                out["ref_coarse"] = coarse
             if self.common_random_numbers:
                 out["diff"] = a - r
+                if "approx_raw" in out or "ref_raw" in out:
+                    out["diff_raw"] = out.get("approx_raw", a) - out.get("ref_raw", r)
+        for name, producer in self.controls:  # on the reference's random numbers
+            self.side(producer, f"control {name!r}", 1, n, c, anti, out, f"control:{name}")
         return out
 
     def __call__(self, n: int, c: int) -> dict[str, Tensor]:
@@ -274,55 +130,87 @@ class _WeakErrorTask:
         return out
 
 
-def _step_summary(acc: Mapping[str, StreamingMoments], exact: Tensor | None,
+def _step_summary(acc: Mapping[str, StreamingMoments], ref: str, exact: Tensor | None,
                   crn: bool, antithetic: bool) -> dict[str, Any]:
-    """Errors, standard errors and variance-reduction factors of one step from its moments."""
-    a = acc["approx"]
-    pps = 2 if antithetic else 1  # simulated paths per sample
+    """Errors, standard errors and variance-reduction factors of one step against the reference
+    accumulated as ``ref`` (or an exact one).
 
-    def single_var(key: str) -> Tensor:
-        return acc[f"single_{key}"].variance if antithetic else acc[key].variance
+    Variances per sample: ``v_indep`` (both sides sampled independently, one path each),
+    ``v_single`` (one path, plain values, as sampled: CRN-paired or not), ``v_raw`` (a sample as
+    used: an antithetic pair, plain values) and ``v_used`` (the same with the control variates
+    subtracted). The factors: CRN ``v_indep / v_single``, antithetic ``v_single / (2 v_raw)``,
+    control variates ``v_raw / v_used``, all together ``v_indep / (paths per sample · v_used)``.
+    """
+    a = acc["approx"]
+
+    def var(key: str, single: bool = False) -> Tensor:
+        key = key if key in acc else key.removesuffix("_raw")  # no tangent: raw = values
+        return acc[f"single_{key}"].variance if single and antithetic else acc[key].variance
 
     out: dict[str, Any] = {"approx_mean": a.mean, "approx_stderr": a.stderr, "count": a.count,
-                           "crn": None, "anti": None, "coarse": None, "coarse_se": None}
+                           "crn": None, "anti": None, "coarse": None, "coarse_se": None,
+                           "cv": None}
     if exact is not None:
         out.update(error=a.mean - exact, stderr=a.stderr, ref_mean=exact,
                    ref_stderr=torch.zeros_like(a.stderr))
-        v_indep, v_achieved = single_var("approx"), a.variance
-        if antithetic:
-            out["anti"] = single_var("approx") / (2.0 * a.variance)
+        v_indep = v_single = var("approx_raw", True)
+        v_raw, v_used = var("approx_raw"), a.variance
     else:
-        r = acc["ref"]
+        r = acc[ref]
         out.update(ref_mean=r.mean, ref_stderr=r.stderr)
-        # Independent sampling of both sides with the same number of simulated paths would give
-        # the difference a per-sample variance Var g_a + Var g_r.
-        v_indep = single_var("approx") + single_var("ref")
-        if crn:
+        v_indep = var("approx_raw", True) + var(f"{ref}_raw", True)
+        if crn and ref == "ref":
             d = acc["diff"]
-            out.update(error=d.mean, stderr=d.stderr, crn=v_indep / single_var("diff"))
-            v_achieved = d.variance
-            if antithetic:
-                out["anti"] = single_var("diff") / (2.0 * d.variance)
+            out.update(error=d.mean, stderr=d.stderr)
+            v_single, v_raw, v_used = var("diff_raw", True), var("diff_raw"), d.variance
+            out["crn"] = v_indep / v_single
         else:
             out.update(error=a.mean - r.mean, stderr=torch.hypot(a.stderr, r.stderr))
-            v_achieved = a.variance + r.variance
-            if antithetic:
-                out["anti"] = v_indep / (2.0 * v_achieved)
-        if "ref_coarse" in acc:
-            out.update(coarse=acc["ref_coarse"].mean, coarse_se=acc["ref_coarse"].stderr)
-    out["reduction"] = v_indep / (pps * v_achieved)
+            v_single = v_indep
+            v_raw, v_used = var("approx_raw") + var(f"{ref}_raw"), a.variance + r.variance
+        if f"{ref}_coarse" in acc:
+            out.update(coarse=acc[f"{ref}_coarse"].mean, coarse_se=acc[f"{ref}_coarse"].stderr)
+    if antithetic:
+        out["anti"] = v_single / (2.0 * v_raw)
+    if "approx_raw" in acc or f"{ref}_raw" in acc:
+        out["cv"] = v_raw / v_used
+    out["reduction"] = v_indep / ((2 if antithetic else 1) * v_used)
     return out
 
 
+def _table(per_step: list[dict[str, Any]], names: list[str], times: Any, hs: tuple[float, ...],
+           seed: int, crn: bool, antithetic: bool, exact: bool, labels: tuple[str, str],
+           step_name: str, controls: dict[str, WeakErrorTable] | None = None) -> WeakErrorTable:
+    def stacked(key: str) -> Any:
+        if per_step[0][key] is None:
+            return None
+        return torch.stack([d[key] for d in per_step], dim=-1)
+
+    S = per_step[0]["error"].shape[-1]
+    return WeakErrorTable(
+        names=tuple(names), times=save_time_labels(times, S), steps=hs,
+        errors=stacked("error"), stderrs=stacked("stderr"),
+        approx_means=stacked("approx_mean"), approx_stderrs=stacked("approx_stderr"),
+        reference_means=stacked("ref_mean"), reference_stderrs=stacked("ref_stderr"),
+        count=int(per_step[0]["count"]), seed=seed, common_random_numbers=crn,
+        antithetic=antithetic, exact_reference=exact, variance_reduction=stacked("reduction"),
+        crn_factor=stacked("crn"), antithetic_factor=stacked("anti"),
+        reference_coarse_differences=stacked("coarse"), reference_coarse_stderrs=stacked("coarse_se"),
+        labels=labels, step_name=step_name, control_variate_factor=stacked("cv"),
+        controls=controls or {},
+    )
+
+
 def weak_error(
-    reference: ExactReference | Callable[[float], Callable] | Mapping[float, Callable],
-    approximation: Callable[[float], Callable] | Mapping[float, Callable],
+    reference: ExactReference | Factory,
+    approximation: Factory,
     test_functions: Mapping[str, TestFunction],
     n_paths: int | MonteCarloOptions,
     *,
     steps: Sequence[float],
     common_random_numbers: bool = False,
     antithetic: bool = False,
+    controls: Mapping[str, Factory] | None = None,
     times: Sequence[float] | None = None,
     tag: str = "",
     labels: tuple[str, str] = ("approximation", "reference"),
@@ -334,7 +222,10 @@ def weak_error(
     For each step the approximation (and a sampled reference) are run on ``n_paths`` paths in
     chunks (:mod:`smetool.montecarlo.engine`: float64 streaming moments, deterministic per-chunk
     seeds, checkpoints, any executor). Every step uses its own independent random stream, so the
-    errors at different steps are independent, as :func:`~smetool.fit_order` assumes.
+    errors at different steps are independent, as :func:`~smetool.fit_order` assumes. A side
+    whose producer returns a tangent (:class:`~smetool.montecarlo.PathSample`) has its small-noise
+    control variates subtracted: the estimate stays unbiased and the table reports the variance
+    reduction achieved.
 
     Parameters
     ----------
@@ -348,10 +239,10 @@ def weak_error(
         ``g``: states ``(N, D)`` to values ``(N,)``, row by row.
     n_paths : int or MonteCarloOptions
         Samples per step (antithetic pairs when ``antithetic``) with the other options as
-        keywords, or all the options (:class:`MonteCarloOptions`). Chunk ``c``
-        of step ``i`` draws from ``chunk_seed(seed, i, c, 0)`` (approximation) and
-        ``chunk_seed(seed, i, c, 1)`` (reference). With a ``checkpoint`` folder, step ``i`` is
-        checkpointed in ``step{i}.pt`` there.
+        keywords, or all the options (:class:`MonteCarloOptions`). Chunk ``c`` of step ``i``
+        draws from ``chunk_seed(seed, i, c, 0)`` (approximation) and ``chunk_seed(seed, i, c, 1)``
+        (reference and controls). With a ``checkpoint`` folder, step ``i`` is checkpointed in
+        ``step{i}.pt`` there.
     steps : sequence of float
         Step sizes or learning rates, positive and distinct.
     common_random_numbers : bool
@@ -362,6 +253,10 @@ def weak_error(
     antithetic : bool
         Run every chunk a second time with ``antithetic=True`` (generators in the same state; see
         :class:`smetool.AntitheticPathProducer`) and average each pair.
+    controls : dict of str to (callable or mapping step -> path producer), optional
+        Negative controls: other references (wrong SMEs) run on the reference's random numbers
+        against the same approximation paths; their tables are in
+        :attr:`WeakErrorTable.controls`.
     times : sequence of float, optional
         Labels of the ``S`` save times.
     tag : str
@@ -425,30 +320,38 @@ def weak_error(
             "common_random_numbers=True needs a sampled reference (a producer per step); an "
             "ExactReference has no randomness to share. Use common_random_numbers=False."
         )
+    control_factories = dict(controls or {})
+    if exact and control_factories:
+        raise ValueError("`controls` run on the reference's random numbers; an ExactReference "
+                         "has none. Give the controls a sampled reference.")
 
-    per_step = []
+    per_step: list[dict[str, Any]] = []
+    per_control: dict[str, list[dict[str, Any]]] = {name: [] for name in control_factories}
     n_saves: dict[str, int] = {}
     for i, h in enumerate(hs):
         approx = _producer_at(approximation, h, labels[0])
         ref = None if exact else _producer_at(reference, h, labels[1])
+        ctrl = tuple((name, _producer_at(f, h, f"controls[{name!r}]"))
+                     for name, f in control_factories.items())
         if antithetic:
-            check_antithetic_producer(approx, labels[0])
-            if ref is not None:
-                check_antithetic_producer(ref, labels[1])
-        task = _WeakErrorTask(approx, ref, tests, opts.seed, i, opts.device,
+            for producer, label in ((approx, labels[0]), (ref, labels[1]), *(
+                    (p, f"controls[{name!r}]") for name, p in ctrl)):
+                if producer is not None:
+                    check_antithetic_producer(producer, label)
+        task = _WeakErrorTask(approx, ref, ctrl, tests, opts.seed, i, opts.device,
                               bool(common_random_numbers), bool(antithetic), labels)
 
-        def probe(approx=approx, i=i) -> int:
+        def probe(approx: Callable = approx, i: int = i, sides: int = 2 + len(ctrl)) -> int:
             flag = False if antithetic else None
             gen = chunk_generator(opts.device, chunk_seed(opts.seed, i, 2**31 - 1))
             xs = produce(approx, 2, gen, flag, labels[0]).states
-            calls = (2 if antithetic else 1) * (1 if exact else 2)
+            calls = (2 if antithetic else 1) * (1 if exact else sides)
             return calls * xs[:, 0].numel() * xs.element_size() + 3 * 8 * len(names) * xs.shape[0] * 2
 
         chunk = resolve_chunk_size(opts.chunk_size, opts.memory_budget, opts.n_paths, probe)
         fingerprint = {
             "kind": "weak_error", **opts.describe(), "chunk_size": chunk, "names": names,
-            "tag": str(tag), "step": h, "step_index": i,
+            "tag": str(tag), "step": h, "step_index": i, "controls": sorted(control_factories),
             "common_random_numbers": bool(common_random_numbers), "antithetic": bool(antithetic),
             "exact_reference": exact,
         }
@@ -456,12 +359,13 @@ def weak_error(
             acc = run_chunks(task, opts.n_paths, chunk, fingerprint=fingerprint,
                              checkpoint=opts.checkpoint_file(f"step{i}.pt"),
                              checkpoint_every=opts.checkpoint_every, progress=opts.progress,
-                             desc=f"{step_name}={h:g}", paths_per_sample=2 if antithetic else 1,
+                             desc=f"{step_name}={h:g}",
+                             paths_per_sample=(2 if antithetic else 1) * (2 + len(ctrl)),
                              executor=opts.executor)
         except NonFiniteChunkError as exc:
             sides = {"approx": labels[0], "ref": labels[1], "ref_coarse": f"coarse {labels[1]}"}
             counts = {sides.get(k, k): v for k, v in exc.counts.items()
-                      if not k.startswith(("diff", "single"))}
+                      if not k.startswith(("diff", "single")) and not k.endswith("_raw")}
             raise NonFiniteChunkError(exc.chunk, exc.size, counts,
                                       f"at {step_name}={h:g}") from None
         S = acc["approx"].mean.shape[-1]
@@ -470,22 +374,16 @@ def weak_error(
                 f"the producers returned {S} save times at {step_name}={h:g}; earlier steps "
                 f"returned {n_saves['S']}. Every step must save at the same times.")
         ref_values = reference.values(h, names, S) if isinstance(reference, ExactReference) else None
-        per_step.append(_step_summary(acc, ref_values, bool(common_random_numbers), bool(antithetic)))
+        crn, anti = bool(common_random_numbers), bool(antithetic)
+        per_step.append(_step_summary(acc, "ref", ref_values, crn, anti))
+        for name in control_factories:
+            per_control[name].append(_step_summary(acc, f"control:{name}", None, False, anti))
 
-    def stacked(key: str) -> Any:
-        if per_step[0][key] is None:
-            return None
-        return torch.stack([d[key] for d in per_step], dim=-1)
-
-    return WeakErrorTable(
-        names=tuple(names), times=save_time_labels(times, n_saves["S"]), steps=hs,
-        errors=stacked("error"), stderrs=stacked("stderr"),
-        approx_means=stacked("approx_mean"), approx_stderrs=stacked("approx_stderr"),
-        reference_means=stacked("ref_mean"), reference_stderrs=stacked("ref_stderr"),
-        count=int(per_step[0]["count"]), seed=opts.seed,
-        common_random_numbers=bool(common_random_numbers), antithetic=bool(antithetic),
-        exact_reference=exact, variance_reduction=stacked("reduction"), crn_factor=stacked("crn"),
-        antithetic_factor=stacked("anti"), reference_coarse_differences=stacked("coarse"),
-        reference_coarse_stderrs=stacked("coarse_se"), labels=(labels[0], labels[1]),
-        step_name=step_name,
-    )
+    label_pair = (labels[0], labels[1])
+    control_tables = {
+        name: _table(rows, names, times, hs, opts.seed, False, bool(antithetic), False,
+                     (labels[0], name), step_name)
+        for name, rows in per_control.items()
+    }
+    return _table(per_step, names, times, hs, opts.seed, bool(common_random_numbers),
+                  bool(antithetic), exact, label_pair, step_name, control_tables)
