@@ -105,6 +105,11 @@ def _common_verify_options() -> argparse.ArgumentParser:
         help="simulation precision (statistics are always float64)")
     add("--chunk-size", type=_positive_int, default=None,
         help="paths per chunk, to bound memory (default: all paths, at most 20000)")
+    add("--variance-reduction", choices=("quadratic", "tangent", "none"), default=None,
+        help="small-noise control variates on both sides (default: the best the plug-in "
+        "supports)")
+    add("--no-controls", action="store_true",
+        help="do not run the plug-in's negative controls (wrong SMEs that must be rejected)")
     add("--out", default=None,
         help="folder for result.json, errors.csv, errors.png and citation.bib (default: print only)")
     add("--json", default=None, help="also write the JSON result to this path")
@@ -119,12 +124,11 @@ def _common_verify_options() -> argparse.ArgumentParser:
 def _add_plugin_parser(verify_sub: Any, spec: PluginSpec,
                        common: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """``smetool verify NAME``: the common options and the plug-in's own, from its declaration."""
-    lrs = ",".join(f"{lr:g}" for lr in spec.lrs)
     parser = verify_sub.add_parser(
         spec.name, parents=[common], help=spec.description, formatter_class=_HelpFormatter,
-        description=f"{spec.description}\n\ndefaults: lrs {lrs}, T={spec.horizon:g}, "
-        f"{spec.n_paths} paths, SME step lr/{spec.steps_per_lr}, solver {spec.method}, SME "
-        f"orders {', '.join(str(o) for o in spec.orders)}",
+        description=f"{spec.description}\n\nSME orders {', '.join(str(o) for o in spec.orders)}; "
+        "defaults:\n" + "\n".join(f"  --order {o}: {_run_defaults_text(spec, o)}"
+                                    for o in spec.orders),
     )
     for option in spec.options:
         parser.add_argument(option.flag, dest=f"plugin_{option.name}", type=_argparse_type(option),
@@ -206,10 +210,17 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run_defaults_text(spec: PluginSpec, order: int) -> str:
+    d = spec.run_defaults(order)
+    lrs = ",".join(f"{lr:g}" for lr in d["lrs"])
+    return (f"lrs {lrs}, T={d['horizon']:g}, {d['n_paths']} paths, SME step "
+            f"lr/{d['steps_per_lr']}, solver {d['method']}")
+
+
 def _plugin_defaults_table(table: dict[str, PluginSpec]) -> str:
     """The defaults of every plug-in, for the end of ``smetool verify --help``."""
     lines = ["plug-in defaults (--lrs / --horizon / --paths / --steps-per-lr / --method, and the "
-             "plug-in's own options):"]
+             "plug-in's own options; other orders in `smetool verify NAME --help`):"]
     width = max(len(name) for name in table)
     for name, spec in sorted(table.items()):
         lrs = ",".join(f"{lr:g}" for lr in spec.lrs)
@@ -252,15 +263,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
                        f"{spec.name}; got {args.order}.")
     dtype = getattr(torch, args.dtype)
     algorithm = spec.build(dtype=dtype, device=args.device, **options)
-    steps_per_lr = args.steps_per_lr or spec.steps_per_lr
+    defaults = spec.run_defaults(args.order)
+    steps_per_lr = args.steps_per_lr or defaults["steps_per_lr"]
     if steps_per_lr % 2:
         raise CLIError(f"--steps-per-lr must be even; got {steps_per_lr}.")
     result = verify(
-        algorithm, args.lrs or list(spec.lrs), args.paths or spec.n_paths,
-        horizon=args.horizon or spec.horizon, order=args.order, steps_per_lr=steps_per_lr,
-        method=args.method or spec.method, seed=args.seed, chunk_size=args.chunk_size,
+        algorithm, args.lrs or list(defaults["lrs"]), args.paths or defaults["n_paths"],
+        horizon=args.horizon or defaults["horizon"], order=args.order, steps_per_lr=steps_per_lr,
+        method=args.method or defaults["method"], seed=args.seed, chunk_size=args.chunk_size,
         dtype=dtype, device=args.device, progress=not args.quiet,
-        checkpoint=args.checkpoint_dir,
+        checkpoint=args.checkpoint_dir, variance_reduction=args.variance_reduction,
+        controls=not args.no_controls,
         settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options},
     )
     print(result.table())

@@ -19,9 +19,9 @@ from torch import Tensor
 
 from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT
 from ..checks import check_keep_prob, check_lr, check_positive_int
-from ..models.dropout_problem import DropoutProblem, default_problem
-from ..sde import SDE
-from .base import SeparableStochasticGradient, TestFunction
+from ..models.dropout_problem import DropoutProblem, DropoutTerms, default_problem
+from ..sde import SDE, NoiseFree, NoiseKind
+from .base import NegativeControl, SeparableStochasticGradient, TestFunction
 from .dropout_noise import (
     NOISE_REPRESENTATIONS,
     CovarianceNoise,
@@ -101,13 +101,25 @@ class DropoutSME(SDE):
         self.noise = as_dropout_noise(noise, n_pairs)
         self.noise_kind = self.noise.kind
         self.noise_dim = self.noise.noise_dim(problem)
+        self._memo: tuple[Tensor, int, DropoutTerms] | None = None
+
+    def terms(self, x: Tensor) -> DropoutTerms:
+        """The network terms of ``x``, computed once per state: a scheme evaluates the drift and
+        the noise at the same state (the same tensor, unmodified), which then share them."""
+        memo = self._memo
+        if memo is not None and memo[0] is x and memo[1] == x._version:
+            return memo[2]
+        terms = self.problem.terms(x)
+        self._memo = (x, x._version, terms)
+        return terms
 
     def drift(self, t: float, x: Tensor) -> Tensor:
         """``−∇L_S`` (order 1) or ``−∇L_S − (lr/2) ∇²L_S ∇L_S`` (order 2), shape ``(P, D)``."""
-        grad = self.problem.expected_loss_grad(x)
+        terms = self.terms(x)
+        grad = self.problem.expected_loss_grad(x, terms)
         if self.order == 1:
             return -grad
-        return -grad - 0.5 * self.lr * self.problem.expected_loss_hvp(x, grad)
+        return -grad - 0.5 * self.lr * self.problem.expected_loss_hvp(x, grad, terms)
 
     def diffusion(self, t: float, x: Tensor) -> Tensor:
         """``√lr F(x)`` ``(P, D, M)`` (factor) or ``lr Σ(x)`` ``(P, D, D)`` (covariance)."""
@@ -124,10 +136,36 @@ class DropoutSME(SDE):
         :meth:`diffusion`: ``O(n m² + n m d)`` per path instead of ``O(n m² d + m³ d)``, with the
         Brownian increments (and so coupling across step sizes) unchanged.
         """
-        return self.noise.product(self.problem, self.lr, x, dW)
+        return self.noise.product(self.problem, self.lr, x, dW, self.terms(x))
 
     def __repr__(self) -> str:
         return f"DropoutSME(order={self.order}, lr={self.lr:g}, noise={self.noise!r})"
+
+
+class TrainingLossFlow(SDE):
+    """The gradient flow of the training loss alone, ``dΘ = −∇R_S(Θ) dt``: the dropout SME
+    without its implicit regularizer ``R_1`` and without noise (a negative control).
+
+    Parameters
+    ----------
+    problem : DropoutProblem
+    """
+
+    noise_kind = NoiseKind.ADDITIVE
+    noise_dim = 1
+
+    def __init__(self, problem: DropoutProblem):
+        self.problem = problem
+
+    def drift(self, t: float, x: Tensor) -> Tensor:
+        X, y = self.problem.X.to(x), self.problem.y.to(x)
+        return -self.problem.net.loss_grad(x, X, y)[1]
+
+    def diffusion(self, t: float, x: Tensor) -> Tensor:
+        return x.new_zeros(x.shape[1], 1)
+
+    def __repr__(self) -> str:
+        return "TrainingLossFlow()"
 
 
 class DropoutAlgorithm(SeparableStochasticGradient):
@@ -270,6 +308,15 @@ class DropoutAlgorithm(SeparableStochasticGradient):
         self.problem.net.warn_if_not_smooth("the dropout SME")
         return sde
 
+    def negative_controls(self, lr: float, order: int) -> tuple[NegativeControl, ...]:
+        """For order 2 the default controls (the order-1 SME, the noise-free flow); for order 1
+        the flow of ``R_S`` without the implicit regularizer ``R_1 = (1−p)/(2np) Σ h²``: its error
+        is ``O(1)`` (slope 0) wherever ``R_1`` moves the path, which an order-1 check must see."""
+        if order == 1:
+            return (NegativeControl("no R_1", NoiseFree(TrainingLossFlow(self.problem)), 0.0,
+                                    "the flow of R_S without the implicit regularizer R_1"),)
+        return super().negative_controls(lr, order)
+
     def probe_coordinate(self) -> int:
         """The coordinate ``j`` of ``θ`` with the largest ``|(∇²L_S ∇L_S)_j|`` at ``θ0``.
 
@@ -324,8 +371,10 @@ PLUGINS = (
         orders=(1, 2),
         lrs=(0.04, 0.02, 0.01, 0.005),
         horizon=0.2,
-        n_paths=10_000,
+        n_paths=500,
         steps_per_lr=2,
+        order_defaults={2: {"lrs": (0.05, 0.04, 0.025, 0.02, 0.0125, 0.01), "n_paths": 1500,
+                            "steps_per_lr": 4}},
         options=(KEEP_PROB, WIDTH),
         algorithm=DropoutAlgorithm,
         describe=lambda alg: {"problem": repr(alg.problem)},

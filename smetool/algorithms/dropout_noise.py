@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_positive_int
-from ..models.dropout_problem import DropoutProblem
+from ..models.dropout_problem import DropoutProblem, DropoutTerms
 from ..sde import NoiseKind
 
 __all__ = ["DropoutNoise", "FactorNoise", "GaussianNoise", "MaskPairNoise", "CovarianceNoise",
@@ -44,7 +44,8 @@ class DropoutNoise(abc.ABC):
         raise NotImplementedError(  # as SDE.diffusion: not provided by a SAMPLED representation
             f"{self!r} gives {self.kind.value} noise, which has no diffusion matrix.")
 
-    def product(self, problem: DropoutProblem, lr: float, x: Tensor, dW: Tensor) -> Tensor:
+    def product(self, problem: DropoutProblem, lr: float, x: Tensor, dW: Tensor,
+                terms: DropoutTerms | None = None) -> Tensor:
         """``σ(x) dW`` without forming ``σ`` (GENERAL kind with a matrix-free product)."""
         raise NotImplementedError(  # only a GENERAL representation provides the product
             f"{self!r} has no matrix-free product with Brownian increments.")
@@ -74,9 +75,10 @@ class FactorNoise(DropoutNoise):
     def diffusion(self, problem: DropoutProblem, lr: float, x: Tensor) -> Tensor:
         return math.sqrt(lr) * problem.noise_factor(x)
 
-    def product(self, problem: DropoutProblem, lr: float, x: Tensor, dW: Tensor) -> Tensor:
-        """``√lr F(x) dW`` without forming ``F``."""
-        return math.sqrt(lr) * problem.noise_factor_matvec(x, dW)
+    def product(self, problem: DropoutProblem, lr: float, x: Tensor, dW: Tensor,
+                terms: DropoutTerms | None = None) -> Tensor:
+        """``√lr F(x) dW`` without forming ``F`` (``terms``: those of ``x`` when known)."""
+        return math.sqrt(lr) * problem.noise_factor_matvec(x, dW, terms)
 
 
 class GaussianNoise(DropoutNoise):

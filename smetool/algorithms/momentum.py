@@ -38,13 +38,20 @@ from ..bibliography import LI_TAI_E_2019, Reference
 from ..checks import check_lr, check_positive
 from ..exact import HeavyBallMoments
 from ..sde import SDE, NoiseKind
-from .base import Algorithm, HasExactMoments, TestFunction, on_leading_block, wrapped_references
+from .base import (
+    Algorithm,
+    HasExactMoments,
+    SeparableNoise,
+    TestFunction,
+    on_leading_block,
+    wrapped_references,
+)
 from .sgd import FiniteSumSGD, SGDLeastSquares
 from .spec import Option, PluginSpec
 
 __all__ = ["HeavyBallSGD", "HeavyBallSME", "PLUGINS"]
 
-class HeavyBallSGD(Algorithm):
+class HeavyBallSGD(SeparableNoise, Algorithm):
     """Heavy-ball mini-batch SGD on a :class:`~smetool.algorithms.sgd.FiniteSumSGD` problem.
 
     The state of a path is ``z = (x, v)``, shape ``(P, 2D)``; see the module docstring for the
@@ -123,18 +130,45 @@ class HeavyBallSGD(Algorithm):
         x = self.base.initial_state(n_paths, dtype=dtype, device=device)
         return torch.cat([x, self.v0.to(x).expand_as(x)], dim=1)
 
-    def step(self, z: Tensor, lr: float, generator: torch.Generator) -> Tensor:
-        """``v ← (1 − λ lr) v − lr g``, ``x ← x + lr v`` with a fresh mini-batch gradient ``g``."""
+    def _check_step(self, lr: float) -> float:
         lr = check_lr(lr, "HeavyBallSGD")
         if self.damping * lr >= 1:
             raise ValueError(
                 f"HeavyBallSGD: `lr` must satisfy damping · lr < 1 (momentum in (0, 1)); got "
                 f"lr={lr:g} with damping={self.damping:g}."
             )
+        return lr
+
+    def _advance(self, z: Tensor, lr: float, gradient: Tensor) -> Tensor:
         x, v = self._split(z)
-        index = self.base.sample_indices(z.shape[0], generator, z.device)
-        v = (1.0 - self.damping * lr) * v - lr * self.base.batch_gradient(x, index)
+        v = (1.0 - self.damping * lr) * v - lr * gradient
         return torch.cat([x + lr * v, v], dim=1)
+
+    def draw(self, n_paths: int, lr: float, generator: torch.Generator, *,
+             dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The mini-batch indices of one step, ``(P, B)``."""
+        return self.base.draw_gradient_noise(n_paths, generator, dtype=dtype, device=device)
+
+    def step_with(self, z: Tensor, lr: float, noise: Tensor) -> Tensor:
+        """``v ← (1 − λ lr) v − lr g``, ``x ← x + lr v`` with the mini-batch gradient of
+        ``noise``."""
+        lr = self._check_step(lr)
+        return self._advance(z, lr, self.base.gradient_with(self._split(z)[0], noise))
+
+    def mean_step(self, z: Tensor, lr: float) -> Tensor:
+        """The step with the full gradient ``∇f`` (the mini-batch gradient's mean)."""
+        lr = self._check_step(lr)
+        return self._advance(z, lr, self.base.mean_gradient(self._split(z)[0]))
+
+    def step_covariance(self, z: Tensor, lr: float) -> Tensor | None:
+        """The noise ``n = −lr (g − ∇f)`` enters ``v`` as ``n`` and ``x`` as ``lr n``: with
+        ``C = lr² Σ(x)`` the covariance is ``[[lr² C, lr C], [lr C, C]]``, ``(P, 2D, 2D)``."""
+        sigma = self.base.gradient_covariance(self._split(z)[0])
+        if sigma is None:
+            return None
+        C = lr * lr * sigma
+        top = torch.cat([lr * lr * C, lr * C], dim=2)
+        return torch.cat([top, torch.cat([lr * C, C], dim=2)], dim=1)
 
     def sme(self, lr: float, order: int = 1) -> HeavyBallSME:
         """The order-1 SME for step ``lr``; see :class:`HeavyBallSME`."""

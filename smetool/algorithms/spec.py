@@ -24,6 +24,7 @@ from .base import Algorithm
 __all__ = ["Option", "PluginSpec", "PluginBuildError", "RESERVED_OPTIONS"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+_RUN_KEYS = frozenset({"lrs", "horizon", "n_paths", "steps_per_lr", "method"})
 
 RESERVED_OPTIONS = frozenset({
     "lrs", "horizon", "paths", "order", "steps_per_lr", "method", "seed", "device", "dtype",
@@ -100,6 +101,10 @@ class PluginSpec:
         point in a few minutes on two CPU cores.
     method : str
         The default SME solver (a name of ``smetool list``).
+    order_defaults : dict of int to dict, optional
+        Other defaults for a given SME order, e.g. ``{2: {"lrs": (…), "n_paths": 4000}}`` (keys
+        among ``lrs``, ``horizon``, ``n_paths``, ``steps_per_lr``, ``method``): an order-2 check
+        resolves ``O(ε²)`` errors and usually wants other learning rates and SME steps.
     options : tuple of Option
         The plug-in's own options.
     references : tuple of Reference
@@ -128,6 +133,7 @@ class PluginSpec:
     steps_per_lr: int = 4
     method: str = "heun"
     options: tuple[Option, ...] = ()
+    order_defaults: dict[int, dict[str, Any]] = field(default_factory=dict)
     references: tuple[Reference, ...] = ()
     algorithm: type[Algorithm] | None = None
     describe: Callable[[Any], dict[str, Any]] = field(default=_describe_default, repr=False)
@@ -170,12 +176,35 @@ class PluginSpec:
                                                and issubclass(self.algorithm, Algorithm)):
             raise TypeError(f"{owner}: `algorithm` must be an Algorithm subclass; got "
                             f"{self.algorithm!r}.")
+        for order, overrides in self.order_defaults.items():
+            if order not in orders:
+                raise ValueError(f"{owner}: `order_defaults` has order {order}, not one of {orders}.")
+            unknown = sorted(set(overrides) - _RUN_KEYS)
+            if unknown:
+                raise ValueError(f"{owner}: `order_defaults[{order}]` has unknown key {unknown[0]!r} "
+                                 f"(the keys are {', '.join(sorted(_RUN_KEYS))}).")
+            merged = {"lrs": lrs, "horizon": horizon, "n_paths": self.n_paths,
+                      "steps_per_lr": self.steps_per_lr, **overrides}
+            o_lrs = check_distinct_positive(merged["lrs"], "lrs", owner, minimum=2)
+            o_horizon = check_positive(merged["horizon"], "horizon", owner)
+            for lr in o_lrs:
+                whole_steps(o_horizon, lr, span_name="horizon", step_name="lr", owner=owner)
+            check_path_count(merged["n_paths"], owner=owner)
+            if merged["steps_per_lr"] < 2 or merged["steps_per_lr"] % 2:
+                raise ValueError(f"{owner}: `order_defaults[{order}]` needs an even steps_per_lr ≥ 2.")
         refs = tuple(self.references)
         if not refs and self.algorithm is not None:
             refs = tuple(self.algorithm.references)
         object.__setattr__(self, "references", unique_references([refs]))
         if not isinstance(self.method, str) or not self.method:
             raise ValueError(f"{owner}: `method` must be a solver name; got {self.method!r}.")
+
+    def run_defaults(self, order: int = 1) -> dict[str, Any]:
+        """The defaults of ``smetool verify NAME --order ORDER``: ``lrs``, ``horizon``,
+        ``n_paths``, ``steps_per_lr``, ``method``."""
+        base = {"lrs": self.lrs, "horizon": self.horizon, "n_paths": self.n_paths,
+                "steps_per_lr": self.steps_per_lr, "method": self.method}
+        return {**base, **self.order_defaults.get(order, {})}
 
     def defaults(self) -> dict[str, Any]:
         """The declared default of every option."""

@@ -42,6 +42,8 @@ from ..sde import SDE
 from .base import (
     Algorithm,
     HasExactMoments,
+    SeparableNoise,
+    SeparableStochasticGradient,
     StochasticGradientAlgorithm,
     TestFunction,
     wrapped_references,
@@ -50,7 +52,7 @@ from .dropout import KEEP_PROB, WIDTH, DropoutAlgorithm
 from .sgd import BATCH_SIZE, SGDLeastSquares
 from .spec import Option, PluginSpec
 
-__all__ = ["SVAG", "svag_coefficients", "svag_amplification", "PLUGINS"]
+__all__ = ["SVAG", "SeparableSVAG", "svag_coefficients", "svag_amplification", "PLUGINS"]
 
 class SVAG(Algorithm):
     """SVAG on a stochastic-gradient base algorithm, converging to the base's order-1 SME.
@@ -86,6 +88,16 @@ class SVAG(Algorithm):
     name = "svag"
     references = (LI_MALLADI_ARORA_2021,)
     sme_orders = (1,)
+
+    def __new__(cls, base: StochasticGradientAlgorithm, base_lr: float) -> SVAG:
+        # A base whose noise is drawn apart from the state makes SVAG's too: then the instance is
+        # a SeparableSVAG, which the control variates of `verify` can use.
+        if cls is SVAG and isinstance(base, SeparableStochasticGradient):
+            return super().__new__(SeparableSVAG)
+        return super().__new__(cls)
+
+    def __getnewargs__(self) -> tuple[StochasticGradientAlgorithm, float]:
+        return self.base, self.base_lr  # pickling calls __new__ with these
 
     def __init__(self, base: StochasticGradientAlgorithm, base_lr: float):
         if not isinstance(base, StochasticGradientAlgorithm):
@@ -144,6 +156,42 @@ class SVAG(Algorithm):
 
     def __repr__(self) -> str:
         return f"SVAG({self.base!r}, base_lr={self.base_lr:g})"
+
+
+class SeparableSVAG(SeparableNoise, SVAG):
+    """SVAG on a :class:`~smetool.algorithms.SeparableStochasticGradient` base (what ``SVAG(base,
+    base_lr)`` returns for such a base): one step draws the base's noise twice, its mean is the
+    base's mean step and its covariance ``lr² (c₊² + c₋²) Σ = lr² l Σ``, exactly.
+
+    References
+    ----------
+    Li, Malladi & Arora, NeurIPS 2021 (the SVAG step and its covariance).
+    """
+
+    base: SeparableStochasticGradient
+
+    def draw(self, n_paths: int, lr: float, generator: torch.Generator, *,
+             dtype: torch.dtype, device: torch.device) -> Any:
+        """The base's noise for the two gradients of one step."""
+        first = self.base.draw_gradient_noise(n_paths, generator, dtype=dtype, device=device)
+        return first, self.base.draw_gradient_noise(n_paths, generator, dtype=dtype, device=device)
+
+    def step_with(self, x: Tensor, lr: float, noise: Any) -> Tensor:
+        c_plus, c_minus = svag_coefficients(self.amplification(lr))
+        g1 = self.base.gradient_with(x, noise[0])
+        g2 = self.base.gradient_with(x, noise[1])
+        return x - lr * (c_plus * g1 + c_minus * g2)
+
+    def mean_step(self, x: Tensor, lr: float) -> Tensor:
+        self.amplification(lr)
+        return x - lr * self.base.mean_gradient(x)
+
+    def step_covariance(self, x: Tensor, lr: float) -> Tensor | None:
+        sigma = self.base.gradient_covariance(x)
+        return None if sigma is None else lr * lr * self.amplification(lr) * sigma
+
+    def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        return SVAG.step(self, x, lr, generator)
 
 
 def _svag_sgd(*, dtype: torch.dtype, device: Any, base_lr: float, batch_size: int) -> SVAG:

@@ -3,6 +3,7 @@
 from .extrapolation import Extrapolation, richardson, richardson_weights
 from .moments import StreamingMoments, t_quantile
 from .orders import FlaggedPoint, OrderFit, TwoTermFit, WeakOrderWarning, fit_order
+from .verdict import OrderVerdict, Verdict, judge_order, neighbour_orders
 
 __all__ = [
     "StreamingMoments",
@@ -15,4 +16,8 @@ __all__ = [
     "Extrapolation",
     "richardson",
     "richardson_weights",
+    "Verdict",
+    "OrderVerdict",
+    "judge_order",
+    "neighbour_orders",
 ]

@@ -8,14 +8,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..algorithms.base import Algorithm
+from ..algorithms.base import Algorithm, SeparableNoise
 from ..brownian import GaussianIncrements
 from ..integrate import checked_diffusion
 from ..montecarlo import TestFunction, evaluate_test_functions
 from ..sde import SDE, NoiseKind
 from ..solvers import Solver
 
-__all__ = ["PluginError", "probe_plugin"]
+__all__ = ["PluginError", "probe_plugin", "probe_control_variates"]
 
 
 class PluginError(RuntimeError):
@@ -93,3 +93,42 @@ def probe_plugin(algorithm: Algorithm, name: str, lr: float, order: int, solver:
         _call(where, "the SME's diffusion(t, x)", checked_diffusion, sde, 0.0, x0)
     _call(where, "the test functions", evaluate_test_functions, tests, x0.unsqueeze(0))
     return sde
+
+
+def probe_control_variates(algorithm: Algorithm, name: str, lr: float, dtype: torch.dtype,
+                           device: torch.device) -> None:
+    """Check the control-variate contract of a :class:`~smetool.algorithms.SeparableNoise`
+    plug-in on two paths: ``step`` equals ``step_with`` on ``draw`` with the same generator
+    state, ``mean_step`` and ``step_covariance`` have the right shapes.
+
+    Raises
+    ------
+    ValueError
+        A broken contract, naming the plug-in (the control variates would be biased).
+    PluginError
+        Any other exception raised by the plug-in's code.
+    """
+    if not isinstance(algorithm, SeparableNoise):
+        return
+    where = f"{name} (lr={lr:g})"
+    x0 = algorithm.initial_state(2, dtype=dtype, device=device)
+    D = x0.shape[1]
+    stepped = _call(where, "step(x, lr, generator)", algorithm.step, x0.clone(), lr,
+                    torch.Generator(device=device).manual_seed(0))
+    noise = _call(where, "draw(n, lr, generator)",
+                  lambda: algorithm.draw(2, lr, torch.Generator(device=device).manual_seed(0),
+                                         dtype=dtype, device=device))
+    split = _call(where, "step_with(x, lr, noise)", algorithm.step_with, x0.clone(), lr, noise)
+    if not isinstance(split, Tensor) or split.shape != stepped.shape \
+            or not torch.allclose(split, stepped, rtol=1e-12, atol=0.0):
+        raise ValueError(
+            f"{where}: step_with(x, lr, draw(...)) must reproduce step(x, lr, generator) from the "
+            "same generator state (the SeparableNoise contract); it does not.")
+    mean = _call(where, "mean_step(x, lr)", algorithm.mean_step, x0.clone(), lr)
+    if not isinstance(mean, Tensor) or tuple(mean.shape) != (2, D):
+        raise ValueError(f"{where}: mean_step(x, lr) must return (2, {D}); got {_shape(mean)}.")
+    cov = _call(where, "step_covariance(x, lr)", algorithm.step_covariance, x0.clone(), lr)
+    if cov is not None and (not isinstance(cov, Tensor) or tuple(cov.shape) != (2, D, D)):
+        raise ValueError(
+            f"{where}: step_covariance(x, lr) must return None or (2, {D}, {D}); got {_shape(cov)}.")
+

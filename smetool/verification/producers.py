@@ -1,26 +1,60 @@
-"""The two sides of a weak-error test of an SME: the discrete algorithm and its SME, as producers."""
+"""The sides of a weak-error test of an SME: the discrete algorithm, its SME, negative controls.
+
+Each is a path producer for :func:`~smetool.weak_error`. With control variates the discrete and
+SME producers also return the tangent along their noise-free path
+(:mod:`smetool.montecarlo.control`): its deterministic part (the noise-free path, the linear maps,
+the covariance recursion) is the same for every chunk and is computed once per producer.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..algorithms.base import Algorithm
-from ..integrate import solve_coupled
-from ..montecarlo import PathSample
-from ..sde import SDE
+from ..algorithms.base import Algorithm, SeparableNoise
+from ..integrate import LinearTangent, solve_coupled
+from ..montecarlo import PathSample, TangentPaths, VarianceReduction
+from ..montecarlo.control import linearize_sde, row_jacobian
+from ..sde import SDE, NoiseFree, NoiseKind
 from ..solvers import Solver
 
-__all__ = ["AlgorithmProducer", "CoupledSMEProducer"]
+__all__ = ["AlgorithmProducer", "CoupledSMEProducer", "FlowProducer", "supports_tangent"]
+
+
+def supports_tangent(algorithm: Algorithm, sde: SDE) -> tuple[bool, bool]:
+    """Whether the discrete side and the SME side of a check can carry a tangent."""
+    return isinstance(algorithm, SeparableNoise), sde.noise_kind is not NoiseKind.SAMPLED
+
+
+class _MeanStep:
+    """``x ↦ mean_step(x, lr)`` (a map for :func:`~smetool.montecarlo.control.row_jacobian`)."""
+
+    def __init__(self, algorithm: SeparableNoise, lr: float):
+        self.algorithm, self.lr = algorithm, lr
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.algorithm.mean_step(x, self.lr)
+
+
+@dataclass(frozen=True)
+class _DiscreteLinearization:
+    mean: Tensor  # (K + 1, D): θ̄_k
+    jacobians: Tensor  # (K, D, D): ∂ mean_step at θ̄_k
+    covariance: Tensor | None  # (D, D): C_K, exact
 
 
 @dataclass(frozen=True)
 class AlgorithmProducer:
     """``n`` paths of the discrete algorithm after ``steps`` steps of learning rate ``lr``.
 
-    Returns the final states, ``(1, n, D)``.
+    Returns the final states ``(1, n, D)``; with ``variance_reduction`` other than ``NONE`` (the
+    algorithm must be :class:`~smetool.algorithms.SeparableNoise`) a
+    :class:`~smetool.montecarlo.PathSample` with the tangents on the same draws ``ω_k``:
+    ``M_{k+1} = J_k M_k + (x_{k+1} − mean_step(x_k))`` and, for the quadratic control variate,
+    ``δ_{k+1} = J_k δ_k + (step_with(θ̄_k, ω_k) − θ̄_{k+1})`` (:mod:`smetool.montecarlo.control`).
     """
 
     algorithm: Algorithm
@@ -28,21 +62,67 @@ class AlgorithmProducer:
     steps: int
     dtype: torch.dtype
     device: torch.device
+    variance_reduction: VarianceReduction = VarianceReduction.NONE
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
-    def __call__(self, n: int, generator: torch.Generator) -> Tensor:
-        x = self.algorithm.initial_state(n, dtype=self.dtype, device=self.device)
-        for _ in range(self.steps):
-            x = self.algorithm.step(x, self.lr, generator)
-        return x.unsqueeze(0)
+    def linearization(self) -> _DiscreteLinearization:
+        """The noise-free path, the Jacobians and the exact covariance (computed once)."""
+        if "lin" not in self._cache:
+            alg = self.algorithm
+            if not isinstance(alg, SeparableNoise):
+                raise TypeError(f"{alg.name}: control variates need a SeparableNoise plug-in.")
+            theta = alg.initial_state(1, dtype=self.dtype, device=self.device)[0]
+            D = theta.numel()
+            mean, jacs = [theta], []
+            quadratic = self.variance_reduction is VarianceReduction.QUADRATIC
+            C = torch.zeros(D, D, dtype=self.dtype, device=self.device) if quadratic else None
+            for _ in range(self.steps):
+                J = row_jacobian(_MeanStep(alg, self.lr), theta)
+                if C is not None:
+                    Q = alg.step_covariance(theta.unsqueeze(0), self.lr)
+                    C = None if Q is None else J @ C @ J.T + Q[0]
+                theta = alg.mean_step(theta.unsqueeze(0), self.lr)[0]
+                mean.append(theta)
+                jacs.append(J)
+            self._cache["lin"] = _DiscreteLinearization(torch.stack(mean), torch.stack(jacs), C)
+        return self._cache["lin"]
+
+    def __call__(self, n: int, generator: torch.Generator) -> Tensor | PathSample:
+        alg = self.algorithm
+        x = alg.initial_state(n, dtype=self.dtype, device=self.device)
+        if self.variance_reduction is VarianceReduction.NONE or not isinstance(alg, SeparableNoise):
+            for _ in range(self.steps):
+                x = alg.step(x, self.lr, generator)
+            return x.unsqueeze(0)
+        lin = self.linearization()
+        quadratic = lin.covariance is not None
+        m = torch.zeros_like(x)
+        delta = torch.zeros_like(x) if quadratic else None
+        for k in range(self.steps):
+            noise = alg.draw(n, self.lr, generator, dtype=x.dtype, device=x.device)
+            x_next = alg.step_with(x, self.lr, noise)
+            m = m @ lin.jacobians[k].T + (x_next - alg.mean_step(x, self.lr))
+            if delta is not None:
+                at_mean = alg.step_with(lin.mean[k].expand(n, -1).clone(), self.lr, noise)
+                delta = delta @ lin.jacobians[k].T + (at_mean - lin.mean[k + 1])
+            x = x_next
+        tangent = TangentPaths(lin.mean[-1:], m.unsqueeze(0),
+                               None if delta is None else delta.unsqueeze(0),
+                               None if lin.covariance is None else lin.covariance.unsqueeze(0))
+        return PathSample(x.unsqueeze(0), tangent=tangent)
 
 
 @dataclass(frozen=True)
 class CoupledSMEProducer:
     """``n`` paths of an SME at step ``h`` and, on the same Brownian path, at ``2h``.
 
-    Returns a :class:`~smetool.montecarlo.PathSample` with the final states ``(1, n, D)`` and the
-    coarse ones (the pipeline's estimate of the SME solver's own error). Non-finite paths are
-    carried on (``on_nonfinite="continue"``) so that the Monte-Carlo engine counts them per side.
+    Returns a :class:`~smetool.montecarlo.PathSample` with the final states ``(1, n, D)``, the
+    coarse ones (the pipeline's estimate of the SME solver's own error; with ``extrapolate`` the
+    Richardson combination of the two is used, which removes the solver's leading error) and,
+    with control variates, the tangent ``δ_{j+1} = (I + h ∂b(θ̄_j)) δ_j + σ(θ̄_j) ΔW_j`` on the
+    fine increments.
+    Non-finite paths are carried on (``on_nonfinite="continue"``) so that the Monte-Carlo engine
+    counts them per side.
     """
 
     algorithm: Algorithm
@@ -52,9 +132,60 @@ class CoupledSMEProducer:
     h: float
     dtype: torch.dtype
     device: torch.device
+    variance_reduction: VarianceReduction = VarianceReduction.NONE
+    extrapolate: bool = False
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def linearization(self) -> tuple[Tensor, LinearTangent, Tensor | None]:
+        """The noise-free scheme path, the tangent's maps and its covariance (computed once)."""
+        if "lin" not in self._cache:
+            x0 = self.algorithm.initial_state(1, dtype=self.dtype, device=self.device)[0]
+            n = round(self.horizon / self.h)
+            self._cache["lin"] = linearize_sde(
+                self.sde, self.solver, x0, 0.0, self.h, n,
+                quadratic=self.variance_reduction is VarianceReduction.QUADRATIC)
+        return self._cache["lin"]
 
     def __call__(self, n: int, generator: torch.Generator) -> PathSample:
         x0 = self.algorithm.initial_state(n, dtype=self.dtype, device=self.device)
+        use_tangent = (self.variance_reduction is not VarianceReduction.NONE
+                       and self.sde.noise_kind is not NoiseKind.SAMPLED)
+        maps = None
+        if use_tangent:
+            mean, maps, cov = self.linearization()
         sol = solve_coupled(self.sde, x0, (0.0, self.horizon), dt=self.h, method=self.solver,
-                            generator=generator, on_nonfinite="continue")
-        return PathSample(states=sol.fine.unsqueeze(0), coarse=sol.coarse.unsqueeze(0))
+                            generator=generator, on_nonfinite="continue", tangent=maps)
+        tangent = None
+        if use_tangent and sol.martingale is not None:
+            tangent = TangentPaths(mean[-1:], sol.martingale.unsqueeze(0),
+                                   None if sol.tangent is None else sol.tangent.unsqueeze(0),
+                                   None if cov is None else cov[-1:])
+        p = round(self.solver.weak_order) if self.extrapolate else None
+        return PathSample(states=sol.fine.unsqueeze(0), coarse=sol.coarse.unsqueeze(0),
+                          tangent=tangent, extrapolate=p)
+
+
+@dataclass(frozen=True)
+class FlowProducer:
+    """A noise-free flow (an ODE), solved once on one path at ``h`` and ``2h`` and repeated for
+    every path: its samples have zero variance. For the noise-free negative control."""
+
+    algorithm: Algorithm
+    sde: NoiseFree
+    solver: Solver
+    horizon: float
+    h: float
+    dtype: torch.dtype
+    device: torch.device
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __call__(self, n: int, generator: torch.Generator) -> PathSample:
+        if "flow" not in self._cache:
+            x0 = self.algorithm.initial_state(1, dtype=self.dtype, device=self.device)
+            sol = solve_coupled(self.sde, x0, (0.0, self.horizon), dt=self.h, method=self.solver,
+                                generator=torch.Generator(device=self.device).manual_seed(0),
+                                on_nonfinite="continue")
+            self._cache["flow"] = (sol.fine, sol.coarse)
+        fine, coarse = self._cache["flow"]
+        return PathSample(states=fine.expand(n, -1).unsqueeze(0),
+                          coarse=coarse.expand(n, -1).unsqueeze(0))

@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..bibliography import Reference, format_citation
+from ..jsonutil import json_safe
 from ..montecarlo import WeakErrorTable
 from ..plotting import plot_weak_errors
-from ..stats import OrderFit
+from ..stats import OrderFit, OrderVerdict, Verdict
 
-__all__ = ["VerifyResult", "VerifyRow"]
+__all__ = ["VerifyResult", "VerifyRow", "ControlResult"]
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class VerifyRow:
     SME solver's share of ``error``: the coupled difference ``E g(SME at h) − E g(SME at 2h)``
     divided by ``2^p − 1`` for a scheme of weak order ``p`` (Richardson), i.e.
     ``−(E g(SME at h) − E g(exact SME))`` to leading order, with its standard error
-    ``solver_stderr``.
+    ``solver_stderr``. ``variance_reduction`` is the factor by which the control variates cut
+    the variance of the error estimate (1 without them).
     """
 
     lr: float
@@ -38,10 +40,53 @@ class VerifyRow:
     stderr: float
     solver_error: float
     solver_stderr: float
+    variance_reduction: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         """The row as a dict (CSV columns)."""
         return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """A negative control of a verification: a wrong SME against the same discrete paths.
+
+    Attributes
+    ----------
+    name, why : str
+        From the plug-in's :class:`~smetool.algorithms.NegativeControl`.
+    expected_slope : float
+        The weak order the wrong SME shows.
+    fits : dict of str to OrderFit
+        Its fitted orders per test function.
+    verdicts : dict of str to OrderVerdict
+        Its verdicts as an SME of the tested order: a right verification gives **fail**.
+    weak_errors : WeakErrorTable
+        Its errors.
+    """
+
+    name: str
+    why: str
+    expected_slope: float
+    fits: dict[str, OrderFit]
+    verdicts: dict[str, OrderVerdict]
+    weak_errors: WeakErrorTable = field(repr=False)
+
+    @property
+    def rejected(self) -> dict[str, bool]:
+        """Per test function: whether this wrong SME was rejected (its verdict is fail)."""
+        return {name: v.failed for name, v in self.verdicts.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "name": self.name, "why": self.why, "expected_slope": self.expected_slope,
+            "fits": {k: {"slope": f.slope, "ci": list(f.ci)} for k, f in self.fits.items()},
+            "verdicts": {k: v.to_dict() for k, v in self.verdicts.items()},
+            "rejected": self.rejected,
+            "errors": json_safe(self.weak_errors.errors[:, -1]),
+            "stderrs": json_safe(self.weak_errors.stderrs[:, -1]),
+        }
 
 
 @dataclass(frozen=True)
@@ -77,6 +122,11 @@ class VerifyResult:
     solver_order : float
         The SME solver's weak order ``p`` (the solver error is the coupled difference over
         ``2^p − 1``).
+    verdicts : dict of str to OrderVerdict
+        Per test function: pass (the interval contains the order and excludes the neighbouring
+        orders, every point resolved, no sign change), fail or inconclusive.
+    controls : dict of str to ControlResult
+        The negative controls that ran.
     """
 
     algorithm: str
@@ -93,6 +143,18 @@ class VerifyResult:
     unfitted: dict[str, str] = field(default_factory=dict)
     references: tuple[Reference, ...] = ()
     solver_order: float = 1.0
+    verdicts: dict[str, OrderVerdict] = field(default_factory=dict)
+    controls: dict[str, ControlResult] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        """Pass when every test function passes, fail when one fails, else inconclusive."""
+        found = [v.verdict for v in self.verdicts.values()]
+        if found and all(v is Verdict.PASS for v in found):
+            return Verdict.PASS
+        if any(v is Verdict.FAIL for v in found):
+            return Verdict.FAIL
+        return Verdict.INCONCLUSIVE
 
     @property
     def rows(self) -> tuple[VerifyRow, ...]:
@@ -104,6 +166,7 @@ class VerifyResult:
             for k, name in enumerate(t.names):
                 for s, time in enumerate(t.times):
                     coarse, coarse_se = t.reference_coarse_differences, t.reference_coarse_stderrs
+                    cv = t.control_variate_factor
                     out.append(VerifyRow(
                         lr=float(lr), test_function=name, time=float(time),
                         discrete_mean=float(t.approx_means[k, s, j]),
@@ -113,6 +176,7 @@ class VerifyResult:
                         error=float(t.errors[k, s, j]), stderr=float(t.stderrs[k, s, j]),
                         solver_error=math.nan if coarse is None else float(coarse[k, s, j]) / scale,
                         solver_stderr=math.nan if coarse_se is None else float(coarse_se[k, s, j]) / scale,
+                        variance_reduction=1.0 if cv is None else float(cv[k, s, j]),
                     ))
         return tuple(out)
 
@@ -136,6 +200,9 @@ class VerifyResult:
             "rows": [r.to_dict() for r in self.rows],
             "fits": fits,
             "unfitted": dict(self.unfitted),
+            "verdict": self.verdict.value,
+            "verdicts": {k: v.to_dict() for k, v in self.verdicts.items()},
+            "controls": {k: c.to_dict() for k, c in self.controls.items()},
             "references": [ref.key for ref in self.references],
         }
 
@@ -162,13 +229,17 @@ class VerifyResult:
             title=f"{self.algorithm}: weak error of the order-{self.order} SME")
 
     def table(self) -> str:
-        """A plain-text table of errors (with |error|/SE and the solver-error share) and fits."""
+        """A plain-text report: the errors (|error|/SE, variance reduction, the solver's share),
+        the fits with their verdicts, and the negative controls."""
         lines = [
             f"weak error of the order-{self.order} SME of {self.algorithm!r}: "
             f"E g(discrete) - E g(SME) at T = {self.horizon:g}, {self.n_paths} paths per side, "
-            f"SME step lr/{self.steps_per_lr} ({self.method})",
+            f"SME step lr/{self.steps_per_lr} ({self.method}"
+            f"{', extrapolated' if self.settings.get('extrapolated') else ''}), control variates: "
+            f"{self.settings.get('variance_reduction', 'none')}",
             f"{'test function':>14} {'lr':>9} {'error':>11} {'std err':>9} {'|err|/SE':>8} "
-            f"{'solver err':>11}",
+            f"{'var.red.':>8} "
+            f"{'solver err' + (' (removed)' if self.settings.get('extrapolated') else ''):>11}",
         ]
         for r in self.rows:
             if r.time != self.horizon:
@@ -176,20 +247,45 @@ class VerifyResult:
             snr = abs(r.error) / r.stderr if r.stderr > 0 else math.inf
             lines.append(
                 f"{r.test_function:>14} {r.lr:>9.4g} {r.error:>+11.3e} {r.stderr:>9.2e} "
-                f"{snr:>8.1f} {r.solver_error:>+11.1e}"
+                f"{snr:>8.1f} {r.variance_reduction:>8.3g} {r.solver_error:>+11.1e}"
             )
         lines.append("")
-        lines.append(f"{'test function':>14} {'slope':>7} {'95% CI':>17}  {'ratios':<24} note")
-        for name, fit in self.fits.items():
+        lines.append(f"{'test function':>14} {'slope':>7} {'95% CI':>17}  {'ratios':<17} "
+                     f"{'order, next term':>16} {'95% CI':>17}  verdict")
+        for name, verdict in self.verdicts.items():
+            fit = self.fits.get(name)
+            if fit is None:
+                lines.append(f"{name:>14} {'':>7} {'':>17}  {'':<17} {'':>16} {'':>17}  {verdict}")
+                continue
             lo, hi = fit.ci
             ratios = " ".join(f"{x:.2f}" for x in fit.ratios if math.isfinite(x))
-            note = f"CI contains {self.order}" if fit.contains(self.order) else f"CI excludes {self.order}"
-            if fit.flagged:
-                note += f"; {len(fit.flagged)} point(s) below the noise excluded"
-            lines.append(f"{name:>14} {fit.slope:>7.3f} [{lo:>7.3f}, {hi:>7.3f}]  {ratios:<24} {note}")
-        for name, why in self.unfitted.items():
-            lines.append(f"{name:>14} no fit: {why}")
-        lines.append(f"({self.seconds:.1f} s)")
+            corrected = f"{'':>16} {'':>17}"
+            if fit.corrected is not None:
+                c = fit.corrected
+                corrected = f"{c.order:>16.3f} [{c.ci[0]:>7.3f}, {c.ci[1]:>7.3f}]"
+            lines.append(f"{name:>14} {fit.slope:>7.3f} [{lo:>7.3f}, {hi:>7.3f}]  {ratios:<17} "
+                         f"{corrected}  {verdict}")
+        if self.controls:
+            lines.append("")
+            lines.append(f"negative controls (wrong SMEs on the same random numbers; each must be "
+                         f"rejected as an order-{self.order} SME):")
+            for control in self.controls.values():
+                lines.append(f"  {control.name}: {control.why} (expected slope "
+                             f"{control.expected_slope:g})")
+                for name, verdict in control.verdicts.items():
+                    fit = control.fits.get(name)
+                    shown = "no fit" if fit is None else (
+                        f"slope {fit.slope:.3f} [{fit.ci[0]:.3f}, {fit.ci[1]:.3f}]")
+                    if fit is not None and fit.corrected is not None:
+                        c = fit.corrected
+                        shown += f", next term {c.order:.3f} [{c.ci[0]:.3f}, {c.ci[1]:.3f}]"
+                    status = "rejected" if verdict.failed else f"NOT rejected ({verdict})"
+                    lines.append(f"    {name:>14} {shown}  {status}")
+        elif self.order == 1:
+            lines.append("")
+            lines.append("no negative control: at order 1 the noise covariance does not enter the "
+                         "leading error, so an SME that differs only in its noise passes too.")
+        lines.append(f"verdict: {self.verdict.value} ({self.seconds:.1f} s)")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
