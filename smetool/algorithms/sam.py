@@ -25,9 +25,13 @@ SMEs have weak order 1 in ``lr`` at fixed ``ρ``, and an SME without the ``ρ``-
 has an ``O(ρ)`` error that does not vanish with ``lr`` — the negative control. Diffusions: USAM's
 is ``√lr (I + ρH) L``, the exact step covariance (the paper's ``Σ + ρ(HΣ + ΣH)`` is its first-order
 part in ``ρ``; the square is positive semi-definite for every ``ρ``); SAM's is the SGD part
-``√lr σ I`` of the step covariance — its ``O(ρ)`` Hessian-dependent terms need the covariance of
-``g/‖g‖``, which involves Dawson's integral, and at weak order 1 the diffusion enters the error
-only at ``O(lr)`` (any ``√lr`` diffusion gives order 1), so the order check cannot see them.
+``√lr σ I`` of the step covariance ``σ²I + ρ(HC + CH) + ρ² H Cov(g/‖g‖) H``. Its cross term
+``C = Cov(g, g/‖g‖) = σ [c(a) I + a c'(a) μ̂μ̂ᵀ]`` is closed-form (Stein's lemma, derived here) but
+``Cov(g/‖g‖)`` needs ``E‖g‖⁻²``-type integrals (Dawson's function, not in torch), a first-order
+truncation need not be positive semi-definite, and at weak order 1 the diffusion enters the
+error only at ``O(lr)`` (any ``√lr`` diffusion gives order 1), so the order check cannot tell them
+apart. The paper's SAM SDE carries Hessian-dependent diffusion terms that are not reproduced
+here; the drift is theirs.
 
 References
 ----------
