@@ -199,6 +199,10 @@ class SAMSME(SDE):
     The drift is ``−∇(f + ρ E‖∇f_γ‖)`` (Compagnoni et al. 2023), with ``E[g/‖g‖]`` from
     :func:`normalised_gaussian_mean`; the diffusion is the SGD part of the step's covariance (see
     the module docstring).
+
+    References
+    ----------
+    Compagnoni et al., ICML 2023 (the SAM SDE's drift).
     """
 
     noise_kind = NoiseKind.ADDITIVE
@@ -231,6 +235,10 @@ class USAM(_QuadraticSAMFamily, HasExactMoments):
         The common initial point.
     rho : float
         The ascent radius ``ρ ≥ 0``.
+
+    References
+    ----------
+    Foret et al., ICLR 2021 (SAM); Compagnoni et al., ICML 2023 (USAM and its SDE).
 
     Examples
     --------
@@ -287,6 +295,10 @@ class SAM(_QuadraticSAMFamily):
     ------
     ValueError
         Another dimension or a non-isotropic noise factor.
+
+    References
+    ----------
+    Foret et al., ICLR 2021 (SAM); Compagnoni et al., ICML 2023 (its SDE).
     """
 
     name = "sam"

@@ -54,6 +54,10 @@ class SGDWeightDecaySME(SDE):
     """``dW = −(∇L(W) + λW) dt + √lr σ P_W / ‖W‖ dB`` (GENERAL noise, ``M = d``).
 
     :meth:`diffusion_product` applies the projection without forming the ``d × d`` matrix.
+
+    References
+    ----------
+    Li, Lyu & Arora, NeurIPS 2020 (the SDE, in steps); Li, Tai & E, JMLR 2019 (order 1).
     """
 
     noise_kind = NoiseKind.GENERAL
@@ -101,6 +105,10 @@ class SGDWeightDecay(SeparableStochasticGradient):
         ``problem`` is not a :class:`NormalisedQuadratic`.
     ValueError
         A zero or non-finite ``w0``, a negative ``weight_decay``.
+
+    References
+    ----------
+    Li, Lyu & Arora, NeurIPS 2020.
 
     Examples
     --------

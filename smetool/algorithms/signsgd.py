@@ -122,6 +122,10 @@ class SignSGD(SeparableNoise, Algorithm):
     ValueError
         A non-diagonal noise factor or a zero noise scale (the SME needs ``σ > 0``).
 
+    References
+    ----------
+    Bernstein et al., ICML 2018 (SignSGD); Compagnoni et al., ICLR 2025 (its SDE).
+
     Examples
     --------
     >>> algo = SignSGD.default()
