@@ -90,8 +90,10 @@ def exact_section(fast: bool) -> dict:
     import numpy as np
 
     from smetool import HeavyBallSGD, SGDLeastSquares
+    from smetool.algorithms.sam import DEFAULT_X0, USAM, default_problem
     from smetool.exact import (
         LinearDropoutMoments,
+        ScaleInvariantNorms,
         SVAGMoments,
         gbm_em_moments,
         gbm_moment,
@@ -138,6 +140,17 @@ def exact_section(fast: bool) -> dict:
     hb = HeavyBallSGD.default()
     sme_cases("Heavy-ball SGD", hb.exact_moments(), hb.initial_state(1)[0].numpy(), (1,),
               "exact moment recursion vs moment ODE")
+    usam = USAM(default_problem(0.5), DEFAULT_X0, rho=0.5)
+    sme_cases("USAM (3-d quadratic, ρ = σ = 0.5)", usam.exact_moments(),
+              usam.x0.numpy(), (1,), "exact moment recursion vs moment ODE")
+    # SGD with weight decay, pure noise of constant norm: the discrete norm is deterministic and
+    # the SME's ‖W_t‖⁴ closed-form; the direction's first-order terms cancel (docs/numerics.md).
+    norms = ScaleInvariantNorms(1.0, 0.5, 0.5, 3, 0.5).weak_errors(lrs, 1.0)
+    for key, what, theory in (("norm_sq", "‖w‖², T = 1", 1), ("cos_sq", "E (e·ŵ)², T = 1", 2)):
+        cases.append(_exact_case(
+            "SGD + weight decay, scale-invariant, pure noise (λ = σ = 0.5, d = 3)", what,
+            "exact norm recursion vs the SME's closed-form ‖W_t‖⁴", theory, lrs,
+            norms[key].tolist(), step_name="lr"))
     base_lr = 0.25
     taus = [base_lr / 2**k for k in (range(0, 4) if fast else range(0, 9))]
     svag_err = SVAGMoments(sgd.exact_moments(), base_lr).weak_errors(

@@ -27,6 +27,11 @@ __all__ = [
     "LI_MALLADI_ARORA_2021",
     "MALLADI_2022_ADAPTIVE",
     "KINGMA_BA_2015",
+    "FORET_2021_SAM",
+    "COMPAGNONI_2023_SAM",
+    "BERNSTEIN_2018_SIGNSGD",
+    "COMPAGNONI_2025_ADAPTIVE",
+    "LI_LYU_ARORA_2020",
 ]
 
 
@@ -167,3 +172,40 @@ KINGMA_BA_2015 = Reference.of(
     title="Adam: A Method for Stochastic Optimization",
     author="Kingma, Diederik P. and Ba, Jimmy",
     booktitle="International Conference on Learning Representations", year="2015")
+
+FORET_2021_SAM = Reference.of(
+    "foret2021sam", "inproceedings",
+    title="Sharpness-Aware Minimization for Efficiently Improving Generalization",
+    author="Foret, Pierre and Kleiner, Ariel and Mobahi, Hossein and Neyshabur, Behnam",
+    booktitle="International Conference on Learning Representations (ICLR)", year="2021")
+
+COMPAGNONI_2023_SAM = Reference.of(
+    "compagnoni2023sam", "inproceedings",
+    title="An {SDE} for Modeling {SAM}: Theory and Insights",
+    author="Compagnoni, Enea Monzio and Biggio, Luca and Orvieto, Antonio and Proske, Frank "
+    "Norbert and Kersting, Hans and Lucchi, Aurelien",
+    booktitle="Proceedings of the 40th International Conference on Machine Learning (ICML)",
+    series="Proceedings of Machine Learning Research", volume="202", year="2023")
+
+BERNSTEIN_2018_SIGNSGD = Reference.of(
+    "bernstein2018signsgd", "inproceedings",
+    title="{signSGD}: Compressed Optimisation for Non-Convex Problems",
+    author="Bernstein, Jeremy and Wang, Yu-Xiang and Azizzadenesheli, Kamyar and Anandkumar, "
+    "Animashree",
+    booktitle="Proceedings of the 35th International Conference on Machine Learning (ICML)",
+    series="Proceedings of Machine Learning Research", volume="80", year="2018")
+
+COMPAGNONI_2025_ADAPTIVE = Reference.of(
+    "compagnoni2025adaptive", "inproceedings",
+    title="Adaptive Methods through the Lens of {SDE}s: Theoretical Insights on the Role of Noise",
+    author="Compagnoni, Enea Monzio and Liu, Tianlin and Islamov, Rustem and Proske, Frank Norbert "
+    "and Orvieto, Antonio and Lucchi, Aurelien",
+    booktitle="International Conference on Learning Representations (ICLR)", year="2025",
+    note="arXiv:2411.15958")
+
+LI_LYU_ARORA_2020 = Reference.of(
+    "li2020intrinsic", "inproceedings",
+    title="Reconciling Modern Deep Learning with Traditional Optimization Analyses: The Intrinsic "
+    "Learning Rate",
+    author="Li, Zhiyuan and Lyu, Kaifeng and Arora, Sanjeev",
+    booktitle="Advances in Neural Information Processing Systems", volume="33", year="2020")

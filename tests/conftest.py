@@ -16,6 +16,7 @@ import math
 import pytest
 import torch
 
+from smetool.algorithms import Algorithm
 from smetool.brownian import Increments
 
 
@@ -124,3 +125,58 @@ def recording_increments():
 def enumerate_outcomes():
     """The :func:`enumerate_increments` function."""
     return enumerate_increments
+
+
+# ------------------------------------------------------------------ verdicts and negative controls
+def decisive_order_one(result, order: float = 1.0) -> list[str]:
+    """What keeps a :class:`~smetool.VerifyResult` from deciding ``order`` with power, or ``[]``.
+
+    The rule of the project's verdict (until :mod:`smetool.stats.verdict` lands): for every test
+    function, every error point resolved at ≥ 5 SE, no sign change, and a 95 % CI of the fitted
+    slope that contains ``order`` and excludes ``order ± 1``.
+    """
+    problems = [f"{name}: not fitted ({why})" for name, why in result.unfitted.items()]
+    for name, fit in result.fits.items():
+        snr = [abs(e) / s for e, s in zip(fit.errors, fit.stderrs)]
+        if min(snr) < 5.0:
+            problems.append(f"{name}: a point at {min(snr):.1f} SE")
+        if fit.sign_change:
+            problems.append(f"{name}: sign change")
+        if not fit.contains(order) or fit.contains(order - 1) or fit.contains(order + 1):
+            problems.append(f"{name}: slope {fit.slope:.3f}, CI {fit.ci}")
+    return problems
+
+
+class WithSME(Algorithm):
+    """A plug-in with its SME replaced (by a negative control's): the same discrete paths, test
+    functions and initial state, and ``sme(lr, order)`` giving ``make(lr)``."""
+
+    name = "control"
+
+    def __init__(self, base, make):
+        self.base, self.make = base, make
+        self.sme_orders = base.sme_orders
+
+    def initial_state(self, n_paths, *, dtype=None, device=None):
+        return self.base.initial_state(n_paths, dtype=dtype, device=device)
+
+    def step(self, x, lr, generator):
+        return self.base.step(x, lr, generator)
+
+    def sme(self, lr, order=1):
+        return self.make(lr)
+
+    def test_functions(self):
+        return self.base.test_functions()
+
+
+@pytest.fixture
+def decisive():
+    """:func:`decisive_order_one`."""
+    return decisive_order_one
+
+
+@pytest.fixture
+def with_sme():
+    """:class:`WithSME`: a plug-in whose SME is replaced, for negative controls."""
+    return WithSME

@@ -27,8 +27,11 @@ from .dropout_noise import (
 from .momentum import HeavyBallSGD, HeavyBallSME
 from .registry import ENTRY_POINT_GROUP, get_plugin, plugins, register
 from .rmsprop import RMSprop, RMSpropSME
+from .sam import SAM, SAMSME, USAM, USAMSME
 from .sgd import SGDSME, FiniteSumSGD, SGDLeastSquares
 from .sgd_two_layer import SGDTwoLayer
+from .sgd_wd import SGDWeightDecay, SGDWeightDecaySME
+from .signsgd import SignSGD, SignSGDSME
 from .spec import Option, PluginBuildError, PluginSpec
 from .svag import SVAG
 
@@ -68,6 +71,14 @@ __all__ = [
     "RMSpropSME",
     "Adam",
     "AdamSME",
+    "USAM",
+    "USAMSME",
+    "SAM",
+    "SAMSME",
+    "SignSGD",
+    "SignSGDSME",
+    "SGDWeightDecay",
+    "SGDWeightDecaySME",
     "sqrt_scaling_rule",
     "sde_constants",
 ]

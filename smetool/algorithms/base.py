@@ -177,6 +177,11 @@ class SeparableNoise(abc.ABC):
     Contract: ``step(x, lr, g)`` must equal ``step_with(x, lr, draw(P, lr, g, ...))`` draw for
     draw (the default :meth:`step` is exactly that), and :meth:`mean_step` must be
     ``E_ω step_with(x, lr, ω)`` *exactly*: an approximate mean biases the estimate.
+
+    List it before :class:`Algorithm` among the bases (``class MyAlgo(SeparableNoise,
+    Algorithm)``, as :class:`~smetool.algorithms.signsgd.SignSGD`), so that its :meth:`step`
+    comes first in the method resolution order; after it, :meth:`Algorithm.step` (abstract) would
+    shadow it and the class could not be instantiated.
     """
 
     @abc.abstractmethod

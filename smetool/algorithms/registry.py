@@ -38,6 +38,9 @@ BUILTIN_MODULES = (
     "smetool.algorithms.svag",
     "smetool.algorithms.rmsprop",
     "smetool.algorithms.adam",
+    "smetool.algorithms.sam",
+    "smetool.algorithms.signsgd",
+    "smetool.algorithms.sgd_wd",
 )
 """smetool's own plug-in modules; each declares ``PLUGINS``, a tuple of PluginSpec."""
 

@@ -4,8 +4,10 @@
 geometric Brownian motion, linear SDEs with non-commutative noise, the nonlinear ``sinh`` problem)
 and the exact moments of Euler–Maruyama and Platen's scheme on some of them.
 :mod:`smetool.exact.linear_moments` and its problems (:mod:`~smetool.exact.sgd_moments`,
-:mod:`~smetool.exact.momentum_moments`, :mod:`~smetool.exact.svag_moments`) give the exact moments
-of linear stochastic training algorithms and of their SMEs, hence exact weak errors.
+:mod:`~smetool.exact.momentum_moments`, :mod:`~smetool.exact.svag_moments`,
+:mod:`~smetool.exact.sam_moments`) give the exact moments of linear stochastic training algorithms
+and of their SMEs, hence exact weak errors; :mod:`smetool.exact.scale_invariant` the exact norm
+dynamics of SGD with weight decay on a scale-invariant loss and of its SME.
 :mod:`smetool.exact.sde_problems` is a library of test problems for every noise kind — SciML's
 SDEProblemLibrary problems with analytic solutions and time-dependent, non-symmetric and
 parameterised ones — each with its exact solution and expectations.
@@ -14,6 +16,8 @@ parameterised ones — each with its exact solution and expectations.
 from .linear_moments import AffineGradientModel, LinearMomentModel
 from .moment_results import ExactWeakErrors, MomentPath, Quadratic
 from .momentum_moments import HeavyBallMoments
+from .sam_moments import USAMMoments
+from .scale_invariant import ScaleInvariantNorms
 from .sde_problems import (
     ROTATION,
     LibraryProblem,
@@ -67,6 +71,8 @@ __all__ = [
     "LeastSquaresSGDMoments",
     "LinearDropoutMoments",
     "SVAGMoments",
+    "USAMMoments",
+    "ScaleInvariantNorms",
     "svag_amplification",
     "svag_coefficients",
     "ROTATION",
