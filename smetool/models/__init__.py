@@ -1,7 +1,11 @@
-"""Models: batched two-layer networks and the dropout problem with its closed forms."""
+"""Models: batched two-layer networks, the dropout problem with its closed forms, and dropout on
+any ``nn.Module`` (functional, path-batched) with the exact last-layer moments and bundled data."""
 
 from .dropout_problem import DropoutProblem, GradSecondMoment, default_problem
+from .net_dropout import LOSSES, DropoutLayer, NetDropoutModel
+from .net_dropout_exact import LastLayerDropout, last_layer_reason
 from .two_layer import TwoLayerNet, add_bias_feature
 
 __all__ = ["TwoLayerNet", "add_bias_feature", "DropoutProblem", "GradSecondMoment",
-           "default_problem"]
+           "default_problem", "NetDropoutModel", "DropoutLayer", "LOSSES", "LastLayerDropout",
+           "last_layer_reason"]
