@@ -414,7 +414,8 @@ class NetDropoutModel:
         for layer in self.layers:
             b = bits[:, start:start + layer.units]
             p = layer.keep_prob
-            probs = probs * torch.where(b > 0, p, 1.0 - p).prod(dim=1)
+            # b p + (1 − b)(1 − p): the probability of each bit, in the dtype of θ
+            probs = probs * (b * p + (1.0 - b) * (1.0 - p)).prod(dim=1)
             masks.append((b / p).reshape(-1, *layer.mask_shape))
             start += layer.units
         P, S = theta.shape[0], bits.shape[0]
