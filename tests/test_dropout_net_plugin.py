@@ -3,6 +3,12 @@ contract, the sampled SME's exact per-step moments, negative controls and the co
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from test_net_dropout import DT, sampled_cnn, two_layer_pair
@@ -163,3 +169,15 @@ def test_cli_runs_on_digits_with_mlp_and_cnn(capsys):
         code = main(["verify", "dropout-net", "--model", model, "--width", "3", "--n-samples", "10",
                      "--lrs", "0.04,0.02", "--horizon", "0.04", "--paths", "20", "--quiet"])
         assert code == 0
+
+
+@pytest.mark.skipif(not has_digits(), reason="scikit-learn (the 'data' extra) is not installed")
+def test_benchmark_runs_in_its_fast_mode(tmp_path):
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_dropout_net.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, str(script), "--fast", "--json", str(tmp_path / "b.json")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = json.loads((tmp_path / "b.json").read_text())["rows"]
+    assert {r["model"] for r in rows} == {"mlp", "cnn"}
+    assert all(r["step_path_steps_per_s"] > 0 and r["ratio_plain_over_step"] > 0 for r in rows)

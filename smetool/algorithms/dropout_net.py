@@ -26,6 +26,8 @@ stochastic gradient algorithms I", JMLR 20 (2019).
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from torch import Tensor, nn
 
@@ -71,7 +73,7 @@ class NetDropout(StochasticGradientAlgorithm):
 
     name = "dropout-net"
     references = (ZHANG_2024_DROPOUT, LI_TAI_E_2019)
-    sme_orders: tuple[int, ...] = (1,)
+    sme_orders: ClassVar[tuple[int, ...]] = (1,)
 
     def __init__(self, model: NetDropoutModel, theta0: Tensor | None = None, *,
                  drift_masks: int = 1, noise_pairs: int = 1):

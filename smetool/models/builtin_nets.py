@@ -23,7 +23,7 @@ def _check(keep_prob: float, placement: str) -> float:
     return check_keep_prob(keep_prob)
 
 
-def _init(net: nn.Module, generator: torch.Generator, out_scale: float) -> nn.Module:
+def _init(net: nn.Sequential, generator: torch.Generator, out_scale: float) -> nn.Sequential:
     """Weights ``N(0, 1/fan_in)`` (the last layer's times ``out_scale``), biases 0."""
     layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     with torch.no_grad():

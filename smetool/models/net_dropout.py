@@ -71,6 +71,8 @@ class MaskSlot(nn.Module):
         super().__init__()
         self.register_buffer("mask", torch.ones(unit_shape))
 
+    mask: Tensor
+
     def forward(self, x: Tensor) -> Tensor:
         return x * self.mask
 
@@ -100,7 +102,7 @@ class DropoutLayer:
         return math.prod(self.mask_shape)
 
 
-def _dropout_layers(module: nn.Module) -> list[tuple[str, nn.Module]]:
+def _dropout_layers(module: nn.Module) -> list[tuple[str, nn.modules.dropout._DropoutNd]]:
     return [(name, sub) for name, sub in module.named_modules()
             if isinstance(sub, (nn.Dropout, *_CHANNEL_DROPOUTS))]
 
