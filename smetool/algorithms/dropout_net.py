@@ -148,7 +148,13 @@ class ExactNetDropout(SeparableStochasticGradient, NetDropout):
     the squared loss: exact ``L_S``, ``Σ`` and SMEs of orders 1 and 2 (:class:`NetDropoutSME`),
     and the control-variate contract (exact mean gradient ``∇L_S`` and covariance ``Σ``).
 
-    Parameters and references as :class:`NetDropout`.
+    Parameters as :class:`NetDropout`.
+
+    References
+    ----------
+    Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+    algorithm", ICLR 2024. Q. Li, C. Tai, W. E, "Stochastic modified equations and dynamics of
+    stochastic gradient algorithms I", JMLR 20 (2019).
     """
 
     name = "dropout-net"

@@ -46,6 +46,11 @@ class NetDropoutSME(SDE):
     regularized : bool
         ``False`` drops ``R_1`` from the drift (``−∇R_S``): a wrong SME, the negative control of
         an order check.
+
+    References
+    ----------
+    Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+    algorithm", ICLR 2024; Q. Li, C. Tai, W. E, JMLR 20 (2019) for the order-2 drift.
     """
 
     noise_kind = NoiseKind.GENERAL
@@ -102,6 +107,11 @@ class SampledNetDropoutSME(SampledDriftSDE):
         ``k``.
     regularized : bool
         ``False``: the drift is ``−∇R_S`` (no dropout), the negative control.
+
+    References
+    ----------
+    Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+    algorithm", ICLR 2024.
     """
 
     def __init__(self, model: NetDropoutModel, lr: float, *, drift_masks: int = 1,
