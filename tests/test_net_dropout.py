@@ -138,6 +138,19 @@ def test_deep_multi_output_closed_forms_equal_mask_enumeration(keep_prob):
     assert torch.allclose(exact.noise_covariance(th), cov, atol=1e-13)
 
 
+def test_cnn_closed_forms_equal_mask_enumeration():
+    """Last-layer dropout after a convolution and pooling: 2×2×2 = 8 features, 256 masks."""
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, dtype=DT), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
+                        nn.Dropout(0.3), nn.Linear(8, 2, dtype=DT))
+    model = NetDropoutModel(net, torch.randn(6, 1, 4, 4, dtype=DT), torch.randn(6, 2, dtype=DT))
+    exact = LastLayerDropout(model)
+    th = perturbed(model, 2, scale=0.3)
+    mean, cov = model.expectation_over_masks(th)
+    assert torch.allclose(exact.expected_loss_grad(th), mean, atol=1e-13)
+    assert torch.allclose(exact.noise_covariance(th), cov, atol=1e-13)
+
+
 def test_closed_forms_refuse_what_they_do_not_cover():
     net = nn.Sequential(nn.Linear(2, 3, dtype=DT), nn.Dropout(0.1), nn.Tanh(), nn.Linear(3, 1, dtype=DT))
     model = NetDropoutModel(net, torch.randn(5, 2, dtype=DT), torch.randn(5, dtype=DT))
