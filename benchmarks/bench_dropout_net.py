@@ -89,7 +89,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", default="1000,10000", help="comma-separated path counts")
     parser.add_argument("--samples", type=int, default=32, help="digits in the training set")
-    parser.add_argument("--width", type=int, default=8, help="MLP hidden units / CNN channels")
+    parser.add_argument("--width", type=int, default=8, help="MLP hidden units")
+    parser.add_argument("--channels", type=int, default=4,
+                        help="CNN channels (the exact SME's M = m(m+1)/2 with m = 16 · channels)")
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
@@ -98,19 +100,20 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     paths = [int(p) for p in args.paths.split(",")]
-    samples, width, repeats = args.samples, args.width, args.repeats
+    samples, width, channels, repeats = args.samples, args.width, args.channels, args.repeats
     if args.fast:
-        paths, samples, width, repeats = [50], 8, 3, 1
+        paths, samples, width, channels, repeats = [50], 8, 3, 1, 1
     rows = []
-    print(f"{'model':>5} {'paths':>6} {'D':>6} {'step ps/s':>11} {'plain ps/s':>11} {'ratio':>6} "
-          f"{'sme ps/s':>10}")
+    print(f"{'model':>5} {'paths':>6} {'D':>6} {'M':>6} {'step ps/s':>11} {'plain ps/s':>11} "
+          f"{'ratio':>6} {'sme ps/s':>10}")
     for model in ("mlp", "cnn"):
-        algo = builtin_problem(model=model, width=width, n_samples=samples, device=device)
+        algo = builtin_problem(model=model, width=width if model == "mlp" else channels,
+                               n_samples=samples, device=device)
         plain = _plain_step(algo, args.lr)
         for P in paths:
             row = _measure(algo, plain, P, args.lr, repeats, device)
             rows.append({"model": model, **row})
-            print(f"{model:>5} {P:>6} {row['D']:>6} {row['step_path_steps_per_s']:>11.0f} "
+            print(f"{model:>5} {P:>6} {row['D']:>6} {row['M']:>6} {row['step_path_steps_per_s']:>11.0f} "
                   f"{row['plain_path_steps_per_s']:>11.0f} {row['ratio_plain_over_step']:>6.2f} "
                   f"{row['sme_path_steps_per_s']:>10.0f}")
     if args.json:

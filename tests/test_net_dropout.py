@@ -11,6 +11,7 @@ from torch import nn
 
 from smetool.models import DropoutProblem, LastLayerDropout, NetDropoutModel, default_problem
 from smetool.models.data import digits_data, has_digits, toy_data
+from smetool.models.net_dropout_exact import mask_enumeration
 
 DT = torch.float64
 
@@ -133,7 +134,7 @@ def test_deep_multi_output_closed_forms_equal_mask_enumeration(keep_prob):
     model = NetDropoutModel(net, torch.randn(9, 4, dtype=DT), torch.randn(9, 3, dtype=DT))
     exact = LastLayerDropout(model)
     th = perturbed(model, 2, scale=0.3)
-    mean, cov = model.expectation_over_masks(th)
+    mean, cov = mask_enumeration(model, th)
     assert torch.allclose(exact.expected_loss_grad(th), mean, atol=1e-13)
     assert torch.allclose(exact.noise_covariance(th), cov, atol=1e-13)
 
@@ -146,7 +147,7 @@ def test_cnn_closed_forms_equal_mask_enumeration():
     model = NetDropoutModel(net, torch.randn(6, 1, 4, 4, dtype=DT), torch.randn(6, 2, dtype=DT))
     exact = LastLayerDropout(model)
     th = perturbed(model, 2, scale=0.3)
-    mean, cov = model.expectation_over_masks(th)
+    mean, cov = mask_enumeration(model, th)
     assert torch.allclose(exact.expected_loss_grad(th), mean, atol=1e-13)
     assert torch.allclose(exact.noise_covariance(th), cov, atol=1e-13)
 
@@ -178,7 +179,7 @@ def test_mask_gradients_are_unbiased_for_two_layers_and_cross_entropy():
     the D = 33 + … coordinates with a non-zero variance (fixed seed)."""
     model = sampled_cnn()
     th = model.theta0.unsqueeze(0)
-    mean, cov = model.expectation_over_masks(th)
+    mean, cov = mask_enumeration(model, th)
     K = 40_000
     g = model.mask_gradient_samples(th, K, torch.Generator().manual_seed(0))[:, 0]
     sd = torch.sqrt(torch.diagonal(cov[0]) / K)
@@ -230,5 +231,5 @@ def test_theta_and_masks_are_checked():
     with pytest.raises(ValueError, match="`masks` must be a tuple of tensors of shapes"):
         model.dropout_loss_grad(torch.zeros(2, 15, dtype=DT), (torch.ones(2, 4, dtype=DT),))
     with pytest.raises(ValueError, match="`max_units`"):
-        model.expectation_over_masks(torch.zeros(1, 15, dtype=DT), max_units=3)
+        mask_enumeration(model, torch.zeros(1, 15, dtype=DT), max_units=3)
     assert isinstance(DropoutProblem, type) and math.isfinite(float(model.loss(model.theta0[None])[0]))

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT
-from ..checks import check_keep_prob, check_positive_int
+from ..checks import check_keep_prob, check_positive_int, check_seed
 from ..models.builtin_nets import PLACEMENTS, cnn, mlp
 from ..models.data import digits_data, toy_data
 from ..models.net_dropout import NetDropoutModel
@@ -368,7 +368,7 @@ PLUGINS = (
             Option("depth", _positive_int("depth"), 1, "hidden layers of the mlp"),
             Option("n_samples", _positive_int("n_samples"), 32, "digits used (the first n)"),
             Option("out_scale", float, 0.1, "scale of the output layer's initial weights"),
-            Option("init_seed", lambda t: int(t), 0, "seed of the initial weights"),
+            Option("init_seed", lambda t: check_seed(int(t)), 0, "seed of the initial weights"),
             Option("drift_masks", _positive_int("drift_masks"), 1,
                    "dropout gradients per drift estimate of the sampled SME (h <= lr K)"),
         ),

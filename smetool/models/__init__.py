@@ -3,9 +3,9 @@ any ``nn.Module`` (functional, path-batched) with the exact last-layer moments a
 
 from .dropout_problem import DropoutProblem, GradSecondMoment, default_problem
 from .net_dropout import LOSSES, DropoutLayer, NetDropoutModel
-from .net_dropout_exact import LastLayerDropout, last_layer_reason
+from .net_dropout_exact import LastLayerDropout, last_layer_reason, mask_enumeration
 from .two_layer import TwoLayerNet, add_bias_feature
 
 __all__ = ["TwoLayerNet", "add_bias_feature", "DropoutProblem", "GradSecondMoment",
            "default_problem", "NetDropoutModel", "DropoutLayer", "LOSSES", "LastLayerDropout",
-           "last_layer_reason"]
+           "last_layer_reason", "mask_enumeration"]

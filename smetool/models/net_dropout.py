@@ -121,8 +121,10 @@ class NetDropoutModel:
     module : torch.nn.Module
         The network, with one or more ``nn.Dropout`` (or ``Dropout1d/2d/3d``) layers anywhere.
         It is deep-copied (the caller's module is not changed) and cast to the dtype and device
-        of ``X``; its current parameters are :attr:`theta0`. **Keep probability p = 1 − q** for
-        ``nn.Dropout(q)``.
+        of ``X``; its current parameters (all of them, in ``named_parameters()`` order) are
+        :attr:`theta0`. The copy runs in eval mode (a BatchNorm layer uses its running
+        statistics; the dropout layers are replaced by mask slots). **Keep probability p = 1 − q**
+        for ``nn.Dropout(q)``.
     X : Tensor, (n, …)
         Inputs, in the layout the module expects; floating point.
     y : Tensor
@@ -389,43 +391,6 @@ class NetDropoutModel:
         X, y = self.data(theta)
         ones = tuple(t[0] for t in self.ones_masks(1, theta))
         return hvp(lambda th: self.loss_one(th, ones, X, y), theta, vec)
-
-    def expectation_over_masks(self, theta: Tensor, max_units: int = 16) -> tuple[Tensor, Tensor]:
-        """``E_η ∇R_S^drop`` and ``Cov_η ∇R_S^drop`` by enumerating every mask: the exact oracle
-        of the tests, for networks with few dropout units.
-
-        Returns
-        -------
-        mean : Tensor, (P, D)
-        covariance : Tensor, (P, D, D)
-
-        Raises
-        ------
-        ValueError
-            More than ``max_units`` dropout units in all (``2^units`` masks).
-        """
-        self.check_theta(theta)
-        units = sum(layer.units for layer in self.layers)
-        if units > max_units:
-            raise ValueError(f"`max_units` ({max_units}) is below the network's {units} dropout units "
-                             f"({2 ** units} masks to enumerate).")
-        bits = torch.tensor(list(itertools.product((0.0, 1.0), repeat=units)), dtype=theta.dtype,
-                            device=theta.device)  # (2^u, u)
-        probs = bits.new_ones(bits.shape[0])
-        masks, start = [], 0
-        for layer in self.layers:
-            b = bits[:, start:start + layer.units]
-            p = layer.keep_prob
-            # b p + (1 − b)(1 − p): the probability of each bit, in the dtype of θ
-            probs = probs * (b * p + (1.0 - b) * (1.0 - p)).prod(dim=1)
-            masks.append((b / p).reshape(-1, *layer.mask_shape))
-            start += layer.units
-        P, S = theta.shape[0], bits.shape[0]
-        rep = tuple(m.repeat(P, *([1] * (m.ndim - 1))) for m in masks)
-        G = self.dropout_loss_grad(theta.repeat_interleave(S, dim=0), rep)[1].reshape(P, S, -1)
-        mean = torch.einsum("s,psd->pd", probs, G)
-        dev = G - mean.unsqueeze(1)
-        return mean, torch.einsum("s,psd,pse->pde", probs, dev, dev)
 
 
 def hvp(fn: Callable[[Tensor], Tensor], theta: Tensor, vec: Tensor) -> Tensor:

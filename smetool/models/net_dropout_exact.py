@@ -34,6 +34,7 @@ algorithm", ICLR 2024 (the two-layer case this generalises).
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import OrderedDict
 
@@ -43,7 +44,7 @@ from torch.func import functional_call, grad, jacrev, vjp, vmap
 
 from .net_dropout import MaskSlot, NetDropoutModel, hvp
 
-__all__ = ["LastLayerDropout", "last_layer_reason"]
+__all__ = ["LastLayerDropout", "last_layer_reason", "mask_enumeration"]
 
 
 def last_layer_reason(model: NetDropoutModel) -> str | None:
@@ -195,3 +196,42 @@ class LastLayerDropout:
         """``Σ(θ) = F Fᵀ``, ``(P, D, D)``."""
         F = self.noise_factor(theta)
         return F @ F.transpose(1, 2)
+
+
+def mask_enumeration(model: NetDropoutModel, theta: Tensor,
+                     max_units: int = 16) -> tuple[Tensor, Tensor]:
+    """``E_η ∇R_S^drop`` and ``Cov_η ∇R_S^drop`` by enumerating every mask: the exact oracle
+    of the tests, for networks with few dropout units (any placement, any loss).
+
+    Returns
+    -------
+    mean : Tensor, (P, D)
+    covariance : Tensor, (P, D, D)
+
+    Raises
+    ------
+    ValueError
+        More than ``max_units`` dropout units in all (``2^units`` masks).
+    """
+    model.check_theta(theta)
+    units = sum(layer.units for layer in model.layers)
+    if units > max_units:
+        raise ValueError(f"`max_units` ({max_units}) is below the network's {units} dropout units "
+                         f"({2 ** units} masks to enumerate).")
+    bits = torch.tensor(list(itertools.product((0.0, 1.0), repeat=units)), dtype=theta.dtype,
+                        device=theta.device)  # (2^u, u)
+    probs = bits.new_ones(bits.shape[0])
+    masks, start = [], 0
+    for layer in model.layers:
+        b = bits[:, start:start + layer.units]
+        p = layer.keep_prob
+        # b p + (1 − b)(1 − p): the probability of each bit, in the dtype of θ
+        probs = probs * (b * p + (1.0 - b) * (1.0 - p)).prod(dim=1)
+        masks.append((b / p).reshape(-1, *layer.mask_shape))
+        start += layer.units
+    P, S = theta.shape[0], bits.shape[0]
+    rep = tuple(m.repeat(P, *([1] * (m.ndim - 1))) for m in masks)
+    G = model.dropout_loss_grad(theta.repeat_interleave(S, dim=0), rep)[1].reshape(P, S, -1)
+    mean = torch.einsum("s,psd->pd", probs, G)
+    dev = G - mean.unsqueeze(1)
+    return mean, torch.einsum("s,psd,pse->pde", probs, dev, dev)
