@@ -31,7 +31,8 @@ from smetool.solvers import EulerMaruyama, SmallNoiseHeun, UnsupportedError
 from smetool.verification.producers import AlgorithmProducer, CoupledSMEProducer
 
 
-def test_a_two_layer_module_reproduces_the_dropout_plugins_weak_errors():
+@pytest.mark.parametrize("order", [1, 2])
+def test_a_two_layer_module_reproduces_the_dropout_plugins_weak_errors(order):
     """Same seeds, same random draws: the weak-error tables of the two plug-ins agree to
     round-off (discrete masks and SME Brownian increments are drawn identically)."""
     problem, theta0, model, perm = two_layer_pair(width=6, n_points=8)
@@ -46,7 +47,7 @@ def test_a_two_layer_module_reproduces_the_dropout_plugins_weak_errors():
                 "L_S": ours.closed_form.expected_loss if alg is ours else problem.expected_loss,
                 "norm": lambda x: (x * x).sum(dim=1), "coord": lambda x: x[:, j]}
 
-    kw = dict(horizon=0.08, steps_per_lr=2, seed=3)
+    kw = dict(horizon=0.08, steps_per_lr=2, seed=3, order=order)
     a = smetool.verify(ours, (0.04, 0.02), 64, test_functions=tests(ours, j_ours), **kw)
     b = smetool.verify(theirs, (0.04, 0.02), 64, test_functions=tests(theirs, j_theirs), **kw)
     ea, eb = a.weak_errors.errors, b.weak_errors.errors
