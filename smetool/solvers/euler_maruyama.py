@@ -21,14 +21,14 @@ class EulerMaruyama(Solver):
     ``ζ = sde.sample_noise(t, x, generator)``, which keeps weak order 1 as long as ``ζ`` has the
     right mean and covariance (Kloeden & Platen, (14.1.2)).
 
+    A :class:`~smetool.sde.SampledDriftSDE` (drift known through unbiased estimates ``b̂`` with
+    ``Cov b̂ = γ Cov ζ``) is stepped as ``X + h b̂ + √(h − γh²) ζ``: the same first two moments
+    per step, weak order 1 (see that class).
+
     References
     ----------
     G. Maruyama, "Continuous Markov processes and stochastic equations", Rend. Circ. Mat. Palermo
     4 (1955). P. E. Kloeden, E. Platen, *Numerical Solution of SDEs*, Springer 1992, §10.2, §14.1.
-
-    A :class:`~smetool.sde.SampledDriftSDE` (drift known through unbiased estimates ``b̂`` with
-    ``Cov b̂ = γ Cov ζ``) is stepped as ``X + h b̂ + √(h − γh²) ζ``: the same first two moments
-    per step, weak order 1 (see that class).
     """
 
     name = "euler"
