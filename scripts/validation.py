@@ -490,52 +490,63 @@ ORDER2_SETTINGS = {
 
 
 def plugin_section(fast: bool, device: str, dropout_order2: bool) -> dict:
+    from smetool.algorithms.registry import plugins
+
+    runs = [(name, 1) for name in sorted(plugins())]
+    runs += [(name, 2) for name in sorted(plugins()) if 2 in plugins()[name].orders
+             and (name not in NEEDS_MANY_PATHS_AT_ORDER2 or dropout_order2)]
+    if fast:
+        runs = [("sgd", 1)]
+    cases = [plugin_case(name, order, fast, device) for name, order in runs]
+    return {"title": "Plug-ins: weak order of each SME against its algorithm", "cases": cases,
+            "dropout_order2": dropout_order2}
+
+
+NEEDS_MANY_PATHS_AT_ORDER2 = ("dropout", "dropout-net")
+"""Plug-ins whose order-2 check needs about 10⁶ plain Monte-Carlo paths (run with
+``--dropout-order2``, on a GPU)."""
+
+
+def plugin_case(name: str, order: int, fast: bool, device: str) -> dict:
+    """One ``smetool verify NAME`` run at the plug-in's defaults (or ORDER2_SETTINGS) and its
+    verdict."""
     import torch
 
     from smetool import verify
     from smetool.algorithms.registry import plugins
 
-    runs = [(name, 1) for name in sorted(plugins())]
-    runs += [(name, 2) for name in sorted(plugins()) if 2 in plugins()[name].orders
-             and (name != "dropout" or dropout_order2)]
+    spec = plugins()[name]
+    algorithm = spec.build(dtype=torch.float64, device=device)
+    settings = {"lrs": tuple(spec.lrs), "n_paths": spec.n_paths,
+                "steps_per_lr": spec.steps_per_lr, "chunk_size": None}
+    if order == 2:
+        settings.update(ORDER2_SETTINGS.get(name, {}))
     if fast:
-        runs = [("sgd", 1)]
-    cases = []
-    for name, order in runs:
-        spec = plugins()[name]
-        algorithm = spec.build(dtype=torch.float64, device=device)
-        settings = {"lrs": tuple(spec.lrs), "n_paths": spec.n_paths,
-                    "steps_per_lr": spec.steps_per_lr, "chunk_size": None}
-        if order == 2:
-            settings.update(ORDER2_SETTINGS.get(name, {}))
-        if fast:
-            settings.update(lrs=tuple(spec.lrs)[:3], n_paths=2000)
-        lrs, paths = list(settings["lrs"]), settings["n_paths"]
-        print(f"  verify {name} --order {order} ({paths} paths)", flush=True)
-        result = verify(algorithm, lrs, horizon=spec.horizon, n_paths=paths, order=order,
-                        steps_per_lr=settings["steps_per_lr"], method=spec.method, seed=0,
-                        chunk_size=settings["chunk_size"], device=device, progress=False)
-        command = f"smetool verify {name}" + (f" --order {order}" if order != 1 else "")
-        if tuple(lrs) != tuple(spec.lrs):
-            command += " --lrs " + ",".join(f"{lr:g}" for lr in lrs)
-        if paths != spec.n_paths:
-            command += f" --paths {paths}"
-        if settings["steps_per_lr"] != spec.steps_per_lr:
-            command += f" --steps-per-lr {settings['steps_per_lr']}"
-        if settings["chunk_size"] is not None:
-            command += f" --chunk-size {settings['chunk_size']}"
-        if device != "cpu":
-            command += f" --device {device}"
-        fits = [{"test_function": f, "slope": fit.slope, "ci": list(fit.ci),
-                 "ratios": list(fit.ratios), "used": sum(fit.used), "of": len(fit.used),
-                 "contains": fit.contains(order)} for f, fit in result.fits.items()]
-        cases.append({"plugin": name, "order": order, "command": command, "paths": paths,
-                      "lrs": lrs, "horizon": spec.horizon, "method": spec.method,
-                      "seconds": result.seconds, "fits": fits, "unfitted": dict(result.unfitted),
-                      # None: no test function resolved, so there is no verdict either way
-                      "passed": all(f["contains"] for f in fits) if fits else None})
-    return {"title": "Plug-ins: weak order of each SME against its algorithm", "cases": cases,
-            "dropout_order2": dropout_order2}
+        settings.update(lrs=tuple(spec.lrs)[:3], n_paths=2000)
+    lrs, paths = list(settings["lrs"]), settings["n_paths"]
+    print(f"  verify {name} --order {order} ({paths} paths)", flush=True)
+    result = verify(algorithm, lrs, horizon=spec.horizon, n_paths=paths, order=order,
+                    steps_per_lr=settings["steps_per_lr"], method=spec.method, seed=0,
+                    chunk_size=settings["chunk_size"], device=device, progress=False)
+    command = f"smetool verify {name}" + (f" --order {order}" if order != 1 else "")
+    if tuple(lrs) != tuple(spec.lrs):
+        command += " --lrs " + ",".join(f"{lr:g}" for lr in lrs)
+    if paths != spec.n_paths:
+        command += f" --paths {paths}"
+    if settings["steps_per_lr"] != spec.steps_per_lr:
+        command += f" --steps-per-lr {settings['steps_per_lr']}"
+    if settings["chunk_size"] is not None:
+        command += f" --chunk-size {settings['chunk_size']}"
+    if device != "cpu":
+        command += f" --device {device}"
+    fits = [{"test_function": f, "slope": fit.slope, "ci": list(fit.ci),
+             "ratios": list(fit.ratios), "used": sum(fit.used), "of": len(fit.used),
+             "contains": fit.contains(order)} for f, fit in result.fits.items()]
+    return {"plugin": name, "order": order, "command": command, "paths": paths,
+            "lrs": lrs, "horizon": spec.horizon, "method": spec.method,
+            "seconds": result.seconds, "fits": fits, "unfitted": dict(result.unfitted),
+            # None: no test function resolved, so there is no verdict either way
+            "passed": all(f["contains"] for f in fits) if fits else None}
 
 
 # ----------------------------------------------------------------------------- benchmarks
@@ -698,10 +709,11 @@ def render(record: dict) -> str:
                     lines.append(f"| `{c['command']}` | `{f}` | {c['order']} | – | – | – | "
                                  f"{c['seconds']:.0f} | unresolved: {_cell(why)} |")
             if not section["dropout_order2"]:
-                lines += ["", "Not run here: the dropout SME of order 2 (`smetool verify dropout "
-                          "--order 2`), which needs about 10⁶ paths to resolve its errors "
+                lines += ["", "Not run here: the dropout SMEs of order 2 (`smetool verify dropout "
+                          "--order 2`, `smetool verify dropout-net --order 2`), which need about "
+                          "10⁶ paths to resolve their errors without control variates "
                           "(hours on two CPU cores); run this script with `--dropout-order2` on "
-                          "a GPU. The CPU measurement at "
+                          "a GPU. The CPU measurement of the two-layer dropout SME at "
                           "80,000 paths is in [Numerics behind the defaults](numerics.md)."]
         elif kind == "benchmarks":
             lines += ["Times are medians over repeats in the same run; ratios compare contenders "

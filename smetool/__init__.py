@@ -16,6 +16,7 @@ from .algorithms import (
     SGDLeastSquares,
     SGDTwoLayer,
     StochasticGradientAlgorithm,
+    dropout_net,
     sqrt_scaling_rule,
 )
 from .analysis.report import AnalysisReport, analyze_dropout
@@ -30,7 +31,7 @@ from .brownian import (
 )
 from .citation import citation
 from .integrate import CoupledSolution, NonFiniteError, Solution, solve, solve_coupled
-from .models import DropoutProblem
+from .models import DropoutProblem, NetDropoutModel
 from .montecarlo import (
     AntitheticPathProducer,
     ExactReference,
@@ -47,7 +48,7 @@ from .montecarlo import (
     weak_error,
 )
 from .noise import psd_factor
-from .sde import SDE, FunctionSDE, NoiseFree, NoiseKind, as_sde
+from .sde import SDE, FunctionSDE, NoiseFree, NoiseKind, SampledDriftSDE, as_sde
 from .solvers import EulerMaruyama, Milstein, PlatenWeak2, SmallNoiseHeun, Solver, UnsupportedError
 from .stats import (
     Extrapolation,
@@ -122,6 +123,9 @@ __all__ = [
     "DropoutAlgorithm",
     "DropoutProblem",
     "DropoutSME",
+    "dropout_net",
+    "NetDropoutModel",
+    "SampledDriftSDE",
     "StochasticGradientAlgorithm",
     "SeparableNoise",
     "SeparableStochasticGradient",

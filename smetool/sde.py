@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["NoiseKind", "SDE", "FunctionSDE", "NoiseFree", "TorchsdeAdapter", "as_sde"]
+__all__ = ["NoiseKind", "SDE", "FunctionSDE", "NoiseFree", "SampledDriftSDE", "TorchsdeAdapter",
+           "as_sde", "shape_probe_drift"]
 
 
 class NoiseKind(str, enum.Enum):
@@ -178,6 +179,53 @@ class FunctionSDE(SDE):
         if self._diffusion_derivative is None:
             return None
         return self._diffusion_derivative(t, x)
+
+
+class SampledDriftSDE(SDE):
+    """An SDE whose drift is known only through unbiased random estimates, with SAMPLED noise.
+
+    The SME of a network with dropout in general positions is one: its drift ``−∇L_S`` is an
+    expectation over dropout masks with no closed form, but an average of ``K`` dropout gradients
+    estimates it without bias. Euler–Maruyama integrates such an SDE as ::
+
+        X_{n+1} = X_n + h b̂_n + √(h − γ h²) ζ_n,
+
+    where ``b̂ = sample_drift(t, x, g)`` has mean ``b`` and covariance ``γ Cov ζ``, and
+    ``ζ = sample_noise(t, x, g)`` has the SDE's noise covariance: the increment then has exactly
+    the mean ``h b`` and covariance ``h σσᵀ`` of an Euler–Maruyama step (this needs
+    ``γ h ≤ 1``); with a symmetric ``ζ`` its third moments are ``O(h³)`` off, so by Milstein's
+    weak-convergence theorem (one-step moment errors ``O(h²)`` give global weak order 1; Milstein &
+    Tretyakov, *Stochastic Numerics for Mathematical Physics*, 2004, ch. 2) the scheme is weak
+    order 1 in ``h``. Other solvers refuse such an SDE.
+
+    Subclasses implement :meth:`sample_drift`, :meth:`sample_noise` and :attr:`drift_noise_ratio`.
+    :meth:`drift` raises: there is nothing exact to return.
+    """
+
+    noise_kind = NoiseKind.SAMPLED
+
+    @property
+    @abc.abstractmethod
+    def drift_noise_ratio(self) -> float:
+        """``γ ≥ 0`` with ``Cov sample_drift = γ · Cov sample_noise`` (e.g. ``1/(lr K)`` for the
+        mean of ``K`` dropout gradients against noise of covariance ``lr Σ``)."""
+
+    @abc.abstractmethod
+    def sample_drift(self, t: float, x: Tensor, generator: torch.Generator) -> Tensor:
+        """An unbiased estimate of the drift, ``(P, D)``, drawn from ``generator`` only."""
+
+    def drift(self, t: float, x: Tensor) -> Tensor:
+        raise NotImplementedError(  # no closed form: the point of this class
+            f"{type(self).__name__} has no closed-form drift; it gives unbiased estimates "
+            "(sample_drift) and is integrated by EulerMaruyama().")
+
+
+def shape_probe_drift(sde: SDE, t: float, x: Tensor) -> Tensor:
+    """The drift at ``(t, x)`` for a shape check: for a :class:`SampledDriftSDE` one estimate drawn
+    with a throw-away generator (seed 0), so the caller's random stream is untouched."""
+    if isinstance(sde, SampledDriftSDE):
+        return sde.sample_drift(t, x, torch.Generator(device=x.device).manual_seed(0))
+    return sde.drift(t, x)
 
 
 class NoiseFree(SDE):

@@ -16,6 +16,8 @@ from .base import (
     TestFunction,
 )
 from .dropout import DropoutAlgorithm, DropoutSME
+from .dropout_net import ExactNetDropout, NetDropout, builtin_problem, dropout_net
+from .dropout_net_sme import NetDropoutSME, SampledNetDropoutSME
 from .dropout_noise import (
     NOISE_REPRESENTATIONS,
     CovarianceNoise,
@@ -58,6 +60,12 @@ __all__ = [
     "MaskPairNoise",
     "CovarianceNoise",
     "NOISE_REPRESENTATIONS",
+    "dropout_net",
+    "builtin_problem",
+    "NetDropout",
+    "ExactNetDropout",
+    "NetDropoutSME",
+    "SampledNetDropoutSME",
     "FiniteSumSGD",
     "SGDLeastSquares",
     "SGDTwoLayer",

@@ -33,6 +33,7 @@ ENTRY_POINT_GROUP = "smetool.plugins"
 
 BUILTIN_MODULES = (
     "smetool.algorithms.dropout",
+    "smetool.algorithms.dropout_net",
     "smetool.algorithms.sgd",
     "smetool.algorithms.momentum",
     "smetool.algorithms.svag",

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from ..brownian import Increments, as_increments
 from ..noise import brownian_dim
-from ..sde import SDE, NoiseKind, as_sde
+from ..sde import SDE, NoiseKind, as_sde, shape_probe_drift
 from ..solvers import Solver
 from .common import (
     as_solver,
@@ -208,7 +208,7 @@ def solve(
     if sde.noise_kind is not NoiseKind.SAMPLED:
         g = checked_diffusion(sde, t0, x)
         M = brownian_dim(sde, g, D)
-    drift0 = sde.drift(t0, x)
+    drift0 = shape_probe_drift(sde, t0, x)
     if tuple(drift0.shape) != (P, D):
         raise ValueError(
             f"{sde!r}: drift(t, x) must have the shape of x {(P, D)}; got {tuple(drift0.shape)}."

@@ -13,7 +13,7 @@ from torch import Tensor
 from ..bibliography import Reference
 from ..brownian import Increments
 from ..noise import apply_diffusion
-from ..sde import SDE, NoiseKind
+from ..sde import SDE, NoiseKind, SampledDriftSDE
 
 __all__ = ["Solver", "UnsupportedError", "noise_increment"]
 
@@ -69,6 +69,9 @@ class Solver(abc.ABC):
         The source of the scheme, in words.
     references : tuple of Reference
         The same as bibliography entries (:func:`smetool.citation`).
+    samples_drift : bool
+        Whether it integrates a :class:`~smetool.sde.SampledDriftSDE` (drift known only through
+        unbiased estimates); only Euler–Maruyama does.
     """
 
     name: ClassVar[str]
@@ -82,6 +85,7 @@ class Solver(abc.ABC):
     reference: ClassVar[str] = ""
     references: ClassVar[tuple[Reference, ...]] = ()
     alternative: ClassVar[str] = "EulerMaruyama()"
+    samples_drift: ClassVar[bool] = False
 
     def check(self, sde: SDE, increments: Increments) -> None:
         """Refuse an SDE or increment source that this solver cannot handle.
@@ -91,6 +95,10 @@ class Solver(abc.ABC):
         UnsupportedError
             Naming the solver, the problem and what to use instead.
         """
+        if isinstance(sde, SampledDriftSDE) and not self.samples_drift:
+            raise UnsupportedError(
+                f"{self!r} needs a closed-form drift; {type(sde).__name__} only gives unbiased "
+                "drift estimates. Use EulerMaruyama() (method='euler'), weak order 1 for it.")
         if sde.noise_kind not in self.noise_kinds:
             kinds = ", ".join(sorted(k.value for k in self.noise_kinds))
             raise UnsupportedError(

@@ -12,7 +12,7 @@ from ..algorithms.base import Algorithm, SeparableNoise
 from ..brownian import GaussianIncrements
 from ..integrate import checked_diffusion
 from ..montecarlo import TestFunction, evaluate_test_functions
-from ..sde import SDE, NoiseKind
+from ..sde import SDE, NoiseKind, shape_probe_drift
 from ..solvers import Solver
 
 __all__ = ["PluginError", "probe_plugin", "probe_control_variates"]
@@ -79,7 +79,7 @@ def probe_plugin(algorithm: Algorithm, name: str, lr: float, order: int, solver:
         solver.check(sde, GaussianIncrements())
     except ValueError as exc:  # UnsupportedError included: keep its type, add the plug-in
         raise type(exc)(f"{where}: {exc}") from None
-    drift = _call(where, "the SME's drift(t, x)", sde.drift, 0.0, x0)
+    drift = _call(where, "the SME's drift(t, x)", shape_probe_drift, sde, 0.0, x0)
     if not isinstance(drift, Tensor) or tuple(drift.shape) != (2, D):
         raise ValueError(
             f"{where}: the SME's drift(t, x) must have the shape of x, (2, {D}); got {_shape(drift)}.")

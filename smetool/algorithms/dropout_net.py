@@ -1,0 +1,379 @@
+"""Full-batch dropout gradient descent on any ``nn.Module``, paired with its SME.
+
+:func:`dropout_net` takes a user's network with ``nn.Dropout`` layers, data and a loss, and returns
+a plug-in that :func:`smetool.verify`, the solvers and the analyses accept:
+
+* **exact** (:class:`ExactNetDropout`) when the only dropout is on the input of the final linear
+  layer and the loss is the squared loss: ``L_S = R_S + R_1`` and ``Σ = F Fᵀ`` in closed form
+  (:class:`~smetool.models.LastLayerDropout`); SMEs of orders 1 and 2 with Brownian (GENERAL)
+  noise, any solver, and the control-variate contract (:class:`SeparableStochasticGradient`);
+* **sampled** (:class:`NetDropout`) otherwise (deeper placements, several layers,
+  cross-entropy): ``∇L_S = E_η ∇R_S^drop`` and ``Σ`` have no closed form. The order-1 SME is
+  integrated with unbiased estimators whose per-step moments are exact: the drift is the mean of
+  ``K`` dropout gradients (covariance ``Σ/K``) and the noise ``ζ`` comes from mask pairs
+  (covariance ``lr Σ``), combined by Euler–Maruyama as ``x + h b̂ + √(h − h²/(lr K)) ζ``, so every
+  step has mean ``−h ∇L_S`` and covariance exactly ``lr h Σ`` (needs ``h ≤ lr K``). Weak order 1
+  in ``h``; no control variates (the mean is not exact).
+
+Keep probability: ``nn.Dropout(q)`` keeps a unit with probability **p = 1 − q**.
+
+References
+----------
+Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+algorithm", ICLR 2024. Q. Li, C. Tai, W. E, "Stochastic modified equations and dynamics of
+stochastic gradient algorithms I", JMLR 20 (2019).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT
+from ..checks import check_keep_prob, check_positive_int, check_seed
+from ..models.builtin_nets import PLACEMENTS, cnn, mlp
+from ..models.data import digits_data, toy_data
+from ..models.net_dropout import NetDropoutModel
+from ..models.net_dropout_exact import LastLayerDropout, last_layer_reason
+from ..sde import SDE
+from .base import (
+    NegativeControl,
+    SeparableStochasticGradient,
+    StochasticGradientAlgorithm,
+    TestFunction,
+)
+from .dropout_net_sme import NetDropoutSME, SampledNetDropoutSME, check_order
+from .spec import Option, PluginSpec
+
+__all__ = ["dropout_net", "builtin_problem", "NetDropout", "ExactNetDropout", "NetDropoutSME",
+           "SampledNetDropoutSME", "PLUGINS"]
+
+
+class NetDropout(StochasticGradientAlgorithm):
+    """Full-batch dropout GD on a network (any dropout placement, any loss), with its order-1 SME
+    integrated by unbiased estimators (:class:`SampledNetDropoutSME`, Euler–Maruyama only).
+
+    Build it with :func:`dropout_net`, which returns :class:`ExactNetDropout` where the closed
+    forms apply.
+
+    Parameters
+    ----------
+    model : NetDropoutModel
+    theta0 : Tensor, (D,), optional
+        Default: the module's parameters.
+    drift_masks, noise_pairs : int
+        ``K`` and ``k`` of :class:`SampledNetDropoutSME`.
+
+    References
+    ----------
+    Zhang, Li, Luo & Xu (ICLR 2024); Li, Tai & E (JMLR 2019).
+    """
+
+    name = "dropout-net"
+    references = (ZHANG_2024_DROPOUT, LI_TAI_E_2019)
+    sme_orders: ClassVar[tuple[int, ...]] = (1,)
+
+    def __init__(self, model: NetDropoutModel, theta0: Tensor | None = None, *,
+                 drift_masks: int = 1, noise_pairs: int = 1):
+        if not isinstance(model, NetDropoutModel):
+            raise TypeError(f"`model` must be a NetDropoutModel; got {type(model).__name__}.")
+        theta0 = model.theta0 if theta0 is None else torch.as_tensor(theta0)
+        if theta0.shape != (model.n_params,) or not theta0.is_floating_point() \
+                or not bool(torch.isfinite(theta0).all()):
+            raise ValueError(f"`theta0` must be a finite floating-point tensor of shape "
+                             f"({model.n_params},); got {tuple(theta0.shape)}.")
+        self.model = model
+        self.theta0 = theta0
+        self.drift_masks = check_positive_int(drift_masks, "drift_masks")
+        self.noise_pairs = check_positive_int(noise_pairs, "noise_pairs")
+        self._probe: int | None = None
+
+    @property
+    def exact(self) -> bool:
+        """Whether ``L_S`` and ``Σ`` are in closed form."""
+        return False
+
+    def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
+                      device: torch.device | str | None = None) -> Tensor:
+        """``θ0`` on every path, ``(P, D)``."""
+        n_paths = check_positive_int(n_paths, "n_paths")
+        theta0 = self.theta0.to(dtype=self.theta0.dtype if dtype is None else dtype,
+                                device=self.theta0.device if device is None else device)
+        return theta0.unsqueeze(0).repeat(n_paths, 1)
+
+    def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        """``∇R_S^drop(θ; η)`` with a fresh mask per path (masks from ``generator``), ``(P, D)``."""
+        return self.model.stochastic_gradient(x, generator)
+
+    def sme(self, lr: float, order: int = 1) -> SDE:
+        """The order-1 SME with sampled drift and mask-pair noise (:class:`SampledNetDropoutSME`)."""
+        check_order(order, self.sme_orders)
+        return SampledNetDropoutSME(self.model, lr, drift_masks=self.drift_masks,
+                                    noise_pairs=self.noise_pairs)
+
+    def negative_controls(self, lr: float, order: int) -> tuple[NegativeControl, ...]:
+        """The SME without dropout's implicit regularizer (drift ``−∇R_S``): an ``O(1)`` error
+        (slope 0) that any verification must reject."""
+        wrong = SampledNetDropoutSME(self.model, lr, noise_pairs=self.noise_pairs, regularized=False)
+        return (NegativeControl("no R_1", wrong, 0.0,
+                                "the drift −∇R_S misses dropout's implicit regularizer: O(1) error"),)
+
+    def _probe_rate(self, theta: Tensor) -> Tensor:
+        g = self.model.loss_grad(theta)
+        return self.model.loss_hvp(theta, g)
+
+    def probe_coordinate(self) -> int:
+        """The coordinate with the largest ``|(∇²f ∇f)_j|`` at ``θ0`` (``f = L_S`` in the exact
+        case, ``R_S`` otherwise): where the order-1 SME's error grows fastest."""
+        if self._probe is None:
+            self._probe = int(self._probe_rate(self.theta0.unsqueeze(0))[0].abs().argmax())
+        return self._probe
+
+    def test_functions(self) -> dict[str, TestFunction]:
+        """``"R_S"``, ``"theta_norm_sq"`` and ``"theta[j]"`` (:meth:`probe_coordinate`)."""
+        j = self.probe_coordinate()
+        return {"R_S": self.model.loss, "theta_norm_sq": lambda x: (x * x).sum(dim=1),
+                f"theta[{j}]": lambda x: x[:, j]}
+
+    def __repr__(self) -> str:
+        layers = ", ".join(f"{la.name}: p={la.keep_prob:g} {la.mask_shape}" for la in self.model.layers)
+        return (f"{type(self).__name__}(D={self.model.n_params}, n={self.model.n_points}, "
+                f"loss={self.model.loss_name!r}, dropout=[{layers}])")
+
+
+class ExactNetDropout(SeparableStochasticGradient, NetDropout):
+    """Dropout GD on a network whose only dropout is on the input of its final linear layer, with
+    the squared loss: exact ``L_S``, ``Σ`` and SMEs of orders 1 and 2 (:class:`NetDropoutSME`),
+    and the control-variate contract (exact mean gradient ``∇L_S`` and covariance ``Σ``).
+
+    Parameters as :class:`NetDropout`.
+
+    References
+    ----------
+    Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
+    algorithm", ICLR 2024. Q. Li, C. Tai, W. E, "Stochastic modified equations and dynamics of
+    stochastic gradient algorithms I", JMLR 20 (2019).
+    """
+
+    name = "dropout-net"
+    references = (ZHANG_2024_DROPOUT, LI_TAI_E_2019)
+    sme_orders = (1, 2)
+
+    def __init__(self, model: NetDropoutModel, theta0: Tensor | None = None, **kwargs):
+        NetDropout.__init__(self, model, theta0, **kwargs)
+        self.closed_form = LastLayerDropout(model)
+
+    @property
+    def exact(self) -> bool:
+        return True
+
+    def draw_gradient_noise(self, n_paths: int, generator: torch.Generator, *,
+                            dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
+        """The dropout multipliers of one step, ``(P, m)`` (independent of ``θ``)."""
+        return self.model.sample_masks(n_paths, generator, dtype=dtype, device=device)
+
+    def gradient_with(self, x: Tensor, noise: tuple[Tensor, ...]) -> Tensor:
+        """``∇R_S^drop(θ; η)`` for the given masks, ``(P, D)``."""
+        return self.model.dropout_loss_grad(x, noise)[1]
+
+    def mean_gradient(self, x: Tensor) -> Tensor:
+        """``∇L_S``, exactly, ``(P, D)``."""
+        return self.closed_form.expected_loss_grad(x)
+
+    def gradient_covariance(self, x: Tensor) -> Tensor:
+        """``Σ = F Fᵀ``, exactly, ``(P, D, D)``."""
+        return self.closed_form.noise_covariance(x)
+
+    def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        return SeparableStochasticGradient.stochastic_gradient(self, x, generator)
+
+    def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+        return x - lr * self.stochastic_gradient(x, generator)
+
+    def sme(self, lr: float, order: int = 1) -> SDE:
+        """The exact SME of order 1 or 2 (:class:`NetDropoutSME`)."""
+        return NetDropoutSME(self.closed_form, lr, check_order(order, self.sme_orders))
+
+    def negative_controls(self, lr: float, order: int) -> tuple[NegativeControl, ...]:
+        """Without ``R_1`` (slope 0), plus for order 2 the order-1 SME and the noise-free flow."""
+        wrong = NetDropoutSME(self.closed_form, lr, order, regularized=False)
+        own = (NegativeControl("no R_1", wrong, 0.0,
+                               "the drift misses dropout's implicit regularizer R_1: O(1) error"),)
+        return own + StochasticGradientAlgorithm.negative_controls(self, lr, order)
+
+    def _probe_rate(self, theta: Tensor) -> Tensor:
+        g = self.closed_form.expected_loss_grad(theta)
+        return self.closed_form.expected_loss_hvp(theta, g)
+
+    def test_functions(self) -> dict[str, TestFunction]:
+        """``"R_S"``, ``"L_S"``, ``"theta_norm_sq"`` and ``"theta[j]"``."""
+        tests = NetDropout.test_functions(self)
+        return {"R_S": tests.pop("R_S"), "L_S": self.closed_form.expected_loss, **tests}
+
+
+def dropout_net(module: nn.Module, X: Tensor, y: Tensor, *, loss: str = "mse",
+                theta0: Tensor | None = None, drift_masks: int = 1, noise_pairs: int = 1,
+                exact: bool | None = None) -> NetDropout:
+    """The dropout plug-in of a user's network: full-batch dropout GD and its SME.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        With one or more dropout layers. **Keep probability p = 1 − q for ``nn.Dropout(q)``**;
+        masks are drawn by smetool (one per step and path, shared by the data, as in full-batch
+        dropout GD), not by torch's global random state.
+    X, y : Tensor
+        The full training batch (see :class:`~smetool.models.NetDropoutModel`).
+    loss : {"mse", "cross_entropy"}
+    theta0 : Tensor, (D,), optional
+        Default: the module's parameters, in ``module.named_parameters()`` order.
+    drift_masks, noise_pairs : int
+        For the sampled SME: ``K`` dropout gradients per drift estimate (the SME step must be
+        ``h ≤ lr K``) and ``k`` mask pairs per noise draw.
+    exact : bool, optional
+        ``None`` (default): exact where the closed forms apply; ``True``: require them (raise
+        otherwise); ``False``: use the sampled SME even where they apply (e.g. to test it).
+
+    Returns
+    -------
+    NetDropout
+        :class:`ExactNetDropout` in the exact case.
+
+    Raises
+    ------
+    ValueError
+        ``exact=True`` where the closed forms do not apply (the message says why), and the errors
+        of :class:`~smetool.models.NetDropoutModel`.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> net = nn.Sequential(nn.Linear(3, 8, dtype=torch.float64), nn.Tanh(), nn.Dropout(0.1),
+    ...                     nn.Linear(8, 1, dtype=torch.float64))
+    >>> X, y = torch.randn(20, 3, dtype=torch.float64), torch.randn(20, dtype=torch.float64)
+    >>> algo = dropout_net(net, X, y)
+    >>> algo.exact, algo.sme_orders
+    (True, (1, 2))
+    """
+    model = NetDropoutModel(module, X, y, loss=loss)
+    reason = last_layer_reason(model)
+    if exact and reason is not None:
+        raise ValueError(f"`exact=True` but the closed forms do not apply: {reason}.")
+    cls = ExactNetDropout if (reason is None and exact is not False) else NetDropout
+    return cls(model, theta0, drift_masks=drift_masks, noise_pairs=noise_pairs)
+
+
+def builtin_problem(*, model: str = "mlp", data: str = "digits", keep_prob: float = 0.9,
+                    width: int = 8, loss: str = "mse", placement: str = "last", depth: int = 1,
+                    n_samples: int = 32, out_scale: float = 0.1, init_seed: int = 0,
+                    drift_masks: int = 1, dtype: torch.dtype = torch.float64,
+                    device: torch.device | str | None = None) -> NetDropout:
+    """The problems of ``smetool verify dropout-net``: a small MLP or CNN on the first
+    ``n_samples`` digits (scikit-learn's bundled ``load_digits``) or on the embedded 1-D task.
+
+    Parameters
+    ----------
+    model : {"mlp", "cnn"}
+        :func:`~smetool.models.builtin_nets.mlp` (``depth`` tanh layers of ``width`` units) or
+        :func:`~smetool.models.builtin_nets.cnn` (``width`` channels; digits only).
+    data : {"digits", "toy"}
+    keep_prob : float
+        ``p`` (the layers are ``nn.Dropout(1 − p)``).
+    loss : {"mse", "cross_entropy"}
+        One-hot targets for ``"mse"`` on digits; ``"cross_entropy"`` needs digits.
+    placement : {"last", "every"}
+        ``"last"`` with ``"mse"`` is the exact case.
+    out_scale : float
+        Multiplies the output layer's initial weights (small: a strong drift, small noise).
+    init_seed : int
+        Seed of the initial weights.
+    drift_masks : int
+        ``K`` of the sampled SME.
+    dtype, device
+        Of the data and ``θ0``.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, or a combination that does not exist (a CNN or cross-entropy on the
+        1-D task).
+    ImportError
+        ``data="digits"`` without scikit-learn.
+    """
+    if model not in ("mlp", "cnn"):
+        raise ValueError(f"`model` must be 'mlp' or 'cnn'; got {model!r}.")
+    if data not in ("digits", "toy"):
+        raise ValueError(f"`data` must be 'digits' or 'toy'; got {data!r}.")
+    if data == "toy" and (model == "cnn" or loss == "cross_entropy"):
+        raise ValueError(f"`data`='toy' is a 1-D regression task: it takes model='mlp' and "
+                         f"loss='mse'; got model={model!r}, loss={loss!r}.")
+    if data == "toy":
+        ds = toy_data(dtype=torch.float64)
+    else:
+        ds = digits_data(n_samples, image=model == "cnn", one_hot=loss == "mse", dtype=torch.float64)
+    if model == "mlp":
+        net = mlp(ds.X.shape[1], width, ds.n_classes, keep_prob=keep_prob, depth=depth,
+                  placement=placement, out_bias=data != "toy", out_scale=out_scale, seed=init_seed)
+    else:
+        net = cnn(width, ds.n_classes, keep_prob=keep_prob, placement=placement,
+                  out_scale=out_scale, seed=init_seed)
+    algo = dropout_net(net.to(dtype=dtype, device=device), ds.X.to(dtype=dtype, device=device),
+                       ds.y.to(device=device), loss=loss, drift_masks=drift_masks)
+    return algo
+
+
+def _factory(*, dtype: torch.dtype, device, **options) -> NetDropout:
+    return builtin_problem(dtype=dtype, device=device, **options)
+
+
+def _choice(name: str, choices: tuple[str, ...]):
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"`{name}` must be one of {', '.join(choices)}; got {text!r}.")
+        return text
+    return parse
+
+
+def _positive_int(name: str):
+    def parse(text: str) -> int:
+        return check_positive_int(int(text), name)
+    return parse
+
+
+PLUGINS = (
+    PluginSpec(
+        name="dropout-net",
+        factory=_factory,
+        description="dropout GD on an nn.Module (MLP or CNN) on digits or the 1-D task; exact SME "
+                    "for last-layer dropout with MSE, sampled otherwise",
+        orders=(1, 2),
+        lrs=(0.04, 0.02, 0.01, 0.005),
+        horizon=0.2,
+        n_paths=4000,
+        steps_per_lr=2,
+        options=(
+            Option("model", _choice("model", ("mlp", "cnn")), "mlp", "network: mlp or cnn"),
+            Option("data", _choice("data", ("digits", "toy")), "digits",
+                   "digits (scikit-learn's bundled load_digits) or toy (the embedded 1-D task)"),
+            Option("keep_prob", lambda t: check_keep_prob(float(t)), 0.9,
+                   "keep probability p in (0, 1] (the layers are nn.Dropout(1 - p))"),
+            Option("width", _positive_int("width"), 8, "hidden units (mlp) or channels (cnn)"),
+            Option("loss", _choice("loss", ("mse", "cross_entropy")), "mse",
+                   "mse (one-hot targets) or cross_entropy (sampled SME)"),
+            Option("placement", _choice("placement", PLACEMENTS), "last",
+                   "dropout before the last layer only (exact with mse) or after every hidden layer"),
+            Option("depth", _positive_int("depth"), 1, "hidden layers of the mlp"),
+            Option("n_samples", _positive_int("n_samples"), 32, "digits used (the first n)"),
+            Option("out_scale", float, 0.1, "scale of the output layer's initial weights"),
+            Option("init_seed", lambda t: check_seed(int(t)), 0, "seed of the initial weights"),
+            Option("drift_masks", _positive_int("drift_masks"), 1,
+                   "dropout gradients per drift estimate of the sampled SME (h <= lr K)"),
+        ),
+        algorithm=NetDropout,
+        describe=lambda alg: {"problem": repr(alg), "exact": alg.exact},
+    ),
+)
+"""The ``dropout-net`` plug-in of the command line."""
