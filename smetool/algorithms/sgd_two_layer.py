@@ -77,9 +77,10 @@ class SGDTwoLayer(FiniteSumSGD):
         """A small default task: ``n`` points on ``[−1, 1]`` with a bias feature, target
         ``½ sin(πx)``, a tanh network of ``width`` neurons, ``a ~ N(0, 0.25)``, ``W ~ N(0, 1)``
         drawn from ``torch.Generator().manual_seed(seed)``."""
-        x = torch.linspace(-1.0, 1.0, n_points, dtype=dtype).unsqueeze(1)
-        X = add_bias_feature(x)
-        y = 0.5 * torch.sin(math.pi * x[:, 0])
+        # Made in float64 and rounded once, so every dtype has the same task (to its rounding).
+        x = torch.linspace(-1.0, 1.0, n_points, dtype=torch.float64).unsqueeze(1)
+        X = add_bias_feature(x).to(dtype)
+        y = (0.5 * torch.sin(math.pi * x[:, 0])).to(dtype)
         net = TwoLayerNet(2, width, "tanh")
         gen = torch.Generator().manual_seed(seed)
         theta0 = net.init_params(a_std=0.5, w_std=1.0, generator=gen, dtype=dtype)

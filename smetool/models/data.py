@@ -59,9 +59,9 @@ def toy_data(n_points: int = 16, *, target_scale: float = 1.0,
     """The embedded 1-D task of the ``dropout`` plug-in: ``x`` evenly spaced in ``[−1, 1]``, target
     ``target_scale · (½ ReLU(−x − ⅓) + ½ ReLU(x − ⅓))``; ``X (n, 1)``, ``y (n, 1)``."""
     n_points = check_positive_int(n_points, "n_points")
-    x = torch.linspace(-1.0, 1.0, n_points, dtype=dtype)
+    x = torch.linspace(-1.0, 1.0, n_points, dtype=torch.float64)  # rounded once, to `dtype`
     y = target_scale * (0.5 * torch.relu(-x - 1.0 / 3.0) + 0.5 * torch.relu(x - 1.0 / 3.0))
-    return Dataset(x.unsqueeze(1), y.unsqueeze(1), "toy", 1)
+    return Dataset(x.unsqueeze(1).to(dtype), y.unsqueeze(1).to(dtype), "toy", 1)
 
 
 def has_digits() -> bool:

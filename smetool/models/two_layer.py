@@ -94,7 +94,7 @@ def _gelu_d2(z: Tensor) -> Tensor:
 
 ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation("tanh", torch.tanh, _tanh_d1, _tanh_d2,
-                       d1_from_value=lambda z, s: 1.0 - s * s),
+                       d1_from_value=lambda z, s: torch.addcmul(s.new_ones(()), s, s, value=-1.0)),
     "sigmoid": Activation("sigmoid", torch.sigmoid, _sigmoid_d1, _sigmoid_d2,
                           d1_from_value=lambda z, s: s * (1.0 - s)),
     "softplus": Activation("softplus", torch.nn.functional.softplus, torch.sigmoid, _sigmoid_d1),
@@ -232,10 +232,14 @@ class TwoLayerNet:
         dtype: torch.dtype = torch.float64,
         device: torch.device | str | None = None,
     ) -> Tensor:
-        """One parameter vector with ``a ~ N(0, a_std²)``, ``W ~ N(0, w_std²)``; shape ``(D,)``."""
-        a = torch.randn(self.width, generator=generator, dtype=dtype) * a_std
-        W = torch.randn(self.width, self.input_dim, generator=generator, dtype=dtype) * w_std
-        return torch.cat([a, W.flatten()]).to(device)
+        """One parameter vector with ``a ~ N(0, a_std²)``, ``W ~ N(0, w_std²)``; shape ``(D,)``.
+
+        Drawn in float64 whatever ``dtype`` and then rounded to it, so every precision starts from
+        the same point (to its rounding): a generator gives different numbers in different dtypes.
+        """
+        a = torch.randn(self.width, generator=generator, dtype=torch.float64) * a_std
+        W = torch.randn(self.width, self.input_dim, generator=generator, dtype=torch.float64) * w_std
+        return torch.cat([a, W.flatten()]).to(dtype=dtype, device=device)
 
     # ----------------------------------------------------------------------------- forward
     def terms(self, theta: Tensor, X: Tensor) -> NeuronTerms:
