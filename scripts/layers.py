@@ -5,7 +5,7 @@
 The layers, bottom first (a module may import its own layer and those below):
 
 ====  ==============  ===============================================================
-  0   foundation      checks, version, jsonutil, bibliography
+  0   foundation      checks, version, jsonutil, bibliography, device, kernels
   1   primitives      sde, noise, brownian, solvers, integrate
   2   statistics      stats
   3   Monte Carlo     montecarlo
@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "smetool"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("checks", "version", "jsonutil", "bibliography")),
+    ("foundation", ("checks", "version", "jsonutil", "bibliography", "device", "kernels")),
     ("primitives", ("sde", "noise", "brownian", "solvers", "integrate")),
     ("statistics", ("stats",)),
     ("Monte Carlo", ("montecarlo",)),

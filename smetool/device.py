@@ -1,0 +1,210 @@
+"""Where a computation runs: the device's identity, its free memory, what one path costs there, and
+the precision of float32 matrix products.
+
+Monte-Carlo results record :func:`device_info`; checkpoints are fingerprinted with
+:func:`device_fingerprint` (a run does not resume on another kind of device, GPU model, torch or
+CUDA version, whose random streams or kernels may differ). Chunks run under :func:`exact_matmul`:
+with TF32 matrix products (the default of some GPUs' float32 ``matmul``) a float32 contraction
+keeps about 10 bits instead of 24, which is far above the weak errors of an order-2 check.
+:func:`measure_bytes_per_path` measures the memory a computation allocates per path on any device
+(a dispatch-level count of the tensors it creates and frees), which sizes the chunks.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import threading
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_flatten
+
+__all__ = [
+    "device_info",
+    "device_fingerprint",
+    "exact_matmul",
+    "free_memory",
+    "PeakMemory",
+    "measure_bytes_per_path",
+    "format_bytes",
+]
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine() or device.type
+
+
+def device_info(device: torch.device | str) -> dict[str, Any]:
+    """The device and the numerical settings a result was computed with (for reports).
+
+    Returns
+    -------
+    dict
+        ``type`` ("cpu", "cuda", …), ``name`` (the GPU model, or the CPU architecture),
+        ``torch`` and ``cuda`` (versions; ``cuda`` is ``None`` on a CPU build),
+        ``float32_matmul_precision`` and ``tf32_matmul`` / ``tf32_cudnn`` (whether TF32
+        products were allowed: inside :func:`exact_matmul`, as every Monte-Carlo chunk runs,
+        they are not).
+    """
+    device = torch.device(device)
+    return {
+        "type": device.type,
+        "name": _device_name(device),
+        "torch": str(torch.__version__),
+        "cuda": torch.version.cuda,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+    }
+
+
+def device_fingerprint(device: torch.device | str) -> dict[str, Any]:
+    """What must not change for a run to resume from its checkpoint with the same bits: the device
+    type, the GPU model (CUDA's random streams depend on it) and the torch and CUDA versions.
+
+    The CPU model is left out: CPU streams are the same on every CPU, and a CPU run resumed on
+    another CPU model gives valid numbers that may differ in the last bits (vectorised kernels).
+    """
+    device = torch.device(device)
+    return {"device": device.type,
+            "gpu": _device_name(device) if device.type == "cuda" else None,
+            "torch": str(torch.__version__),
+            "cuda": torch.version.cuda if device.type == "cuda" else None}
+
+
+_PRECISION_LOCK = threading.Lock()
+_PRECISION_USERS = 0
+_PRECISION_SAVED: tuple[bool, bool, str] | None = None
+
+
+@contextmanager
+def exact_matmul() -> Iterator[None]:
+    """Full-precision float32 matrix products inside the block (TF32 off, precision "highest").
+
+    The settings are process-wide; nested and concurrent blocks (chunks on a thread pool) share
+    one save and restore: the last block to leave restores what the caller had.
+    """
+    global _PRECISION_USERS, _PRECISION_SAVED
+    with _PRECISION_LOCK:
+        if _PRECISION_USERS == 0:
+            _PRECISION_SAVED = (torch.backends.cuda.matmul.allow_tf32,
+                                torch.backends.cudnn.allow_tf32,
+                                torch.get_float32_matmul_precision())
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            torch.set_float32_matmul_precision("highest")
+        _PRECISION_USERS += 1
+    try:
+        yield
+    finally:
+        with _PRECISION_LOCK:
+            _PRECISION_USERS -= 1
+            if _PRECISION_USERS == 0 and _PRECISION_SAVED is not None:
+                matmul, cudnn, precision = _PRECISION_SAVED
+                torch.backends.cuda.matmul.allow_tf32 = matmul
+                torch.backends.cudnn.allow_tf32 = cudnn
+                torch.set_float32_matmul_precision(precision)
+                _PRECISION_SAVED = None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def free_memory(device: torch.device | str) -> int | None:
+    """Bytes a computation can still allocate on ``device``, or ``None`` when unknown.
+
+    CUDA: the driver's free memory (:func:`torch.cuda.mem_get_info`) plus what torch's caching
+    allocator holds unused. CPU: ``MemAvailable`` of ``/proc/meminfo`` (Linux); ``None``
+    elsewhere.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return int(free + max(0, cached))
+    if device.type == "cpu":
+        return _meminfo_available()
+    return None
+
+
+class PeakMemory(TorchDispatchMode):
+    """Counts the bytes of the tensors created inside the block that are alive at once.
+
+    Every operator output is followed to the release of its storage, so ``peak`` is the largest
+    number of bytes the block's own tensors held at one time, on any device (views share their
+    base's storage and are counted once). Tensors made before the block are not counted.
+
+    Examples
+    --------
+    >>> with PeakMemory() as mem:
+    ...     a = torch.empty(1000, dtype=torch.float64)
+    ...     b = a * 2.0
+    ...     del a
+    >>> mem.peak
+    16000
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.live = 0
+        self.peak = 0
+        self._seen: dict[int, int] = {}
+
+    def _release(self, key: int, size: int) -> None:
+        if self._seen.pop(key, None) is not None:
+            self.live -= size
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key, size = storage.data_ptr(), storage.nbytes()
+            if size == 0 or key in self._seen:
+                continue
+            self._seen[key] = size
+            self.live += size
+            self.peak = max(self.peak, self.live)
+            weakref.finalize(storage, self._release, key, size)
+        return out
+
+
+def measure_bytes_per_path(run: Callable[[int], Any], paths: int = 2) -> int:
+    """The memory a computation allocates per path: the growth of :class:`PeakMemory`'s peak from
+    ``run(paths)`` to ``run(2 · paths)``, divided by ``paths`` (what every path shares cancels).
+
+    ``run(n)`` must do on ``n`` paths what a chunk does per path (e.g. one step of a scheme, which
+    is the working memory of the whole loop); what it returns is dropped after the measurement.
+    """
+    peaks = []
+    for n in (paths, 2 * paths):
+        with PeakMemory() as mem:
+            out = run(n)
+            del out
+        peaks.append(mem.peak)
+    return max(1, math.ceil((peaks[1] - peaks[0]) / paths))
+
+
+def format_bytes(n: float) -> str:
+    """``n`` bytes in KB, MB, GB or TB (powers of 1024), three significant digits."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024:
+            return f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} TB"
