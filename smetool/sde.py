@@ -60,8 +60,9 @@ class SDE(abc.ABC):
 
     Notes
     -----
-    Two methods have defaults that subclasses may replace with something cheaper:
-    :meth:`diffusion_product` (``σ dW`` without forming ``σ``, for GENERAL noise) and
+    Three methods have defaults that subclasses may replace with something cheaper:
+    :meth:`diffusion_product` (``σ dW`` without forming ``σ``, for GENERAL noise),
+    :meth:`euler_increment` (``b h + σ dW`` at once, for GENERAL noise) and
     :meth:`diffusion_derivative` (the derivative Milstein needs, else autograd).
     """
 
@@ -95,6 +96,15 @@ class SDE(abc.ABC):
         the columns of ``σ`` (Platen) call :meth:`diffusion`.
         """
         return torch.einsum("pdm,pm->pd", self.diffusion(t, x), dW)
+
+    def euler_increment(self, t: float, x: Tensor, h: float, dW: Tensor) -> Tensor:
+        """GENERAL noise: the Euler–Maruyama increment ``b(t, x) h + σ(t, x) dW``, ``(P, D)``.
+
+        The default adds :meth:`drift` and :meth:`diffusion_product`; an SDE whose drift and noise
+        share their costly part may compute both at once (the dropout SME does: one contraction
+        instead of two). :class:`~smetool.solvers.EulerMaruyama` calls it.
+        """
+        return torch.add(self.diffusion_product(t, x, dW), self.drift(t, x), alpha=h)
 
     def diffusion_derivative(self, t: float, x: Tensor) -> Tensor | None:
         """The derivative :class:`~smetool.solvers.Milstein` needs, or ``None`` (the default:

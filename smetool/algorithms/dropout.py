@@ -12,6 +12,7 @@ stochastic gradient algorithms I: mathematical foundations", JMLR 20 (2019) (the
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -137,6 +138,13 @@ class DropoutSME(SDE):
         Brownian increments (and so coupling across step sizes) unchanged.
         """
         return self.noise.product(self.problem, self.lr, x, dW, self.terms(x))
+
+    def euler_increment(self, t: float, x: Tensor, h: float, dW: Tensor) -> Tensor:
+        """``b(x) h + √lr F(x) dW`` (factor noise); for order 1 in one contraction
+        (:meth:`DropoutProblem.euler_increment`), for order 2 drift plus noise."""
+        if self.order == 1 and isinstance(self.noise, FactorNoise):
+            return self.problem.euler_increment(x, h, math.sqrt(self.lr) * dW, self.terms(x))
+        return super().euler_increment(t, x, h, dW)
 
     def __repr__(self) -> str:
         return f"DropoutSME(order={self.order}, lr={self.lr:g}, noise={self.noise!r})"

@@ -46,6 +46,15 @@ import torch
 from torch import Tensor
 
 from ..checks import check_keep_prob, check_lr, check_nonnegative, check_positive_int
+from .dropout_kernels import (
+    blocks,
+    loss_hvp,
+    mean_gradient,
+    network_terms,
+    pair_index,
+    pair_matrix,
+    weighted_blocks,
+)
 from .two_layer import Activation, NeuronTerms, TwoLayerNet, add_bias_feature
 
 __all__ = ["DropoutProblem", "DropoutTerms", "GradSecondMoment", "default_problem"]
@@ -202,6 +211,7 @@ class DropoutProblem:
         self.bias = bool(bias)
         self.net = TwoLayerNet(self.X.shape[1], width, activation)
         self._p = p
+        self._index: dict[torch.device, Tensor] = {}
 
     # ----------------------------------------------------------------------------- properties
     @property
@@ -270,8 +280,25 @@ class DropoutProblem:
         """The network terms of ``θ (P, D)`` that the closed forms share (activations, residuals,
         per-neuron gradients): compute them once per state and pass them on."""
         X, y = self._data(theta)
-        t = self.net.terms(theta, X)
-        return DropoutTerms(terms=t, e=t.h.sum(dim=1) - y, X=X)
+        a, W = self.net.split(theta)
+        z, s, ds, h, e = network_terms(a, W, X, y, self.net.activation)
+        return DropoutTerms(terms=NeuronTerms(a=a, W=W, z=z, s=s, ds=ds, h=h), e=e, X=X)
+
+    def _pair_index(self, device: torch.device) -> Tensor:
+        """:func:`~smetool.models.dropout_kernels.pair_index` on ``device`` (made once)."""
+        if device not in self._index:
+            self._index[device] = pair_index(self.width, device)
+        return self._index[device]
+
+    def _noise_matrix(self, z: Tensor, diag_shift: float = 0.0) -> Tensor:
+        """``N(z) − diag_shift · I`` ``(P, m, m)``, the batched matrix of ``F z``'s weights
+        (:mod:`~smetool.models.dropout_kernels`)."""
+        m, rv = self.width, math.sqrt(self.v)
+        zs = z[:, :m]
+        diag = zs * (rv * self._c)
+        if diag_shift:
+            diag = diag - diag_shift
+        return pair_matrix(diag, self.v * z[:, m:], rv * zs, self._pair_index(z.device))
 
     def _contract(self, parts: DropoutTerms, u: Tensor) -> Tensor:
         """Blocks ``(1/n) Σ_i g_si u_si`` for weights ``u (..., P, m, n)``: ``(..., P, m, k)``.
@@ -300,7 +327,7 @@ class DropoutProblem:
                 f"`theta` must have shape (paths, {self.n_params}); got {tuple(theta.shape)}."
             )
 
-    def _pair_index(self, device) -> tuple[Tensor, Tensor]:
+    def _pairs(self, device) -> tuple[Tensor, Tensor]:
         # Column order of the pair part: (r, q) with r < q, row-major (torch.triu_indices).
         idx = torch.triu_indices(self.width, self.width, offset=1, device=device)
         return idx[0], idx[1]
@@ -437,8 +464,8 @@ class DropoutProblem:
         """
         self._check_theta(theta)
         parts = self.terms(theta) if terms is None else terms
-        u = parts.e.unsqueeze(1) + self.v * parts.terms.h
-        return self._to_theta(self._contract(parts, u))
+        t = parts.terms
+        return mean_gradient(t.s, t.ds, t.h, parts.e, t.a, parts.X, self.v)
 
     def expected_loss_hvp(self, theta: Tensor, vec: Tensor,
                           terms: DropoutTerms | None = None) -> Tensor:
@@ -466,20 +493,11 @@ class DropoutProblem:
                 f"`vec` must have the shape of `theta`, {tuple(theta.shape)}; "
                 f"got {tuple(vec.shape)}."
             )
-        X, _ = self._data(theta)
         parts = self.terms(theta) if terms is None else terms
-        t, v, n = parts.terms, self.v, X.shape[0]
+        t = parts.terms
         a_dot, W_dot = self.net.split(vec)
-        z_dot = torch.einsum("pmd,nd->pmn", W_dot, X)
-        h_dot = a_dot.unsqueeze(-1) * t.s + t.a.unsqueeze(-1) * t.ds * z_dot
-        weight = parts.e.unsqueeze(1) + v * t.h
-        blk = self._contract(parts, h_dot.sum(dim=1, keepdim=True) + v * h_dot)
-        # ġ_ri = (σ' ż, ȧ σ' x + a σ'' ż x) on neuron r's block.
-        d2 = self.net.activation.d2(t.z)
-        grad_a = (t.ds * z_dot * weight).sum(dim=-1) / n
-        coef = (a_dot.unsqueeze(-1) * t.ds + t.a.unsqueeze(-1) * d2 * z_dot) * weight
-        grad_W = torch.einsum("pmn,nd->pmd", coef, X) / n
-        return self._to_theta(blk + torch.cat([grad_a.unsqueeze(-1), grad_W], dim=-1))
+        return loss_hvp(t.z, t.s, t.ds, t.h, parts.e, t.a, parts.X, a_dot, W_dot, self.v,
+                        self.net.activation)
 
     # ----------------------------------------------------------------------------- noise
     def noise_factor(self, theta: Tensor) -> Tensor:
@@ -518,7 +536,7 @@ class DropoutProblem:
         F[:, :, :m] = self._to_theta(singles.permute(0, 3, 1, 2)).transpose(1, 2)
         # Pair column (r, q): v B_rq on block r and v B_qr on block q, zero elsewhere, so only
         # those 2k entries are written (the dense pair part is mostly zeros).
-        ri, qi = self._pair_index(theta.device)
+        ri, qi = self._pairs(theta.device)
         cols = (m + torch.arange(Mp, device=theta.device)).unsqueeze(1)
         F[:, self._block_rows(ri), cols] = self.v * B[:, ri, qi, :]
         F[:, self._block_rows(qi), cols] = self.v * B[:, qi, ri, :]
@@ -554,17 +572,33 @@ class DropoutProblem:
         return self._factor_matvec(self.terms(theta) if terms is None else terms, z)
 
     def _factor_matvec(self, parts: DropoutTerms, z: Tensor) -> Tensor:
-        m, h, e = self.width, parts.terms.h, parts.e
-        zs = z[:, :m]
-        ri, qi = self._pair_index(z.device)
-        Z = z.new_zeros(z.shape[0], m, m)
-        Z[:, ri, qi] = z[:, m:]
-        Z = Z + Z.transpose(1, 2)
-        common = torch.einsum("pr,prn->pn", zs, h)
-        u = math.sqrt(self.v) * (
-            zs.unsqueeze(-1) * (e.unsqueeze(1) + self._c * h) + common.unsqueeze(1)
-        ) + self.v * torch.einsum("psq,pqn->psn", Z, h)
-        return self._to_theta(self._contract(parts, u))
+        t = parts.terms
+        coef = z[:, : self.width] * math.sqrt(self.v)
+        return weighted_blocks(t.s, t.ds, t.h, parts.e, t.a, parts.X, coef, self._noise_matrix(z))
+
+    def euler_increment(self, theta: Tensor, dt: float, z: Tensor,
+                        terms: DropoutTerms | None = None) -> Tensor:
+        """``−∇L_S(θ) dt + F(θ) z`` ``(P, D)`` in one contraction (an Euler–Maruyama increment of
+        the order-1 SME with ``z = √lr ΔW``), instead of one for the drift and one for the noise.
+
+        Its weights are ``(√v z_s − dt) e_i + Σ_q (N_sq − dt v δ_sq) h_qi`` (the drift's
+        ``−dt (e_i + v h_si)`` folded into those of ``F z``, see
+        :mod:`~smetool.models.dropout_kernels`). ``terms``: :meth:`terms` of ``theta`` when known.
+
+        Raises
+        ------
+        ValueError
+            If ``z`` does not have shape ``(P, M)``.
+        """
+        self._check_theta(theta)
+        if z.shape != (theta.shape[0], self.noise_dim):
+            raise ValueError(
+                f"`z` must have shape ({theta.shape[0]}, {self.noise_dim}); got {tuple(z.shape)}.")
+        parts = self.terms(theta) if terms is None else terms
+        t = parts.terms
+        coef = z[:, : self.width] * math.sqrt(self.v) - dt
+        N = self._noise_matrix(z, dt * self.v)
+        return weighted_blocks(t.s, t.ds, t.h, parts.e, t.a, parts.X, coef, N)
 
     def noise_covariance(self, theta: Tensor) -> Tensor:
         """The dropout gradient covariance ``Σ(θ) = Cov_η[∇R_S^drop(θ; η)]``, shape ``(P, D, D)``.
@@ -651,9 +685,9 @@ class DropoutProblem:
                                   device=theta.device)
         scale = scale.reshape(2 * n_pairs, P, m)
         e_drop = e + torch.einsum("jpr,prn->jpn", scale - 1.0, h)  # residuals under each mask
-        grads = self._contract(parts, scale.unsqueeze(-1) * e_drop.unsqueeze(2))  # (2k, P, m, k)
-        zeta = (grads[0::2] - grads[1::2]).sum(dim=0) / math.sqrt(2 * n_pairs)
-        return self._to_theta(zeta)
+        t = parts.terms
+        grads = blocks(t.s, t.ds, t.a, parts.X, scale.unsqueeze(-1) * e_drop.unsqueeze(2))
+        return (grads[0::2] - grads[1::2]).sum(dim=0) / math.sqrt(2 * n_pairs)
 
     def grad_second_moment(self, theta: Tensor) -> GradSecondMoment:
         """``E_η ‖∇R_S^drop‖² = ‖∇L_S‖² + tr Σ``, both parts in closed form, ``O(n m² d)`` per path.
@@ -698,8 +732,9 @@ def default_problem(
 
     Target ``target_scale · (½ ReLU(−x − ⅓) + ½ ReLU(x − ⅓))`` on ``n_points`` evenly spaced points in
     ``[−1, 1]``, input ``(x, 1)``, ``width`` neurons, ``a ~ N(0, a_std²)``, ``W ~ N(0, w_std²)``
-    drawn from ``torch.Generator().manual_seed(seed)`` on the CPU (so ``θ0`` does not depend on the
-    device).
+    drawn from ``torch.Generator().manual_seed(seed)`` on the CPU in float64 and then rounded to
+    ``dtype`` (so ``θ0`` does not depend on the device, and float32 starts from float64's ``θ0``
+    rounded).
 
     Parameters
     ----------
@@ -723,11 +758,13 @@ def default_problem(
     n_points = check_positive_int(n_points, "n_points")
     for name, val in (("a_std", a_std), ("w_std", w_std), ("target_scale", target_scale)):
         check_nonnegative(val, name)
-    x = torch.linspace(-1.0, 1.0, n_points, dtype=dtype)
+    # The data and θ0 are made in float64 and rounded to `dtype`, so that every precision verifies
+    # the same problem (a float32 generator draws other numbers than a float64 one).
+    x = torch.linspace(-1.0, 1.0, n_points, dtype=torch.float64)
     y = target_scale * (0.5 * torch.relu(-x - 1.0 / 3.0) + 0.5 * torch.relu(x - 1.0 / 3.0))
     problem = DropoutProblem(
-        x.unsqueeze(1).to(device), y.to(device), width=width, keep_prob=keep_prob,
-        activation=activation, bias=True,
+        x.unsqueeze(1).to(dtype=dtype, device=device), y.to(dtype=dtype, device=device),
+        width=width, keep_prob=keep_prob, activation=activation, bias=True,
     )
     gen = torch.Generator().manual_seed(int(seed))
     theta0 = problem.net.init_params(a_std=a_std, w_std=w_std, generator=gen, dtype=dtype)

@@ -45,7 +45,11 @@ class EulerMaruyama(Solver):
     def step(self, sde, t, x, h, dW, generator):
         if isinstance(sde, SampledDriftSDE):
             return sampled_drift_step(sde, t, x, h, generator)
-        # x + h·b in one fused kernel, then the noise in place: the loop's floor is memory traffic.
+        # The loop's floor is memory traffic: x + h·b in one kernel, then the noise in place.
+        if sde.noise_kind in (NoiseKind.DIAGONAL, NoiseKind.SCALAR):
+            return torch.add(x, sde.drift(t, x), alpha=h).addcmul_(sde.diffusion(t, x), dW)
+        if sde.noise_kind is NoiseKind.GENERAL:  # the SDE may fuse its drift and noise
+            return x + sde.euler_increment(t, x, h, dW)
         return torch.add(x, sde.drift(t, x), alpha=h).add_(noise_increment(sde, t, x, dW, h, generator))
 
 
