@@ -104,7 +104,10 @@ def _common_verify_options() -> argparse.ArgumentParser:
     add("--dtype", choices=("float32", "float64"), default="float64",
         help="simulation precision (statistics are always float64)")
     add("--chunk-size", type=_positive_int, default=None,
-        help="paths per chunk, to bound memory (default: all paths, at most 20000)")
+        help="paths per chunk, to bound memory (default: all paths when they fit in memory, on "
+        "the CPU at most 20000)")
+    add("--compile", choices=("auto", "on", "off"), default="auto",
+        help="run the hot kernels compiled with torch.compile (auto: on CUDA from 100000 paths)")
     add("--variance-reduction", choices=("quadratic", "tangent", "none"), default=None,
         help="small-noise control variates on both sides (default: the best the plug-in "
         "supports)")
@@ -272,6 +275,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         horizon=args.horizon or defaults["horizon"], order=args.order, steps_per_lr=steps_per_lr,
         method=args.method or defaults["method"], seed=args.seed, chunk_size=args.chunk_size,
         dtype=dtype, device=args.device, progress=not args.quiet,
+        compile={"auto": None, "on": True, "off": False}[args.compile],
         checkpoint=args.checkpoint_dir, variance_reduction=args.variance_reduction,
         controls=not args.no_controls,
         settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options},

@@ -42,6 +42,22 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine() or device.type
 
 
+def _backends() -> dict[str, Any]:
+    """The float32-precision switches of torch (``fp32_precision``: ``"ieee"``, ``"tf32"``,
+    ``"none"`` = inherit), by name; empty on a torch without them."""
+    b = torch.backends
+    found = {"cuda_matmul": getattr(b.cuda, "matmul", None),
+             "cudnn_conv": getattr(getattr(b, "cudnn", None), "conv", None),
+             "cudnn_rnn": getattr(getattr(b, "cudnn", None), "rnn", None),
+             "mkldnn_matmul": getattr(getattr(b, "mkldnn", None), "matmul", None),
+             "mkldnn_conv": getattr(getattr(b, "mkldnn", None), "conv", None)}
+    return {k: v for k, v in found.items() if v is not None and hasattr(v, "fp32_precision")}
+
+
+def _precision() -> dict[str, str]:
+    return {name: str(obj.fp32_precision) for name, obj in _backends().items()}
+
+
 def device_info(device: torch.device | str) -> dict[str, Any]:
     """The device and the numerical settings a result was computed with (for reports).
 
@@ -50,19 +66,20 @@ def device_info(device: torch.device | str) -> dict[str, Any]:
     dict
         ``type`` ("cpu", "cuda", …), ``name`` (the GPU model, or the CPU architecture),
         ``torch`` and ``cuda`` (versions; ``cuda`` is ``None`` on a CPU build),
-        ``float32_matmul_precision`` and ``tf32_matmul`` / ``tf32_cudnn`` (whether TF32
-        products were allowed: inside :func:`exact_matmul`, as every Monte-Carlo chunk runs,
-        they are not).
+        ``fp32_precision`` (torch's float32 precision switch per backend: ``"ieee"`` full
+        precision, ``"tf32"`` TF32, ``"none"`` the backend's default) and ``tf32_matmul``
+        (whether float32 matrix products on CUDA may use TF32: inside :func:`exact_matmul`, as
+        every Monte-Carlo chunk runs, they may not).
     """
     device = torch.device(device)
+    precision = _precision()
     return {
         "type": device.type,
         "name": _device_name(device),
         "torch": str(torch.__version__),
         "cuda": torch.version.cuda,
-        "float32_matmul_precision": torch.get_float32_matmul_precision(),
-        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-        "tf32_cudnn": bool(torch.backends.cudnn.allow_tf32),
+        "fp32_precision": precision,
+        "tf32_matmul": precision.get("cuda_matmul") == "tf32",
     }
 
 
@@ -82,37 +99,39 @@ def device_fingerprint(device: torch.device | str) -> dict[str, Any]:
 
 _PRECISION_LOCK = threading.Lock()
 _PRECISION_USERS = 0
-_PRECISION_SAVED: tuple[bool, bool, str] | None = None
+_PRECISION_SAVED: dict[str, str] = {}
 
 
 @contextmanager
 def exact_matmul() -> Iterator[None]:
-    """Full-precision float32 matrix products inside the block (TF32 off, precision "highest").
+    """Full-precision float32 products inside the block: every backend's ``fp32_precision`` is
+    ``"ieee"`` (no TF32 on CUDA matmuls and cuDNN, no reduced precision in oneDNN).
 
     The settings are process-wide; nested and concurrent blocks (chunks on a thread pool) share
-    one save and restore: the last block to leave restores what the caller had.
+    one save and restore: the last block to leave restores what the caller had. Only torch's
+    ``fp32_precision`` switches are touched (mixing them with the legacy ``allow_tf32`` flags is
+    an error in recent torch).
     """
-    global _PRECISION_USERS, _PRECISION_SAVED
+    global _PRECISION_USERS
     with _PRECISION_LOCK:
         if _PRECISION_USERS == 0:
-            _PRECISION_SAVED = (torch.backends.cuda.matmul.allow_tf32,
-                                torch.backends.cudnn.allow_tf32,
-                                torch.get_float32_matmul_precision())
-            torch.backends.cuda.matmul.allow_tf32 = False
-            torch.backends.cudnn.allow_tf32 = False
-            torch.set_float32_matmul_precision("highest")
+            _PRECISION_SAVED.clear()
+            for name, obj in _backends().items():
+                _PRECISION_SAVED[name] = str(obj.fp32_precision)
+                if _PRECISION_SAVED[name] != "ieee":
+                    obj.fp32_precision = "ieee"
         _PRECISION_USERS += 1
     try:
         yield
     finally:
         with _PRECISION_LOCK:
             _PRECISION_USERS -= 1
-            if _PRECISION_USERS == 0 and _PRECISION_SAVED is not None:
-                matmul, cudnn, precision = _PRECISION_SAVED
-                torch.backends.cuda.matmul.allow_tf32 = matmul
-                torch.backends.cudnn.allow_tf32 = cudnn
-                torch.set_float32_matmul_precision(precision)
-                _PRECISION_SAVED = None
+            if _PRECISION_USERS == 0:
+                objs = _backends()
+                for name, value in _PRECISION_SAVED.items():
+                    if name in objs and str(objs[name].fp32_precision) != value:
+                        objs[name].fp32_precision = value
+                _PRECISION_SAVED.clear()
 
 
 def _meminfo_available() -> int | None:

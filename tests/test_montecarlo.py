@@ -377,7 +377,7 @@ def test_mismatched_checkpoint_is_refused(tmp_path):
     other = tmp_path / "other"
     other.mkdir()
     torch.save({"version": 99}, other / "run_monte_carlo.pt")
-    with pytest.raises(ValueError, match="is not a smetool Monte-Carlo checkpoint of version 2"):
+    with pytest.raises(ValueError, match="is not a smetool Monte-Carlo checkpoint of version 3"):
         run_monte_carlo(lognormal(), X, 100, seed=1, chunk_size=50, checkpoint=other, progress=False)
 
 

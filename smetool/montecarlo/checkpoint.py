@@ -13,8 +13,10 @@ from ..stats import StreamingMoments
 
 __all__ = ["CHECKPOINT_VERSION", "save_checkpoint", "read_checkpoint", "load_checkpoint"]
 
-CHECKPOINT_VERSION = 2
-"""Version 2: one file per estimate in a checkpoint folder, fingerprints from MonteCarloOptions."""
+CHECKPOINT_VERSION = 3
+"""Version 3: one file per estimate in a checkpoint folder, fingerprints from MonteCarloOptions
+with the device fingerprint (device type, GPU model, torch and CUDA versions) and whether the
+kernels were compiled."""
 
 
 def save_checkpoint(path: Path, fingerprint: Mapping[str, Any], next_chunk: int,

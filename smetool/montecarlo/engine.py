@@ -22,22 +22,31 @@ import torch
 from torch import Tensor
 
 from ..checks import check_positive_int
+from ..device import exact_matmul, format_bytes, free_memory
+from ..kernels import compiled_kernels
 from ..stats import StreamingMoments
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 
 __all__ = [
     "ChunkTask",
     "NonFiniteChunkError",
     "chunk_seed",
     "chunk_generator",
-    "resolve_chunk_size",
+    "plan_chunk_size",
+    "usable_memory",
     "chunk_moments",
     "run_chunks",
     "MAX_AUTO_CHUNK",
+    "MEMORY_FRACTION",
 ]
 
 MAX_AUTO_CHUNK = 2**16
-"""Largest chunk chosen automatically (pass ``chunk_size`` to go beyond)."""
+"""Largest chunk chosen automatically on the CPU (pass ``chunk_size`` to go beyond); on CUDA only
+the memory bounds a chunk."""
+
+MEMORY_FRACTION = {"cuda": 0.8, "cpu": 0.5}
+"""The share of a device's free memory that automatic chunks may fill (the rest is left to the
+allocator's rounding and fragmentation and, on the CPU, to other processes)."""
 
 ChunkTask = Callable[[int, int], Mapping[str, Tensor]]
 """``task(size, chunk_index) -> {accumulator name: samples (*shape, size)}``."""
@@ -94,19 +103,71 @@ def chunk_generator(device: torch.device, seed: int) -> torch.Generator:
     return gen
 
 
-def resolve_chunk_size(chunk_size: int | None, memory_budget: int, n_paths: int,
-                       probe: Callable[[], int]) -> int:
-    """An explicit ``chunk_size``, or the largest one whose output fits half of ``memory_budget``.
+def usable_memory(device: torch.device, memory_budget: int | None) -> int | None:
+    """``memory_budget``, or :data:`MEMORY_FRACTION` of the device's free memory (``None``:
+    unknown)."""
+    if memory_budget is not None:
+        return check_positive_int(memory_budget, "memory_budget")
+    free = free_memory(device)
+    if free is None:
+        return None
+    return int(free * MEMORY_FRACTION.get(device.type, 0.5))
 
-    ``probe()`` returns the bytes one path costs (producer outputs and float64 values of a chunk);
-    the other half of the budget is left for the producer's own working memory, which cannot be
-    measured portably. Automatic chunks are also capped at :data:`MAX_AUTO_CHUNK` paths.
+
+def plan_chunk_size(chunk_size: int | None, n_paths: int, *, device: torch.device,
+                    memory_budget: int | None, bytes_per_path: Callable[[], int],
+                    cap: int | None, checkpoint: Path | None = None, what: str = "a path") -> int:
+    """The paths per chunk: checked against the memory when given, chosen from it when not.
+
+    ``bytes_per_path()`` measures what one path of a chunk costs (working memory and outputs,
+    :func:`~smetool.device.measure_bytes_per_path`); the memory is :func:`usable_memory`. A probe
+    that raises leaves the memory unchecked: the first chunk then raises the same fault with the
+    run's own path count in its message.
+
+    * An explicit ``chunk_size`` is kept (at most ``n_paths``); off the CPU it is measured
+      first and refused if it does not fit (on the CPU it is the caller's word, unmeasured).
+    * A run resumed from ``checkpoint`` keeps the chunk size it was started with, unmeasured.
+    * Otherwise every path goes into one chunk if that fits and ``n_paths ≤ cap``; else the
+      chunk is ``cap`` or, where memory is the limit, the largest power of two that fits (a
+      canonical size, so that small changes of the free memory do not change the result).
+
+    Raises
+    ------
+    ValueError
+        One line naming the memory per path, the memory available and the largest chunk that
+        fits, when a path (or the requested chunk) does not fit.
     """
-    budget = check_positive_int(memory_budget, "memory_budget")
-    if chunk_size is not None:
+    if chunk_size is not None and device.type == "cpu":
         return min(check_positive_int(chunk_size, "chunk_size"), n_paths)
-    per_path = max(1, probe())
-    return max(1, min(n_paths, MAX_AUTO_CHUNK, budget // (2 * per_path)))
+    if chunk_size is None and checkpoint is not None and checkpoint.exists():
+        saved = read_checkpoint(checkpoint)["fingerprint"].get("chunk_size")
+        if isinstance(saved, int) and saved >= 1:
+            return min(saved, n_paths)
+    budget = usable_memory(device, memory_budget)
+    try:
+        per_path = max(1, int(bytes_per_path()))
+    except Exception:  # reported by the first chunk, with the run's numbers (see above)
+        budget = None
+        per_path = 1
+    fit = None if budget is None else budget // per_path
+    where = f"{format_bytes(budget or 0)} usable on {device.type}"
+    if fit is not None and fit < 1:
+        raise ValueError(
+            f"{what} needs ≈ {format_bytes(per_path)} of memory per path (measured on a probe "
+            f"run), more than the {where}: it cannot run here; choose a method or representation "
+            "that needs less memory (or pass a larger memory_budget).")
+    if chunk_size is not None:
+        size = min(check_positive_int(chunk_size, "chunk_size"), n_paths)
+        if fit is not None and size > fit:
+            raise ValueError(
+                f"`chunk_size` {size} does not fit: {what} needs ≈ {format_bytes(per_path)} per "
+                f"path (measured on a probe run), so at most {fit} paths fit in the {where}; "
+                f"pass chunk_size ≤ {fit}.")
+        return size
+    size = n_paths if cap is None else min(n_paths, cap)
+    if fit is not None and size > fit:
+        size = 1 << (fit.bit_length() - 1)  # the largest power of two ≤ fit
+    return max(1, size)
 
 
 def _nonfinite_samples(samples: Tensor) -> int:
@@ -115,15 +176,20 @@ def _nonfinite_samples(samples: Tensor) -> int:
     return int(bad.reshape(-1, samples.shape[-1]).any(dim=0).sum())
 
 
-def chunk_moments(task: ChunkTask, size: int, chunk: int) -> dict[str, StreamingMoments]:
+def chunk_moments(task: ChunkTask, size: int, chunk: int, compile: bool = False
+                  ) -> dict[str, StreamingMoments]:
     """Run one chunk and reduce its samples to float64 moments (this is what an executor runs).
+
+    The chunk runs with full-precision float32 matrix products (:func:`~smetool.device.exact_matmul`)
+    and, with ``compile``, compiled kernels (:func:`~smetool.kernels.compiled_kernels`).
 
     Raises
     ------
     NonFiniteChunkError
         When any sample is NaN or infinite.
     """
-    samples = task(size, chunk)
+    with exact_matmul(), compiled_kernels(compile):
+        samples = task(size, chunk)
     counts = {name: _nonfinite_samples(v) for name, v in samples.items()}
     if any(counts.values()):
         raise NonFiniteChunkError(chunk, size, counts)
@@ -147,6 +213,7 @@ def run_chunks(
     desc: str = "monte carlo",
     paths_per_sample: int = 1,
     executor: Executor | None = None,
+    compile: bool = False,
 ) -> dict[str, StreamingMoments]:
     """Run chunks ``0 … n_chunks−1`` and merge their moments in chunk order.
 
@@ -168,6 +235,8 @@ def run_chunks(
         Simulated paths per sample (for the progress bar).
     executor : Executor, optional
         Where to run the chunks; ``None`` runs them here, one after the other.
+    compile : bool
+        Run the chunks with compiled kernels (see :func:`chunk_moments`).
 
     Returns
     -------
@@ -209,10 +278,11 @@ def run_chunks(
     try:
         if executor is None:
             for c in range(start, n_chunks):
-                merge(c, chunk_moments(task, sizes[c], c))
+                merge(c, chunk_moments(task, sizes[c], c, compile))
         else:
             futures: dict[int, Future] = {
-                c: executor.submit(chunk_moments, task, sizes[c], c) for c in range(start, n_chunks)
+                c: executor.submit(chunk_moments, task, sizes[c], c, compile)
+                for c in range(start, n_chunks)
             }
             try:
                 for c in range(start, n_chunks):  # in chunk order, whatever finishes first

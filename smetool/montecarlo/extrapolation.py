@@ -17,14 +17,16 @@ import torch
 from torch import Tensor
 
 from ..checks import check_positive, check_test_functions
+from ..device import measure_bytes_per_path
 from ..stats.extrapolation import Extrapolation, richardson_weights
-from .engine import chunk_generator, chunk_seed, resolve_chunk_size, run_chunks
+from .engine import MAX_AUTO_CHUNK, chunk_generator, chunk_seed, plan_chunk_size, run_chunks
 from .options import MonteCarloOptions
 from .producers import (
     TestFunction,
     check_antithetic_producer,
     evaluate_test_functions,
     produce,
+    producer_device,
     save_time_labels,
 )
 
@@ -117,27 +119,24 @@ def richardson_monte_carlo(
         if antithetic:
             check_antithetic_producer(prod, "approximation")
         producers.append(prod)
+    opts = opts.with_device(producer_device(producers[0]))
     task = _RichardsonTask(tuple(producers), tuple(float(w) for w in weights), tests, opts.seed,
-                           opts.device, bool(antithetic))
-
-    def probe() -> int:
-        flag = False if antithetic else None
-        gen = chunk_generator(opts.device, chunk_seed(opts.seed, 2**31 - 1))
-        xs = produce(producers[0], 2, gen, flag, "approximation").states
-        return (2 if antithetic else 1) * levels * (xs[:, 0].numel() * xs.element_size()
-                                                     + 8 * len(tests) * xs.shape[0])
-
-    chunk = resolve_chunk_size(opts.chunk_size, opts.memory_budget, opts.n_paths, probe)
+                           opts.where, bool(antithetic))
+    checkpoint = opts.checkpoint_file("richardson.pt")
+    chunk = plan_chunk_size(
+        opts.chunk_size, opts.n_paths, device=opts.where, memory_budget=opts.memory_budget,
+        bytes_per_path=lambda: measure_bytes_per_path(lambda n: task(n, 2**31 - 1)),
+        cap=opts.chunk_cap(MAX_AUTO_CHUNK), checkpoint=checkpoint,
+        what="the approximation")
     fingerprint = {
         "kind": "richardson_monte_carlo", **opts.describe(), "chunk_size": chunk,
-        "names": list(tests), "tag": str(tag), "steps": list(steps), "order": float(order),
-        "antithetic": bool(antithetic),
+        "compile": opts.compiles(chunk), "names": list(tests), "tag": str(tag),
+        "steps": list(steps), "order": float(order), "antithetic": bool(antithetic),
     }
-    acc = run_chunks(task, opts.n_paths, chunk, fingerprint=fingerprint,
-                     checkpoint=opts.checkpoint_file("richardson.pt"),
+    acc = run_chunks(task, opts.n_paths, chunk, fingerprint=fingerprint, checkpoint=checkpoint,
                      checkpoint_every=opts.checkpoint_every, progress=opts.progress,
                      desc="richardson", paths_per_sample=levels * (2 if antithetic else 1),
-                     executor=opts.executor)
+                     executor=opts.executor, compile=opts.compiles(chunk))
     main = acc["main"]
     mean, se = main.mean, main.stderr
     w = torch.as_tensor(weights, dtype=torch.float64)[:, None, None]

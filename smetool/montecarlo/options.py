@@ -12,8 +12,14 @@ from typing import Any
 import torch
 
 from ..checks import check_path_count, check_positive_int, check_seed
+from ..device import device_fingerprint
 
-__all__ = ["MonteCarloOptions"]
+__all__ = ["MonteCarloOptions", "COMPILE_MIN_PATHS"]
+
+COMPILE_MIN_PATHS = 100_000
+"""With ``compile=None``, kernels are compiled for CUDA runs of at least this many paths: compiling
+costs tens of seconds once per process, which a short run does not earn back (on CPU the measured
+gain of 1.3–1.9× pays only after minutes, so CPU runs stay eager unless asked)."""
 
 
 @dataclass(frozen=True)
@@ -34,14 +40,24 @@ class MonteCarloOptions:
         :func:`~smetool.montecarlo.chunk_seed(seed, *k, c, …) <smetool.montecarlo.chunk_seed>`,
         so the result does not depend on how or where the chunks run.
     chunk_size : int, optional
-        Paths per chunk. The bits of a result depend on ``(seed, chunk_size)`` and on nothing else
-        of the run; other chunk sizes give other, equally valid samples. Default: chosen by the
-        estimator from ``memory_budget`` (or, for :func:`~smetool.verify`, ``min(n_paths, 20000)``).
-    memory_budget : int
-        Bytes, used only to choose a default ``chunk_size``.
+        Paths per chunk. On one device (and torch/CUDA version) the bits of a result depend on
+        ``(seed, chunk_size)`` and on nothing else of the run; other chunk sizes give other,
+        equally valid samples. Default: every path in one chunk when it fits in memory (on the
+        CPU at most 65,536 paths, 20,000 for :func:`~smetool.verify`), else the largest power of
+        two that fits; the memory per path is measured on a short probe run
+        (:func:`~smetool.device.measure_bytes_per_path`). A chunk size that cannot fit is refused
+        before any chunk runs. The size used is in the result and in the checkpoint, and a
+        resumed run keeps it.
+    max_chunk : int, optional
+        The largest automatic chunk (default: 65,536 paths on the CPU, 20,000 for
+        :func:`~smetool.verify`; no limit but the memory on CUDA).
+    memory_budget : int, optional
+        Bytes a chunk may use. Default: 80 % of the device's free memory on CUDA, 50 % of the
+        available memory on the CPU (unknown: no memory bound).
     device : str or torch.device, optional
-        Where the simulation and the generators live (default CPU). The statistics are always
-        accumulated in float64 on the CPU.
+        Where the simulation and the generators live. Default: the producer's device (its
+        ``device`` attribute or the device of its ``x0``), else the CPU. The statistics are
+        always accumulated in float64 on the CPU.
     dtype : torch.dtype
         Precision of the simulation where the estimator builds the states itself
         (:func:`~smetool.verify`); default float64.
@@ -56,6 +72,10 @@ class MonteCarloOptions:
     executor : concurrent.futures.Executor, optional
         Run the chunks there (threads, processes, a Dask client's executor); the chunk results
         are merged in chunk order, so the result is bit-identical to a local run.
+    compile : bool, optional
+        Run the hot kernels (:mod:`smetool.kernels`) compiled with :func:`torch.compile`.
+        Compiled and eager kernels agree to round-off, not bit for bit. Default: on for CUDA runs
+        of at least :data:`COMPILE_MIN_PATHS` paths, else off.
 
     Raises
     ------
@@ -68,13 +88,15 @@ class MonteCarloOptions:
     n_paths: int
     seed: int = 0
     chunk_size: int | None = None
-    memory_budget: int = 2**28
-    device: torch.device = torch.device("cpu")
+    max_chunk: int | None = None
+    memory_budget: int | None = None
+    device: torch.device | None = None
     dtype: torch.dtype = torch.float64
     checkpoint: Path | None = None
     checkpoint_every: int = 1
     progress: bool = True
     executor: Executor | None = None
+    compile: bool | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the fields once, here
@@ -82,13 +104,20 @@ class MonteCarloOptions:
         set_(self, "seed", check_seed(self.seed))
         if self.chunk_size is not None:
             set_(self, "chunk_size", check_positive_int(self.chunk_size, "chunk_size"))
-        set_(self, "memory_budget", check_positive_int(self.memory_budget, "memory_budget"))
+        if self.max_chunk is not None:
+            set_(self, "max_chunk", check_positive_int(self.max_chunk, "max_chunk"))
+        if self.memory_budget is not None:
+            set_(self, "memory_budget", check_positive_int(self.memory_budget, "memory_budget"))
         set_(self, "checkpoint_every", check_positive_int(self.checkpoint_every, "checkpoint_every"))
-        try:
-            set_(self, "device", torch.device("cpu" if self.device is None else self.device))
-        except (TypeError, RuntimeError):
-            raise TypeError(f"`device` must be a torch.device or a device name; got "
-                            f"{self.device!r}.") from None
+        if self.device is not None:
+            try:
+                set_(self, "device", torch.device(self.device))
+            except (TypeError, RuntimeError):
+                raise TypeError(f"`device` must be a torch.device or a device name; got "
+                                f"{self.device!r}.") from None
+        if self.compile is not None and not isinstance(self.compile, bool):
+            raise TypeError(f"`compile` must be True, False or None (automatic); got "
+                            f"{self.compile!r}.")
         if not isinstance(self.dtype, torch.dtype) or not self.dtype.is_floating_point:
             raise TypeError(f"`dtype` must be a floating torch.dtype; got {self.dtype!r}.")
         if self.checkpoint is not None:
@@ -135,7 +164,36 @@ class MonteCarloOptions:
         self.checkpoint.mkdir(parents=True, exist_ok=True)
         return self.checkpoint / name
 
+    @property
+    def where(self) -> torch.device:
+        """The device of the run: :attr:`device`, or the CPU when it is not set."""
+        return torch.device("cpu") if self.device is None else self.device
+
+    def with_device(self, *candidates: Any) -> MonteCarloOptions:
+        """These options with :attr:`device` set: kept when given, else the first device among
+        ``candidates`` that is not ``None``, else the CPU."""
+        if self.device is not None:
+            return self
+        found = next((c for c in candidates if c is not None), "cpu")
+        return self.replace(device=torch.device(found))
+
+    def chunk_cap(self, cpu_default: int) -> int | None:
+        """The largest automatic chunk: :attr:`max_chunk`, else ``cpu_default`` on the CPU and no
+        limit (the memory decides) elsewhere."""
+        if self.max_chunk is not None:
+            return self.max_chunk
+        return cpu_default if self.where.type == "cpu" else None
+
+    def compiles(self, paths: int) -> bool:
+        """Whether a run of ``paths`` paths per chunk compiles its kernels (see :attr:`compile`)."""
+        if self.compile is not None:
+            return self.compile
+        return self.where.type == "cuda" and paths >= COMPILE_MIN_PATHS
+
     def describe(self) -> dict[str, Any]:
-        """The fields that decide the bits of a result, for fingerprints and reports."""
+        """The fields that decide the bits of a result, for fingerprints and reports: paths, seed,
+        chunk size, dtype, whether the kernels are compiled, and the device, GPU model, torch and
+        CUDA versions (:func:`~smetool.device.device_fingerprint`)."""
         return {"n_paths": self.n_paths, "seed": self.seed, "chunk_size": self.chunk_size,
-                "device": self.device.type, "dtype": str(self.dtype).replace("torch.", "")}
+                **device_fingerprint(self.where), "dtype": str(self.dtype).replace("torch.", ""),
+                "compile": self.compiles(self.chunk_size or self.n_paths)}

@@ -31,6 +31,8 @@ __all__ = [
     "produce",
     "evaluate_test_functions",
     "save_time_labels",
+    "producer_device",
+    "probe_producer",
     "SDEProducer",
 ]
 
@@ -174,6 +176,24 @@ def evaluate_test_functions(test_functions: Mapping[str, TestFunction], xs: Tens
             )
         out.append(v.to(torch.float64).reshape(S, P))
     return torch.stack(out)
+
+
+def producer_device(producer: Any) -> torch.device | None:
+    """The device a producer computes on, when it says so: its ``device`` attribute, or the device
+    of its ``x0`` (:class:`SDEProducer`); ``None`` for a plain function."""
+    device = getattr(producer, "device", None)
+    if isinstance(device, (torch.device, str)):
+        return torch.device(device)
+    x0 = getattr(producer, "x0", None)
+    return x0.device if isinstance(x0, Tensor) else None
+
+
+def probe_producer(producer: Callable) -> Callable:
+    """What a memory probe runs for ``producer``: its ``one_step()`` (a producer of the same
+    paths cut to one step, whose working memory is the whole loop's) when it has one, else the
+    producer itself."""
+    short = getattr(producer, "one_step", None)
+    return short() if callable(short) else producer
 
 
 def save_time_labels(times: Sequence[float] | Tensor | None, S: int) -> tuple[float, ...]:

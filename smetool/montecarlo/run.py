@@ -10,9 +10,10 @@ import torch
 from torch import Tensor
 
 from ..checks import check_test_functions
+from ..device import device_info, exact_matmul, measure_bytes_per_path
 from ..jsonutil import json_safe
 from ..stats import t_quantile
-from .engine import chunk_generator, chunk_seed, resolve_chunk_size, run_chunks
+from .engine import MAX_AUTO_CHUNK, chunk_generator, chunk_seed, plan_chunk_size, run_chunks
 from .options import MonteCarloOptions
 from .producers import (
     AntitheticPathProducer,
@@ -21,6 +22,7 @@ from .producers import (
     check_antithetic_producer,
     evaluate_test_functions,
     produce,
+    producer_device,
     save_time_labels,
 )
 
@@ -51,6 +53,9 @@ class MonteCarloResult:
         ``n_paths`` independent paths divided by that of the antithetic estimate with the same
         number of simulated paths, both estimated from this run (``> 1``: antithetic sampling
         helped).
+    device : dict
+        :func:`~smetool.device.device_info` of the run (device, GPU model, torch and CUDA
+        versions, matmul precision).
     """
 
     names: tuple[str, ...]
@@ -65,6 +70,7 @@ class MonteCarloResult:
     n_chunks: int
     antithetic: bool = False
     variance_reduction: Tensor | None = field(default=None, repr=False)
+    device: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def ci(self, confidence: float = 0.95) -> tuple[Tensor, Tensor]:
         """Student-t confidence intervals ``mean ± t·stderr`` (``count − 1`` degrees of freedom)."""
@@ -78,6 +84,7 @@ class MonteCarloResult:
             "n_paths": self.n_paths, "seed": self.seed, "chunk_size": self.chunk_size,
             "n_chunks": self.n_chunks, "antithetic": self.antithetic,
             "means": self.means, "variances": self.variances, "stderrs": self.stderrs,
+            "device": self.device,
         }
         if self.variance_reduction is not None:
             out["variance_reduction"] = self.variance_reduction
@@ -140,9 +147,10 @@ def run_monte_carlo(
         The number of independent samples (antithetic pairs when ``antithetic``) with the other
         options as keywords, or all the options (:class:`MonteCarloOptions`). Chunk ``c``
         draws from :func:`chunk_seed(seed, c) <smetool.montecarlo.chunk_seed>`. The default chunk
-        is the largest, up to 65,536 paths, whose outputs take at most half of ``memory_budget``
-        bytes (measured with a 2-path probe call). With a ``checkpoint`` folder the accumulators
-        go to ``run_monte_carlo.pt`` there.
+        holds every path when they fit in memory (on the CPU at most 65,536; see
+        :class:`MonteCarloOptions`; the memory per path is measured on 2- and 4-path probe
+        chunks). With a ``checkpoint`` folder the accumulators go to ``run_monte_carlo.pt``
+        there.
     times : sequence of float, optional
         Labels of the ``S`` save times; default ``0, 1, …, S−1``.
     antithetic : bool
@@ -182,28 +190,27 @@ def run_monte_carlo(
     if not callable(producer):
         raise TypeError(f"`producer` must be callable (n_paths, generator) -> Tensor; got {producer!r}.")
     tests = check_test_functions(test_functions)
-    opts = MonteCarloOptions.of(n_paths, **option_fields)
+    opts = MonteCarloOptions.of(n_paths, **option_fields).with_device(producer_device(producer))
     if antithetic:
         check_antithetic_producer(producer, "producer")
-    task = _MonteCarloTask(producer, tests, opts.seed, opts.device, bool(antithetic))
-
-    def probe() -> int:
-        flag = False if antithetic else None
-        gen = chunk_generator(opts.device, chunk_seed(opts.seed, 2**31 - 1))
-        xs = produce(producer, 2, gen, flag).states
-        calls = 2 if antithetic else 1
-        return calls * (xs[:, 0].numel() * xs.element_size() + 8 * len(tests) * xs.shape[0])
-
-    chunk = resolve_chunk_size(opts.chunk_size, opts.memory_budget, opts.n_paths, probe)
+    task = _MonteCarloTask(producer, tests, opts.seed, opts.where, bool(antithetic))
+    checkpoint = opts.checkpoint_file("run_monte_carlo.pt")
+    chunk = plan_chunk_size(
+        opts.chunk_size, opts.n_paths, device=opts.where, memory_budget=opts.memory_budget,
+        bytes_per_path=lambda: measure_bytes_per_path(lambda n: task(n, 2**31 - 1)),
+        cap=opts.chunk_cap(MAX_AUTO_CHUNK), checkpoint=checkpoint,
+        what="the producer")
     fingerprint = {
         "kind": "run_monte_carlo", **opts.describe(), "chunk_size": chunk,
-        "names": list(tests), "tag": str(tag), "antithetic": bool(antithetic),
+        "compile": opts.compiles(chunk), "names": list(tests), "tag": str(tag),
+        "antithetic": bool(antithetic),
     }
-    acc = run_chunks(task, opts.n_paths, chunk, fingerprint=fingerprint,
-                     checkpoint=opts.checkpoint_file("run_monte_carlo.pt"),
+    acc = run_chunks(task, opts.n_paths, chunk, fingerprint=fingerprint, checkpoint=checkpoint,
                      checkpoint_every=opts.checkpoint_every, progress=opts.progress,
                      desc="monte carlo", paths_per_sample=2 if antithetic else 1,
-                     executor=opts.executor)
+                     executor=opts.executor, compile=opts.compiles(chunk))
+    with exact_matmul():
+        info = device_info(opts.where)
     main = acc["main"]
     labels = save_time_labels(times, main.mean.shape[1])
     reduction = acc["single"].variance / (2.0 * main.variance) if antithetic else None
@@ -211,5 +218,5 @@ def run_monte_carlo(
         names=tuple(tests), times=labels, means=main.mean, variances=main.variance,
         stderrs=main.stderr, count=main.count, n_paths=main.count * (2 if antithetic else 1),
         seed=opts.seed, chunk_size=chunk, n_chunks=-(-opts.n_paths // chunk),
-        antithetic=bool(antithetic), variance_reduction=reduction,
+        antithetic=bool(antithetic), variance_reduction=reduction, device=info,
     )

@@ -20,6 +20,7 @@ gradient algorithms I", JMLR 20 (2019) — weak approximation of order α in the
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +29,15 @@ import torch
 from torch import Tensor
 
 from ..checks import check_distinct_positive, check_test_functions
+from ..device import device_info, exact_matmul, measure_bytes_per_path
 from ..stats import StreamingMoments
 from .control import control_values
 from .engine import (
+    MAX_AUTO_CHUNK,
     NonFiniteChunkError,
     chunk_generator,
     chunk_seed,
-    resolve_chunk_size,
+    plan_chunk_size,
     run_chunks,
 )
 from .options import MonteCarloOptions
@@ -42,7 +45,9 @@ from .producers import (
     TestFunction,
     check_antithetic_producer,
     evaluate_test_functions,
+    probe_producer,
     produce,
+    producer_device,
     save_time_labels,
 )
 from .weak_table import ExactReference, WeakErrorTable
@@ -129,6 +134,15 @@ class _WeakErrorTask:
         out.update({f"single_{k}": torch.cat([plus[k], minus[k]], dim=-1) for k in plus})
         return out
 
+    def bytes_per_path(self) -> int:
+        """The memory one path of a chunk costs, measured on probe chunks of 2 and 4 paths with
+        every producer cut to one step where it can be (:func:`probe_producer`)."""
+        short = dataclasses.replace(
+            self, approx=probe_producer(self.approx),
+            reference=None if self.reference is None else probe_producer(self.reference),
+            controls=tuple((name, probe_producer(p)) for name, p in self.controls))
+        return measure_bytes_per_path(lambda n: short(n, 2**31 - 1))
+
 
 def _step_summary(acc: Mapping[str, StreamingMoments], ref: str, exact: Tensor | None,
                   crn: bool, antithetic: bool) -> dict[str, Any]:
@@ -180,7 +194,8 @@ def _step_summary(acc: Mapping[str, StreamingMoments], ref: str, exact: Tensor |
 
 def _table(per_step: list[dict[str, Any]], names: list[str], times: Any, hs: tuple[float, ...],
            seed: int, crn: bool, antithetic: bool, exact: bool, labels: tuple[str, str],
-           step_name: str, controls: dict[str, WeakErrorTable] | None = None) -> WeakErrorTable:
+           step_name: str, controls: dict[str, WeakErrorTable] | None = None,
+           device: dict[str, Any] | None = None) -> WeakErrorTable:
     def stacked(key: str) -> Any:
         if per_step[0][key] is None:
             return None
@@ -197,7 +212,7 @@ def _table(per_step: list[dict[str, Any]], names: list[str], times: Any, hs: tup
         crn_factor=stacked("crn"), antithetic_factor=stacked("anti"),
         reference_coarse_differences=stacked("coarse"), reference_coarse_stderrs=stacked("coarse_se"),
         labels=labels, step_name=step_name, control_variate_factor=stacked("cv"),
-        controls=controls or {},
+        controls=controls or {}, device=device or {},
     )
 
 
@@ -241,8 +256,9 @@ def weak_error(
         Samples per step (antithetic pairs when ``antithetic``) with the other options as
         keywords, or all the options (:class:`MonteCarloOptions`). Chunk ``c`` of step ``i``
         draws from ``chunk_seed(seed, i, c, 0)`` (approximation) and ``chunk_seed(seed, i, c, 1)``
-        (reference and controls). With a ``checkpoint`` folder, step ``i`` is checkpointed in
-        ``step{i}.pt`` there.
+        (reference and controls). The device is the producers' unless given; the chunk size is
+        planned from the memory a probe chunk measures (:class:`MonteCarloOptions`). With a
+        ``checkpoint`` folder, step ``i`` is checkpointed in ``step{i}.pt`` there.
     steps : sequence of float
         Step sizes or learning rates, positive and distinct.
     common_random_numbers : bool
@@ -333,35 +349,35 @@ def weak_error(
         ref = None if exact else _producer_at(reference, h, labels[1])
         ctrl = tuple((name, _producer_at(f, h, f"controls[{name!r}]"))
                      for name, f in control_factories.items())
+        if i == 0:  # the run's device: given, else the producers'
+            opts = opts.with_device(producer_device(approx), producer_device(ref))
         if antithetic:
             for producer, label in ((approx, labels[0]), (ref, labels[1]), *(
                     (p, f"controls[{name!r}]") for name, p in ctrl)):
                 if producer is not None:
                     check_antithetic_producer(producer, label)
-        task = _WeakErrorTask(approx, ref, ctrl, tests, opts.seed, i, opts.device,
+        task = _WeakErrorTask(approx, ref, ctrl, tests, opts.seed, i, opts.where,
                               bool(common_random_numbers), bool(antithetic), labels)
-
-        def probe(approx: Callable = approx, i: int = i, sides: int = 2 + len(ctrl)) -> int:
-            flag = False if antithetic else None
-            gen = chunk_generator(opts.device, chunk_seed(opts.seed, i, 2**31 - 1))
-            xs = produce(approx, 2, gen, flag, labels[0]).states
-            calls = (2 if antithetic else 1) * (1 if exact else sides)
-            return calls * xs[:, 0].numel() * xs.element_size() + 3 * 8 * len(names) * xs.shape[0] * 2
-
-        chunk = resolve_chunk_size(opts.chunk_size, opts.memory_budget, opts.n_paths, probe)
+        checkpoint = opts.checkpoint_file(f"step{i}.pt")
+        chunk = plan_chunk_size(
+            opts.chunk_size, opts.n_paths, device=opts.where, memory_budget=opts.memory_budget,
+            bytes_per_path=task.bytes_per_path,
+            cap=opts.chunk_cap(MAX_AUTO_CHUNK), checkpoint=checkpoint,
+            what=f"a chunk at {step_name}={h:g}")
         fingerprint = {
-            "kind": "weak_error", **opts.describe(), "chunk_size": chunk, "names": names,
+            "kind": "weak_error", **opts.describe(), "chunk_size": chunk,
+            "compile": opts.compiles(chunk), "names": names,
             "tag": str(tag), "step": h, "step_index": i, "controls": sorted(control_factories),
             "common_random_numbers": bool(common_random_numbers), "antithetic": bool(antithetic),
             "exact_reference": exact,
         }
         try:
             acc = run_chunks(task, opts.n_paths, chunk, fingerprint=fingerprint,
-                             checkpoint=opts.checkpoint_file(f"step{i}.pt"),
+                             checkpoint=checkpoint,
                              checkpoint_every=opts.checkpoint_every, progress=opts.progress,
                              desc=f"{step_name}={h:g}",
                              paths_per_sample=(2 if antithetic else 1) * (2 + len(ctrl)),
-                             executor=opts.executor)
+                             executor=opts.executor, compile=opts.compiles(chunk))
         except NonFiniteChunkError as exc:
             sides = {"approx": labels[0], "ref": labels[1], "ref_coarse": f"coarse {labels[1]}"}
             counts = {sides.get(k, k): v for k, v in exc.counts.items()
@@ -380,10 +396,12 @@ def weak_error(
             per_control[name].append(_step_summary(acc, f"control:{name}", None, False, anti))
 
     label_pair = (labels[0], labels[1])
+    with exact_matmul():  # the settings the chunks ran with
+        info = device_info(opts.where)
     control_tables = {
         name: _table(rows, names, times, hs, opts.seed, False, bool(antithetic), False,
-                     (labels[0], name), step_name)
+                     (labels[0], name), step_name, device=info)
         for name, rows in per_control.items()
     }
     return _table(per_step, names, times, hs, opts.seed, bool(common_random_numbers),
-                  bool(antithetic), exact, label_pair, step_name, control_tables)
+                  bool(antithetic), exact, label_pair, step_name, control_tables, device=info)

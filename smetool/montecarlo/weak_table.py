@@ -103,6 +103,9 @@ class WeakErrorTable:
     controls : dict of str to WeakErrorTable
         Negative controls: the same approximation paths against other references run on the
         reference's random numbers (``weak_error(..., controls=)``), one table each.
+    device : dict
+        :func:`~smetool.device.device_info` of the run: device type, GPU model, torch and CUDA
+        versions, and the float32 matmul precision the chunks ran with (TF32 off).
     labels : (str, str)
         Names of the two sides (``("approximation", "reference")``; ``verify`` uses
         ``("discrete", "SME")``).
@@ -133,6 +136,7 @@ class WeakErrorTable:
     step_name: str = "h"
     control_variate_factor: Tensor | None = field(default=None, repr=False)
     controls: dict[str, WeakErrorTable] = field(default_factory=dict, repr=False)
+    device: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def snr(self) -> Tensor:

@@ -133,6 +133,13 @@ class Solver(abc.ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
+    def step_memory(self, kind: NoiseKind, dim: int, noise_dim: int, itemsize: int) -> int:
+        """A lower bound on the bytes one step allocates per path for an SDE of noise kind
+        ``kind``, state dimension ``dim`` and Brownian dimension ``noise_dim`` (0: none known
+        beyond the state). Used to refuse, before anything runs, a scheme that cannot fit one
+        path; the chunk size itself comes from a measured probe."""
+        return 0
+
     def weak_order_for(self, kind: NoiseKind) -> float:
         """The weak order declared for SDEs of noise kind ``kind``."""
         return self.weak_orders_by_kind.get(kind, self.weak_order)

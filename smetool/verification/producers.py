@@ -8,6 +8,7 @@ the covariance recursion) is the same for every chunk and is computed once per p
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +88,11 @@ class AlgorithmProducer:
             self._cache["lin"] = _DiscreteLinearization(torch.stack(mean), torch.stack(jacs), C)
         return self._cache["lin"]
 
+    def one_step(self) -> AlgorithmProducer:
+        """The same producer cut to one step (for a memory probe: a step's working memory is the
+        whole loop's)."""
+        return dataclasses.replace(self, steps=1, _cache={})
+
     def __call__(self, n: int, generator: torch.Generator) -> Tensor | PathSample:
         alg = self.algorithm
         x = alg.initial_state(n, dtype=self.dtype, device=self.device)
@@ -145,6 +151,10 @@ class CoupledSMEProducer:
                 self.sde, self.solver, x0, 0.0, self.h, n,
                 quadratic=self.variance_reduction is VarianceReduction.QUADRATIC)
         return self._cache["lin"]
+
+    def one_step(self) -> CoupledSMEProducer:
+        """The same producer cut to one coupled pair of fine steps (a memory probe)."""
+        return dataclasses.replace(self, horizon=2 * self.h, _cache={})
 
     def __call__(self, n: int, generator: torch.Generator) -> PathSample:
         x0 = self.algorithm.initial_state(n, dtype=self.dtype, device=self.device)

@@ -20,6 +20,7 @@ import torch
 from ..algorithms.base import Algorithm, NegativeControl
 from ..bibliography import unique_references
 from ..checks import check_distinct_positive, check_positive, whole_steps
+from ..device import format_bytes
 from ..integrate import as_solver
 from ..montecarlo import (
     MonteCarloOptions,
@@ -30,6 +31,7 @@ from ..montecarlo import (
     weak_error,
 )
 from ..montecarlo.control import as_variance_reduction
+from ..montecarlo.engine import usable_memory
 from ..sde import SDE, NoiseFree
 from ..solvers import SmallNoiseHeun, Solver
 from ..stats import OrderFit, WeakOrderWarning, judge_order
@@ -40,7 +42,8 @@ from .result import ControlResult, VerifyResult
 __all__ = ["verify", "check_learning_rates", "DEFAULT_MAX_CHUNK"]
 
 DEFAULT_MAX_CHUNK = 20_000
-"""Paths per chunk of :func:`verify` when ``chunk_size`` is not given."""
+"""The largest automatic chunk of :func:`verify` on the CPU (``max_chunk`` changes it; on CUDA
+only the memory bounds a chunk)."""
 
 
 def check_learning_rates(lrs: Sequence[float], horizon: float, name: str = "algorithm") -> list[int]:
@@ -89,10 +92,13 @@ def verify(
         (``seed``, ``chunk_size``, ``dtype``, ``device``, ``checkpoint``, ``progress``,
         ``executor``), or all of them as a :class:`~smetool.MonteCarloOptions`. Chunk ``c`` of
         learning rate ``i`` draws from ``chunk_seed(seed, i, c, 0)`` (discrete) and
-        ``chunk_seed(seed, i, c, 1)`` (SME); chunks hold at most 20,000 paths unless
-        ``chunk_size`` says otherwise. With a ``checkpoint`` folder, learning rate ``i`` is
-        checkpointed in ``step{i}.pt``: a killed run restarted with the same arguments resumes
-        and gives the same numbers; a checkpoint of other arguments is refused.
+        ``chunk_seed(seed, i, c, 1)`` (SME). A chunk holds every path when they fit in the
+        device's memory (measured on a one-step probe), on the CPU at most 20,000 unless
+        ``chunk_size`` or ``max_chunk`` say otherwise; a method that cannot fit one path (Platen
+        on a wide dropout factor) is refused before anything runs. With a ``checkpoint`` folder,
+        learning rate ``i`` is checkpointed in ``step{i}.pt``: a killed run restarted with the
+        same arguments resumes and gives the same numbers; a checkpoint of other arguments (or
+        of another device, GPU model, torch or CUDA version) is refused.
     horizon : float
         ``T`` in SDE time (``T / ε`` steps of the algorithm).
     order : int
@@ -173,8 +179,9 @@ def verify(
         opts = MonteCarloOptions.of(n_paths, **option_fields)
     except (ValueError, TypeError) as exc:
         raise type(exc)(f"{name}: {exc}") from None
-    if opts.chunk_size is None:
-        opts = opts.replace(chunk_size=min(opts.n_paths, DEFAULT_MAX_CHUNK))
+    if opts.max_chunk is None and opts.where.type == "cpu":
+        opts = opts.replace(max_chunk=DEFAULT_MAX_CHUNK)
+    opts = opts.with_device()
     solver = SmallNoiseHeun() if method is None else as_solver(method)
     tests = dict(algorithm.test_functions() if test_functions is None else test_functions)
     if not tests:
@@ -182,24 +189,25 @@ def verify(
     start = time.perf_counter()
 
     probes = {lr: probe_plugin(algorithm, name, lr, order, solver, tests, opts.dtype,
-                               opts.device) for lr in lrs}
+                               opts.where) for lr in lrs}
+    _check_step_memory(name, solver, probes[lrs[0]], algorithm, opts)
     vr = _variance_reduction(variance_reduction, algorithm, probes[lrs[0]])
     use_extrapolation = order >= 2 if extrapolate is None else bool(extrapolate)
     if vr is not VarianceReduction.NONE:
         for lr in lrs:
-            probe_control_variates(algorithm, name, lr, opts.dtype, opts.device)
+            probe_control_variates(algorithm, name, lr, opts.dtype, opts.where)
     discrete, sme = {}, {}
     control_specs: dict[str, NegativeControl] = {}
     control_producers: dict[str, dict[float, Any]] = {}
     for lr, k_steps in zip(lrs, steps):
         h = lr / steps_per_lr
-        discrete[lr] = AlgorithmProducer(algorithm, lr, k_steps, opts.dtype, opts.device, vr)
+        discrete[lr] = AlgorithmProducer(algorithm, lr, k_steps, opts.dtype, opts.where, vr)
         sme[lr] = CoupledSMEProducer(algorithm, probes[lr], solver, float(horizon), h,
-                                     opts.dtype, opts.device, vr, use_extrapolation)
+                                     opts.dtype, opts.where, vr, use_extrapolation)
         for control in (algorithm.negative_controls(lr, order) if controls else ()):
             control_specs.setdefault(control.name, control)
             control_producers.setdefault(control.name, {})[lr] = _control_producer(
-                algorithm, control, solver, float(horizon), lr / 2, opts.dtype, opts.device, vr)
+                algorithm, control, solver, float(horizon), lr / 2, opts.dtype, opts.where, vr)
     tag = (f"verify {name} order={int(order)} horizon={float(horizon)!r} "
            f"steps_per_lr={int(steps_per_lr)} method={solver.name} vr={vr.value} "
            f"extrapolate={use_extrapolation} {algorithm!r}")
@@ -226,8 +234,9 @@ def verify(
                                      why_unfitted=cunfitted.get(t, "")) for t in tests},
             weak_errors=ctable)
     info = {"seed": opts.seed, "dtype": str(opts.dtype).replace("torch.", ""),
-            "device": opts.device.type, "min_snr": min_snr, "confidence": confidence,
-            "variance_reduction": vr.value, "extrapolated": use_extrapolation}
+            "device": opts.where.type, "min_snr": min_snr, "confidence": confidence,
+            "variance_reduction": vr.value, "extrapolated": use_extrapolation,
+            "device_info": table.device}
     info.update(dict(settings or {}))
     return VerifyResult(
         algorithm=name, order=int(order), horizon=float(horizon), lrs=lrs,
@@ -237,6 +246,21 @@ def verify(
         references=unique_references([solver.references, algorithm.cited_references()]),
         verdicts=verdicts, controls=control_results,
     )
+
+
+def _check_step_memory(name: str, solver: Solver, sde: SDE, algorithm: Algorithm,
+                       opts: MonteCarloOptions) -> None:
+    """Refuse, before anything runs, a solver whose step cannot fit one path in memory (its
+    :meth:`~smetool.solvers.Solver.step_memory` bound, e.g. Platen's ``4 M² D`` numbers)."""
+    x = algorithm.initial_state(1, dtype=opts.dtype, device=opts.where)
+    M = sde.noise_dim or x.shape[1]
+    need = solver.step_memory(sde.noise_kind, x.shape[1], int(M), x.element_size())
+    budget = usable_memory(opts.where, opts.memory_budget)
+    if need and budget is not None and need > budget:
+        raise ValueError(
+            f"{name}: method {solver.name!r} needs ≥ {format_bytes(need)} per path for this SME "
+            f"(D = {x.shape[1]}, M = {M}), more than the {format_bytes(budget)} usable on "
+            f"{opts.where.type}; use method='heun' or 'euler' (matrix-free noise).")
 
 
 def _fits(table: WeakErrorTable, tests: Mapping[str, TestFunction], min_snr: float,
