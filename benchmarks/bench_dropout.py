@@ -1,25 +1,31 @@
 """Benchmark: path-steps per second of the dropout SME, smetool vs torchsde vs a naive loop.
 
-All three integrate the order-1 dropout SME of the verification problem
+All contenders integrate the order-1 dropout SME of the verification problem
 (``DropoutAlgorithm.verification_default()``, m = 16, D = 48, M = 136) with Euler–Maruyama at
-step ``lr``:
+step ``lr``, in one run:
 
-* ``smetool``: :func:`smetool.solve` — closed-form batched drift and the matrix-free noise product
-  ``F(θ) dW`` (``diffusion_product``);
-* ``torchsde``: ``torchsde.sdeint(method="euler")`` with the same SME as a general-noise torchsde
-  SDE (``g`` returns the full ``(P, D, M)`` factor, which torchsde multiplies with ``dW``);
-* ``naive``: what one writes without batching — a Python loop over paths, ``L_S`` by autograd and
-  the factor formed per path.
+* ``smetool``: :func:`smetool.solve` — the fused Euler increment ``b h + √lr F ΔW`` in one
+  contraction (``DropoutSME.euler_increment``), no ``(P, D, M)`` factor;
+* ``smetool compiled`` (with ``--compile``): the same inside
+  :func:`smetool.kernels.compiled_kernels` (``torch.compile`` of the kernels; compile time is
+  printed apart and not in the rate);
+* ``torchsde``: ``torchsde.sdeint(method="euler")`` on the same SME and the same batch as a
+  general-noise torchsde SDE (``g`` returns the full ``(P, D, M)`` factor, which torchsde
+  multiplies with ``dW``);
+* ``naive``: a Python loop over paths, ``∇L_S`` by autograd and the factor formed per path;
+* the discrete dropout step on the same batch: ``SME step / discrete step`` is the price of one
+  SME step in discrete steps.
 
-The discrete dropout step is timed too. Each contender runs on its own number of paths (torchsde
-and the naive loop are slow); the table compares path-steps per second. A script, not a test.
+Every contender runs once to warm up, then ``--repeats`` times; the median is reported, timed
+after a device synchronisation. A script, not a test (``--fast`` is the test suite's smoke run).
 
-    python benchmarks/bench_dropout.py [--paths 10000] [--steps 20] [--device cpu]
+    python benchmarks/bench_dropout.py [--paths 10000] [--steps 20] [--device cpu] [--compile]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -27,18 +33,30 @@ import torch
 import torchsde
 
 import smetool
+from smetool.device import device_info
+from smetool.kernels import compiled_kernels
 
 
-def _timed(fn, repeats: int) -> float:
-    fn()  # warm-up
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
+    """(seconds of the warm-up call, median seconds of ``repeats`` calls), synchronised."""
+    _sync(device)
+    start = time.perf_counter()
+    fn()
+    _sync(device)
+    first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
+        _sync(device)
         start = time.perf_counter()
         fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
+        _sync(device)
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return first, statistics.median(times)
 
 
 class _TorchsdeDropout(torch.nn.Module):
@@ -58,51 +76,57 @@ class _TorchsdeDropout(torch.nn.Module):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paths", type=int, default=10_000, help="paths for smetool and the step")
-    parser.add_argument("--torchsde-paths", type=int, default=None,
-                        help="paths for torchsde (default: as --paths, so the ratio compares equal batches)")
+    parser.add_argument("--paths", type=int, default=10_000, help="paths of every batched contender")
     parser.add_argument("--naive-paths", type=int, default=20)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--dtype", choices=("float32", "float64"), default="float64")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also time the compiled kernels")
+    parser.add_argument("--fast", action="store_true", help="tiny sizes (the test suite)")
     parser.add_argument("--json", default=None, help="also write the measurements to this path")
     args = parser.parse_args(argv)
-    if args.torchsde_paths is None:
-        args.torchsde_paths = args.paths
+    if args.fast:
+        args.paths, args.naive_paths, args.steps, args.repeats = 64, 2, 3, 1
     dtype, device = getattr(torch, args.dtype), torch.device(args.device)
     alg = smetool.DropoutAlgorithm.verification_default(dtype=dtype, device=device)
     sme = alg.sme(args.lr, 1)
     problem = alg.problem
     T = args.steps * args.lr
-    rows = []
+    P = args.paths
+    x0 = alg.initial_state(P)
+    rows: list[tuple[str, int, float, float]] = []
 
     def run_smetool():
-        smetool.solve(sme, alg.initial_state(args.paths), (0.0, T), dt=args.lr, generator=0)
+        smetool.solve(sme, x0, (0.0, T), dt=args.lr, generator=0)
 
-    rows.append(("smetool solve (EM)", args.paths, _timed(run_smetool, args.repeats)))
+    rows.append(("smetool solve (EM)", P, *_timed(run_smetool, args.repeats, device)))
+    if args.compile:
+        def run_compiled():
+            with compiled_kernels(True):
+                run_smetool()
+
+        rows.append(("smetool compiled (EM)", P, *_timed(run_compiled, args.repeats, device)))
 
     def run_step():
         gen = torch.Generator(device=device).manual_seed(0)
-        x = alg.initial_state(args.paths)
+        x = x0
         for _ in range(args.steps):
             x = alg.step(x, args.lr, gen)
 
-    rows.append(("discrete dropout step", args.paths, _timed(run_step, args.repeats)))
+    rows.append(("discrete dropout step", P, *_timed(run_step, args.repeats, device)))
 
     ts = torch.tensor([0.0, T], dtype=dtype, device=device)
     wrapped = _TorchsdeDropout(sme)
 
     def run_torchsde():
-        y0 = alg.initial_state(args.torchsde_paths)
-        bm = torchsde.BrownianInterval(0.0, T, size=(args.torchsde_paths, problem.noise_dim),
-                                       dtype=dtype, device=device, entropy=0)
+        bm = torchsde.BrownianInterval(0.0, T, size=(P, problem.noise_dim), dtype=dtype,
+                                       device=device, entropy=0)
         with torch.no_grad():
-            torchsde.sdeint(wrapped, y0, ts, bm=bm, dt=args.lr, method="euler")
+            torchsde.sdeint(wrapped, x0, ts, bm=bm, dt=args.lr, method="euler")
 
-    rows.append(("torchsde sdeint (euler)", args.torchsde_paths,
-                 _timed(run_torchsde, max(1, args.repeats - 2))))
+    rows.append(("torchsde sdeint (euler)", P, *_timed(run_torchsde, args.repeats, device)))
 
     def run_naive():
         gen = torch.Generator(device=device).manual_seed(0)
@@ -116,28 +140,38 @@ def main(argv=None) -> int:
                 # EM at h = lr: √lr F(θ) ΔW with ΔW = √h z, i.e. lr F z
                 theta = theta - args.lr * grad + args.lr * (F @ z)
 
-    rows.append(("naive per-path autograd", args.naive_paths, _timed(run_naive, 1)))
+    rows.append(("naive per-path autograd", args.naive_paths,
+                 *_timed(run_naive, max(1, args.repeats - 2), device)))
 
-    rates = {name: paths * args.steps / sec for name, paths, sec in rows}
-    print(f"dropout SME (m={problem.width}, D={problem.n_params}, M={problem.noise_dim}), "
-          f"{args.steps} steps, {args.dtype}, {args.device}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads")
-    print(f"{'method':<26} {'paths':>7} {'seconds':>9} {'path-steps/s':>13}")
-    for name, paths, sec in rows:
-        print(f"{name:<26} {paths:>7} {sec:>9.3f} {rates[name]:>13.3e}")
+    rates = {name: paths * args.steps / sec for name, paths, _, sec in rows}
     ours = rates["smetool solve (EM)"]
-    print(f"smetool / torchsde = {ours / rates['torchsde sdeint (euler)']:.1f}x (target >= 5x)")
-    print(f"smetool / naive loop = {ours / rates['naive per-path autograd']:.0f}x")
+    ratios = {
+        "smetool / torchsde": ours / rates["torchsde sdeint (euler)"],
+        "SME step / discrete step": rates["discrete dropout step"] / ours,
+        "smetool / naive": ours / rates["naive per-path autograd"],
+    }
+    if args.compile:
+        ratios["compiled / eager"] = rates["smetool compiled (EM)"] / ours
+    info = device_info(device)
+    print(f"dropout SME (m={problem.width}, D={problem.n_params}, M={problem.noise_dim}), "
+          f"{args.steps} steps, {args.dtype}, {info['type']} ({info['name']}), torch "
+          f"{torch.__version__}, {torch.get_num_threads()} threads, median of {args.repeats}")
+    print(f"{'method':<26} {'paths':>7} {'first call s':>13} {'seconds':>9} {'path-steps/s':>13}")
+    for name, paths, first, sec in rows:
+        print(f"{name:<26} {paths:>7} {first:>13.3f} {sec:>9.3f} {rates[name]:>13.3e}")
+    print(f"smetool / torchsde = {ratios['smetool / torchsde']:.1f}x (target >= 10x)")
+    print(f"one SME step = {ratios['SME step / discrete step']:.2f} discrete steps (target <= 2.5)")
+    print(f"smetool / naive loop = {ratios['smetool / naive']:.0f}x")
+    if args.compile:
+        print(f"compiled / eager = {ratios['compiled / eager']:.2f}x (compile time: the first call)")
     if args.json:
-        import json
-
         record = {
             "config": {k: v for k, v in vars(args).items() if k != "json"},
-            "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "methods": {name: {"paths": paths, "seconds": sec, "path_steps_per_second": rates[name]}
-                        for name, paths, sec in rows},
-            "ratios": {"smetool / torchsde": ours / rates["torchsde sdeint (euler)"],
-                       "smetool / naive": ours / rates["naive per-path autograd"]},
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": info,
+            "methods": {name: {"paths": paths, "seconds": sec, "first_call_seconds": first,
+                               "path_steps_per_second": rates[name]}
+                        for name, paths, first, sec in rows},
+            "ratios": ratios,
         }
         with open(args.json, "w") as fh:
             json.dump(record, fh, indent=2)
