@@ -17,7 +17,9 @@ step ``lr``, in one run:
   SME step in discrete steps.
 
 Every contender runs once to warm up, then ``--repeats`` times; the median is reported, timed
-after a device synchronisation. A script, not a test (``--fast`` is the test suite's smoke run).
+after a device synchronisation. Every contender runs with the CPU allocator that smetool's loops
+use (:func:`smetool.device.steady_allocator`: freed memory kept for the next step), so that the
+ratios compare the code, not the allocator. A script, not a test (``--fast`` is the test suite's smoke run).
 
     python benchmarks/bench_dropout.py [--paths 10000] [--steps 20] [--device cpu] [--compile]
 """
@@ -33,7 +35,7 @@ import torch
 import torchsde
 
 import smetool
-from smetool.device import device_info
+from smetool.device import device_info, steady_allocator
 from smetool.kernels import compiled_kernels
 
 
@@ -75,6 +77,11 @@ class _TorchsdeDropout(torch.nn.Module):
 
 
 def main(argv=None) -> int:
+    with steady_allocator():
+        return _main(argv)
+
+
+def _main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--paths", type=int, default=10_000, help="paths of every batched contender")
     parser.add_argument("--naive-paths", type=int, default=20)

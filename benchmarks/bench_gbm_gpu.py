@@ -16,7 +16,8 @@ Contenders, side by side in one run on the same device, paths and steps:
 * ``torchsde``: ``torchsde.sdeint(method="euler")`` with a ``BrownianInterval``.
 
 Every contender runs once to warm up, then ``--repeats`` times; the median is reported, timed
-between device synchronisations. ``--fast`` is the test suite's smoke run on the CPU (1,024 paths,
+between device synchronisations, all with the CPU allocator of smetool's loops
+(:func:`smetool.device.steady_allocator`). ``--fast`` is the test suite's smoke run on the CPU (1,024 paths,
 no compilation); the GPU setting is ``--device cuda`` (2²⁰ … 2²³ paths by default).
 
     python benchmarks/bench_gbm_gpu.py --device cuda [--paths 1048576,8388608] [--json out.json]
@@ -41,7 +42,7 @@ import torch
 import torchsde
 
 import smetool
-from smetool.device import device_info
+from smetool.device import device_info, steady_allocator
 
 MU, SIGMA, X0, T, STEPS, DIM = 1.5, 0.01, 0.1, 1.0, 256, 3
 DIFFEQGPU_RATE = 2**23 * 256 / 0.716
@@ -140,6 +141,11 @@ def run_torchsde(paths: int, steps: int, device: torch.device):
 
 
 def main(argv=None) -> int:
+    with steady_allocator():
+        return _main(argv)
+
+
+def _main(argv) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--paths", default=None,

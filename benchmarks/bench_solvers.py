@@ -12,7 +12,9 @@ fixed grid, side by side in one run:
 The times come from one child process that runs the contenders round-robin, ``--repeats``
 rounds after one short warm-up solve each, and reports the median per contender: on a shared
 machine every contender then sees the same load, so the ratios hold even when the seconds do
-not. Peak memory comes from one fresh child process per contender (one run each): the peak
+not; every contender runs with the CPU allocator of smetool's loops
+(:func:`smetool.device.steady_allocator`: freed memory kept for the next step). Peak memory
+comes from one fresh child process per contender (one run each): the peak
 resident set size above its size after imports and set-up (CPU), or
 ``torch.cuda.max_memory_allocated`` (CUDA). ``--profile`` adds a per-step breakdown of smetool's
 loop.
@@ -138,10 +140,17 @@ def _memory_child(name, args, queue):
     queue.put(max(peak, 0))
 
 
+def _steady(target, *args):
+    from smetool.device import steady_allocator
+
+    with steady_allocator():
+        target(*args)
+
+
 def _in_child(target, *args):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=target, args=(*args, queue))
+    proc = ctx.Process(target=_steady, args=(target, *args, queue))
     proc.start()
     result = queue.get()
     proc.join()

@@ -103,6 +103,7 @@ class DropoutSME(SDE):
         self.noise_kind = self.noise.kind
         self.noise_dim = self.noise.noise_dim(problem)
         self._memo: tuple[Tensor, int, DropoutTerms] | None = None
+        self._noise_memo: tuple[Tensor, Tensor, tuple[int, int, int], Tensor] | None = None
 
     def terms(self, x: Tensor) -> DropoutTerms:
         """The network terms of ``x``, computed once per state: a scheme evaluates the drift and
@@ -135,9 +136,17 @@ class DropoutSME(SDE):
 
         Euler–Maruyama and :class:`~smetool.solvers.SmallNoiseHeun` use this instead of
         :meth:`diffusion`: ``O(n m² + n m d)`` per path instead of ``O(n m² d + m³ d)``, with the
-        Brownian increments (and so coupling across step sizes) unchanged.
+        Brownian increments (and so coupling across step sizes) unchanged. The last product is
+        kept: the coupled loop asks for the noise of a step for the tangent and the scheme asks
+        again (the same, unmodified tensors), which then costs nothing.
         """
-        return self.noise.product(self.problem, self.lr, x, dW, self.terms(x))
+        memo = self._noise_memo
+        if (memo is not None and memo[0] is x and memo[1] is dW
+                and memo[2] == (x._version, dW._version, memo[3]._version)):
+            return memo[3]
+        out = self.noise.product(self.problem, self.lr, x, dW, self.terms(x))
+        self._noise_memo = (x, dW, (x._version, dW._version, out._version), out)
+        return out
 
     def euler_increment(self, t: float, x: Tensor, h: float, dW: Tensor) -> Tensor:
         """``b(x) h + √lr F(x) dW`` (factor noise); for order 1 in one contraction

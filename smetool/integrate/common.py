@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..device import steady_allocator
 from ..noise import check_diffusion
 from ..sde import SDE
 from ..solvers import EulerMaruyama, Solver, get_solver
@@ -182,7 +183,9 @@ def time_loop(
     over the state everywhere). When a window turns up one, it is replayed from its start with the
     same random draws, step by step, which gives every path's exact first bad step; with
     ``on_nonfinite="raise"`` the loop stops there (``raised``), with ``"continue"`` the rest of
-    the run is tracked per step. A path is bad when any of its states is.
+    the run is tracked per step. A path is bad when any of its states is. The loop runs with
+    freed CPU memory kept for reuse (:func:`~smetool.device.steady_allocator`): each step
+    allocates what the last one freed.
 
     Returns
     -------
@@ -210,30 +213,31 @@ def time_loop(
     window = 8 if state[0].device.type == "cpu" else 32
     per_step = False
     anchor, anchor_k, anchor_rng = state, 0, generator.get_state()
-    try:
-        for k in range(1, n + 1):
-            state = advance(state, k - 1)
-            if per_step:
-                track(state, k)
-            elif k % window == 0 or k == n:
-                if not bool(finite_rows(state).all()):
-                    generator.set_state(anchor_rng)
-                    replay = anchor
-                    for j in range(anchor_k + 1, k + 1):
-                        replay = advance(replay, j - 1)
-                        track(replay, j)
-                    state = replay
-                    if on_nonfinite == "raise":
-                        save(state, k)
-                        return LoopOutcome(state, k, first_bad, True)
-                    per_step = True
-                anchor, anchor_k, anchor_rng = state, k, generator.get_state()
-            save(state, k)
+    with steady_allocator():
+        try:
+            for k in range(1, n + 1):
+                state = advance(state, k - 1)
+                if per_step:
+                    track(state, k)
+                elif k % window == 0 or k == n:
+                    if not bool(finite_rows(state).all()):
+                        generator.set_state(anchor_rng)
+                        replay = anchor
+                        for j in range(anchor_k + 1, k + 1):
+                            replay = advance(replay, j - 1)
+                            track(replay, j)
+                        state = replay
+                        if on_nonfinite == "raise":
+                            save(state, k)
+                            return LoopOutcome(state, k, first_bad, True)
+                        per_step = True
+                    anchor, anchor_k, anchor_rng = state, k, generator.get_state()
+                save(state, k)
+                if bar is not None:
+                    bar.update(1)
+        finally:
             if bar is not None:
-                bar.update(1)
-    finally:
-        if bar is not None:
-            bar.close()
+                bar.close()
     return LoopOutcome(state, n, first_bad, False)
 
 

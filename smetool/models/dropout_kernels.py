@@ -105,18 +105,23 @@ def loss_hvp(z: Tensor, s: Tensor, ds: Tensor, h: Tensor, e: Tensor, a: Tensor, 
              a_dot: Tensor, W_dot: Tensor, v: float, activation: Activation) -> Tensor:
     """``∇²L_S u`` ``(P, D)`` for ``u = (ȧ, Ẇ)``.
 
-    With ``ż = Ẇ x``, ``ḣ = ȧ σ + a σ' ż`` and ``ė = Σ_r ḣ_r``, block ``s`` is
-    ``(1/n) Σ_i [ġ_si (e_i + v h_si) + g_si (ė_i + v ḣ_si)]``, where
-    ``ġ_si = (σ' ż, ȧ σ' x + a σ'' ż x)``.
+    With ``ż = Ẇ x``, ``ḣ = ȧ σ + a σ' ż``, ``ė = Σ_r ḣ_r``, the weights ``w = e + v h`` and
+    ``q = ė + v ḣ``, block ``s`` is ``(1/n) Σ_i [ġ_si w_i + g_si q_si]`` with
+    ``ġ_si = (σ' ż, ȧ σ' x + a σ'' ż x)``, i.e. the ``a``-block ``Σ_i (σ q + σ' ż w) / n`` and
+    the ``w``-block ``Σ_i (σ' (a q + ȧ w) + a σ'' ż w) x_i / n``: one reduction and one product
+    with the data.
     """
     n = X.shape[0]
     P, m, d = W_dot.shape
     z_dot = torch.matmul(W_dot.reshape(P * m, d), X.transpose(0, 1)).view(P, m, n)
-    h_dot = a_dot.unsqueeze(-1) * s + a.unsqueeze(-1) * ds * z_dot
-    own = blocks(s, ds, a, X, torch.add(h_dot.sum(dim=-2, keepdim=True), h_dot, alpha=v))
-    weight = torch.add(e.unsqueeze(-2), h, alpha=v)
-    d2 = activation.d2(z)
-    grad_a = (ds * z_dot * weight).sum(dim=-1) / n
-    coef = (a_dot.unsqueeze(-1) * ds + a.unsqueeze(-1) * d2 * z_dot) * weight
-    grad_W = torch.matmul(coef, X) / n
-    return own + torch.cat([grad_a, grad_W.flatten(-2)], dim=-1)
+    a_, a_dot_ = a.unsqueeze(-1), a_dot.unsqueeze(-1)
+    ds_z = ds * z_dot
+    h_dot = torch.addcmul(a_dot_ * s, a_, ds_z)
+    q = torch.add(h_dot.sum(dim=-2, keepdim=True), h_dot, alpha=v)
+    w = torch.add(e.unsqueeze(-2), h, alpha=v)
+    grad_a = torch.addcmul(ds_z * w, s, q).sum(dim=-1)
+    d2 = (activation.d2(z) if activation.d2_from_value is None
+          else activation.d2_from_value(z, s, ds))
+    weights = torch.addcmul(ds * torch.addcmul(a_ * q, a_dot_, w), a_ * d2, z_dot * w)
+    grad_W = torch.matmul(weights, X)
+    return torch.cat([grad_a, grad_W.flatten(-2)], dim=-1) / n

@@ -48,6 +48,8 @@ class Activation:
         activation; a non-smooth one is allowed but warned about where an SME is built.
     d1_from_value : callable ``(z, σ(z)) -> σ'(z)``, optional
         A cheaper ``σ'`` when ``σ(z)`` is already known (tanh: ``1 − σ²``); the hot loop uses it.
+    d2_from_value : callable ``(z, σ(z), σ'(z)) -> σ''(z)``, optional
+        The same for ``σ''`` (tanh: ``−2 σ σ'``), used by the Hessian–vector products.
     """
 
     name: str
@@ -56,6 +58,7 @@ class Activation:
     d2: Callable[[Tensor], Tensor]
     smooth: bool = True
     d1_from_value: Callable[[Tensor, Tensor], Tensor] | None = None
+    d2_from_value: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 
 
 def _tanh_d1(z: Tensor) -> Tensor:
@@ -94,9 +97,11 @@ def _gelu_d2(z: Tensor) -> Tensor:
 
 ACTIVATIONS: dict[str, Activation] = {
     "tanh": Activation("tanh", torch.tanh, _tanh_d1, _tanh_d2,
-                       d1_from_value=lambda z, s: torch.addcmul(s.new_ones(()), s, s, value=-1.0)),
+                       d1_from_value=lambda z, s: torch.addcmul(s.new_ones(()), s, s, value=-1.0),
+                       d2_from_value=lambda z, s, ds: -2.0 * s * ds),
     "sigmoid": Activation("sigmoid", torch.sigmoid, _sigmoid_d1, _sigmoid_d2,
-                          d1_from_value=lambda z, s: s * (1.0 - s)),
+                          d1_from_value=lambda z, s: s * (1.0 - s),
+                          d2_from_value=lambda z, s, ds: ds * (1.0 - 2.0 * s)),
     "softplus": Activation("softplus", torch.nn.functional.softplus, torch.sigmoid, _sigmoid_d1),
     "gelu": Activation("gelu", _gelu, _gelu_d1, _gelu_d2),
     "identity": Activation("identity", lambda z: z, torch.ones_like, torch.zeros_like),

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_positive_int
-from ..device import exact_matmul, format_bytes, free_memory
+from ..device import exact_matmul, format_bytes, free_memory, steady_allocator
 from ..kernels import compiled_kernels
 from ..stats import StreamingMoments
 from .checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
@@ -180,15 +180,16 @@ def chunk_moments(task: ChunkTask, size: int, chunk: int, compile: bool = False
                   ) -> dict[str, StreamingMoments]:
     """Run one chunk and reduce its samples to float64 moments (this is what an executor runs).
 
-    The chunk runs with full-precision float32 matrix products (:func:`~smetool.device.exact_matmul`)
-    and, with ``compile``, compiled kernels (:func:`~smetool.kernels.compiled_kernels`).
+    The chunk runs with full-precision float32 matrix products (:func:`~smetool.device.exact_matmul`),
+    with freed CPU memory kept for reuse (:func:`~smetool.device.steady_allocator`) and, with
+    ``compile``, compiled kernels (:func:`~smetool.kernels.compiled_kernels`).
 
     Raises
     ------
     NonFiniteChunkError
         When any sample is NaN or infinite.
     """
-    with exact_matmul(), compiled_kernels(compile):
+    with exact_matmul(), steady_allocator(), compiled_kernels(compile):
         samples = task(size, chunk)
     counts = {name: _nonfinite_samples(v) for name, v in samples.items()}
     if any(counts.values()):

@@ -20,7 +20,6 @@ gradient algorithms I", JMLR 20 (2019) — weak approximation of order α in the
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -135,13 +134,30 @@ class _WeakErrorTask:
         return out
 
     def bytes_per_path(self) -> int:
-        """The memory one path of a chunk costs, measured on probe chunks of 2 and 4 paths with
-        every producer cut to one step where it can be (:func:`probe_producer`)."""
-        short = dataclasses.replace(
-            self, approx=probe_producer(self.approx),
-            reference=None if self.reference is None else probe_producer(self.reference),
-            controls=tuple((name, probe_producer(p)) for name, p in self.controls))
-        return measure_bytes_per_path(lambda n: short(n, 2**31 - 1))
+        """The memory one path of a chunk costs: the largest working memory of a side (its
+        producer cut to one step where it can be, :func:`probe_producer`, and its test-function
+        values, measured on probe chunks of 2 and 4 paths) plus the float64 values every side
+        keeps until the chunk ends (up to four accumulators each, twice with antithetic pairs).
+        The control variates are left out of the probe: their per-path memory is that of the
+        values, and their derivatives at the mean path cost no memory per path."""
+        sides = [self.approx, *([] if self.reference is None else [self.reference]),
+                 *(p for _, p in self.controls)]
+        anti = False if self.antithetic else None
+        saves: list[int] = []
+
+        def probe(producer: Callable) -> Callable[[int], Tensor]:
+            short = probe_producer(producer)
+
+            def run(n: int) -> Tensor:
+                gen = chunk_generator(self.device, chunk_seed(self.seed, self.step_index, 2**31 - 1))
+                values = evaluate_test_functions(self.tests, produce(short, n, gen, anti).states)
+                saves.append(values.shape[1])
+                return values
+            return run
+
+        work = max(measure_bytes_per_path(probe(p)) for p in sides)
+        kept = 8 * len(self.tests) * max(saves) * 4 * len(sides) * (2 if self.antithetic else 1)
+        return work + kept
 
 
 def _step_summary(acc: Mapping[str, StreamingMoments], ref: str, exact: Tensor | None,

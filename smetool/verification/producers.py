@@ -89,9 +89,16 @@ class AlgorithmProducer:
         return self._cache["lin"]
 
     def one_step(self) -> AlgorithmProducer:
-        """The same producer cut to one step (for a memory probe: a step's working memory is the
-        whole loop's)."""
-        return dataclasses.replace(self, steps=1, _cache={})
+        """The same producer cut to one step, for a memory probe (a step's working memory is the
+        whole loop's). Its linearisation is the first step of this producer's (computed here,
+        once, outside the probe); the covariance kept is the final one, of the right shape: a
+        probe's values are discarded."""
+        cache: dict[str, Any] = {}
+        if self.variance_reduction is not VarianceReduction.NONE and isinstance(
+                self.algorithm, SeparableNoise):
+            lin = self.linearization()
+            cache["lin"] = _DiscreteLinearization(lin.mean[:2], lin.jacobians[:1], lin.covariance)
+        return dataclasses.replace(self, steps=1, _cache=cache)
 
     def __call__(self, n: int, generator: torch.Generator) -> Tensor | PathSample:
         alg = self.algorithm
@@ -153,8 +160,15 @@ class CoupledSMEProducer:
         return self._cache["lin"]
 
     def one_step(self) -> CoupledSMEProducer:
-        """The same producer cut to one coupled pair of fine steps (a memory probe)."""
-        return dataclasses.replace(self, horizon=2 * self.h, _cache={})
+        """The same producer cut to one coupled pair of fine steps (a memory probe), with the
+        first two steps of this producer's linearisation (computed here, once)."""
+        cache: dict[str, Any] = {}
+        if (self.variance_reduction is not VarianceReduction.NONE
+                and self.sde.noise_kind is not NoiseKind.SAMPLED):
+            mean, maps, cov = self.linearization()
+            short = LinearTangent(maps.A[:2], None if maps.B is None else maps.B[:2])
+            cache["lin"] = (mean[:3], short, None if cov is None else cov[:3])
+        return dataclasses.replace(self, horizon=2 * self.h, _cache=cache)
 
     def __call__(self, n: int, generator: torch.Generator) -> PathSample:
         x0 = self.algorithm.initial_state(n, dtype=self.dtype, device=self.device)
@@ -199,3 +213,9 @@ class FlowProducer:
         fine, coarse = self._cache["flow"]
         return PathSample(states=fine.expand(n, -1).unsqueeze(0),
                           coarse=coarse.expand(n, -1).unsqueeze(0))
+
+    def one_step(self) -> FlowProducer:
+        """Itself, with its one path solved (a memory probe then measures only the per-path
+        views: the flow is shared by every path and computed once)."""
+        self(1, torch.Generator(device=self.device))
+        return self
