@@ -210,6 +210,12 @@ class SeparableNoise(abc.ABC):
         quadratic control variate then is not used)."""
         return None
 
+    def has_exact_mean(self) -> bool:
+        """Whether :meth:`mean_step` is exact for this instance (default ``True``). An instance
+        whose noise law has no closed-form mean step (e.g. Gaussian noise through a nonlinear
+        step) returns ``False`` and runs without control variates on the discrete side."""
+        return True
+
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """One step: :meth:`step_with` applied to a fresh :meth:`draw`."""
         return self.step_with(x, lr, self.draw(x.shape[0], lr, generator, dtype=x.dtype,

@@ -38,10 +38,11 @@ from torch import Tensor
 from ..bibliography import LI_MALLADI_ARORA_2021, LI_TAI_E_2019, ZHANG_2024_DROPOUT, Reference
 from ..checks import check_positive
 from ..exact import SVAGMoments, svag_amplification, svag_coefficients
-from ..sde import SDE
+from ..sde import SDE, NoiseFree
 from .base import (
     Algorithm,
     HasExactMoments,
+    NegativeControl,
     SeparableNoise,
     SeparableStochasticGradient,
     StochasticGradientAlgorithm,
@@ -137,6 +138,14 @@ class SVAG(Algorithm):
     def test_functions(self) -> dict[str, TestFunction]:
         """The base's test functions."""
         return self.base.test_functions()
+
+    def negative_controls(self, lr: float, order: int) -> tuple[NegativeControl, ...]:
+        """The noise-free flow of the SME's drift. SVAG converges, as ``lr = base_lr/l → 0``, to
+        the SME at ``base_lr`` *with* its noise ``√base_lr Σ^{1/2}``: unlike an order-1 check of
+        the SME in ``lr``, here the noise enters at ``O(1)``, so the flow keeps an ``O(1)`` error
+        (slope 0) wherever ``Σ`` moves a test function's mean."""
+        return (NegativeControl("noise-free", NoiseFree(self.sme(lr, order)), 0.0,
+                                "the SME's drift without its noise, which SVAG keeps at O(1)"),)
 
     def exact_moments(self) -> SVAGMoments:
         """:class:`~smetool.exact.SVAGMoments` when the base has exact moments.
