@@ -21,9 +21,10 @@ import pytest
 import torch
 
 pytest.importorskip("distributed", reason="the `cluster` extra (dask[distributed]); make test installs it")
+cloudpickle = pytest.importorskip("cloudpickle")
 
 from smetool import DaskExecutor, dask_executor, verify  # noqa: E402
-from smetool.algorithms.registry import get_plugin  # noqa: E402
+from smetool.algorithms.registry import get_plugin, plugins  # noqa: E402
 from smetool.cli import main  # noqa: E402
 from smetool.montecarlo import read_checkpoint  # noqa: E402
 
@@ -230,7 +231,39 @@ def test_dask_executor_arguments(kwargs, message):
         dask_executor(**kwargs)
 
 
+class ThroughCloudpickle(Executor):
+    """Runs each task here after a cloudpickle round trip of the function and its arguments,
+    which is what Dask does to a chunk on its way to a worker process."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        fn, args, kwargs = cloudpickle.loads(cloudpickle.dumps((fn, args, kwargs)))
+        done: Future = Future()
+        done.set_result(fn(*args, **kwargs))
+        return done
+
+
+@pytest.mark.parametrize("name", sorted(plugins()))
+def test_every_plugins_chunks_travel_to_a_worker_unchanged(name):
+    spec = plugins()[name]
+    algorithm = spec.build(dtype=torch.float64, device="cpu",
+                           **{o.name: o.default for o in spec.options})
+    run = dict(horizon=spec.horizon, order=spec.orders[-1], steps_per_lr=spec.steps_per_lr,
+               method=spec.method, seed=1, chunk_size=4, progress=False)
+    lrs = spec.lrs[:2]
+    _assert_same(verify(algorithm, lrs, 8, executor=ThroughCloudpickle(), **run),
+                 verify(algorithm, lrs, 8, **run))
+
+
 def test_fewer_chunks_than_workers_is_a_warning(process_cluster):
     with pytest.warns(RuntimeWarning, match=r"1 chunk\(s\) of 64 samples for 2 workers leave 1 "
                       r"idle; a chunk_size of at most 32"):
         verify(_algorithm(), LRS, N_PATHS, executor=process_cluster, **{**RUN, "chunk_size": 64})
+
+
+def test_without_dask_the_cluster_options_say_what_to_install(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import distributed -> ImportError
+    with pytest.raises(ImportError, match=r"pip install 'smetool\[cluster\]'"):
+        dask_executor(workers=1)
+    assert main(["verify", "dropout", "--quiet", "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "smetool[cluster]" in err, err

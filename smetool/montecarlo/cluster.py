@@ -84,7 +84,7 @@ class DaskExecutor(Executor):
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"`retries` must be a non-negative integer; got {retries!r}.")
         self.client = client
-        self._executor = client.get_executor(pure=False, retries=retries or None)
+        self._executor = client.get_executor(pure=False, retries=retries)
         self._owned = tuple(owned)
         self._closed = False
 
