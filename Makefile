@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/python -m pip install --quiet -e ".[test,plots,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[test,plots,docs,cluster,data]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +34,7 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_solvers.py
 	$(BIN)/python benchmarks/bench_dropout.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_cluster.py
 
 # Regenerates docs/validation.md and docs/validation.json (about 20 min on 2 CPU cores).
 validation: $(STAMP)
