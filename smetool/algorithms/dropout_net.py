@@ -352,7 +352,7 @@ PLUGINS = (
         orders=(1, 2),
         lrs=(0.04, 0.02, 0.01, 0.005),
         horizon=0.2,
-        n_paths=4000,
+        n_paths=200,
         steps_per_lr=2,
         options=(
             Option("model", _choice("model", ("mlp", "cnn")), "mlp", "network: mlp or cnn"),
