@@ -13,13 +13,16 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/python -m pip install --quiet -e ".[test,plots,docs]"
+	$(BIN)/python -m pip install --quiet -e ".[test,plots,docs,cluster,data]"
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# The dropout SME at order 1 (tests the drift) and order 2 (tests the noise), each with the
+# negative controls that must fail; a few minutes on two CPU cores.
 demo: $(STAMP)
-	$(BIN)/smetool verify dropout --out out/demo
+	$(BIN)/smetool verify dropout --out out/demo/order1
+	$(BIN)/smetool verify dropout --order 2 --out out/demo/order2
 
 # Lint, types and layering first (seconds), then the suite.
 test: $(STAMP)
@@ -34,6 +37,7 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_solvers.py
 	$(BIN)/python benchmarks/bench_dropout.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_cluster.py
 
 # Regenerates docs/validation.md and docs/validation.json (about 20 min on 2 CPU cores).
 validation: $(STAMP)

@@ -7,15 +7,20 @@ and the benchmark ratios, each with the command that produced it and the machine
 
 The run writes ``validation.json`` (everything measured, with the settings) and ``validation.md``
 (rendered from the JSON alone, so the page holds no typed number) into ``--out`` (default
-``docs/``). The verdict of each line is computed here from the numbers on the page:
+``docs/``). Every check has one of three verdicts — **pass**, **fail** or **inconclusive** —
+computed here from the numbers on the page, and the summary line counts each:
 
-* exact references (no randomness): the last local slope ``log(e_i/e_{i+1}) / log(h_i/h_{i+1})``
-  is within 0.05 of the theoretical order;
-* Monte-Carlo solver orders: every error is resolved (|e| ≥ 5 SE) and the 99 % interval of the
-  fitted slope contains the declared order (the test suite's criterion);
-* plug-ins: ``smetool verify`` at the plug-in's defaults; the 95 % interval of each fitted slope
-  contains the SME's order (what the command line prints); a run in which no test function has
-  enough resolved errors for a fit is *unresolved* and counts neither way.
+* exact references (no randomness): pass when the last local slope
+  ``log(e_i/e_{i+1}) / log(h_i/h_{i+1})`` is within 0.05 of the theoretical order, else fail;
+* Monte-Carlo orders (solvers, the problem library, plug-ins): the project's verdict with power
+  (:func:`smetool.stats.judge_order`) — pass when every error is resolved (|e| ≥ 5 SE), the errors
+  keep their sign, and an interval contains the order and excludes the neighbouring order a wrong
+  scheme or SME would show; fail when no interval is consistent with the order; otherwise
+  inconclusive, with the reason;
+* plug-ins: ``smetool verify`` at the plug-in's defaults (seed 0); a run passes when every test
+  function passes. Its negative controls (wrong SMEs on the same random numbers) are listed with
+  the test functions that rejected them; the variance-reduction factors of the control variates
+  are shown per test function.
 
 No seed was chosen because it passed; every run uses the seeds written below.
 """
@@ -83,7 +88,8 @@ def _exact_case(name, what, reference, theory, steps, errors, step_name="h") -> 
     slopes = _local_slopes(steps, errors)
     return {"name": name, "what": what, "reference": reference, "theory": theory,
             "step_name": step_name, "steps": list(steps), "errors": list(errors),
-            "local_slopes": slopes, "passed": abs(slopes[-1] - theory) <= EXACT_TOLERANCE}
+            "local_slopes": slopes,
+            "verdict": "pass" if abs(slopes[-1] - theory) <= EXACT_TOLERANCE else "fail"}
 
 
 def exact_section(fast: bool) -> dict:
@@ -239,27 +245,45 @@ def solver_section(fast: bool, device: str) -> dict:
 
 
 def _mc_case(solver: str, kind: str, problem: str, theory: float, paths: int, hs: list,
-             errs: list, ses: list, start: float) -> dict:
-    """One Monte-Carlo order with its verdict: every error resolved and the interval containing
-    ``theory``; with fewer than two resolved errors there is no slope and the check fails."""
-    from smetool import fit_order
-
+             errs: list, ses: list, start: float, neighbours: tuple | None = None) -> dict:
+    """One Monte-Carlo order with its verdict (:func:`mc_verdict`)."""
     min_snr = min(abs(e) / s for e, s in zip(errs, ses))
     case = {"solver": solver, "problem": problem, "theory": theory, "kind": kind,
             "paths": paths, "steps": hs, "errors": errs, "stderrs": ses, "min_snr": min_snr,
-            "slope": None, "ci": None, "ratios": [], "passed": False}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # unresolved points fail the verdict below
-            fit = fit_order(hs, errs, ses, min_snr=MC_MIN_SNR, confidence=MC_CONFIDENCE,
-                            order=theory)
-    except ValueError as exc:  # fewer than two resolved errors: no slope at all
-        case["no_fit"] = str(exc)
-    else:
-        case.update(slope=fit.slope, ci=list(fit.ci), ratios=list(fit.ratios),
-                    passed=bool(min_snr >= MC_MIN_SNR and fit.contains(theory)))
+            "neighbours": list(_neighbours(kind, theory) if neighbours is None else neighbours)}
+    fit, verdict = mc_verdict(hs, errs, ses, theory, case["neighbours"], MC_CONFIDENCE)
+    case.update(slope=None if fit is None else fit.slope,
+                ci=None if fit is None else list(fit.ci),
+                ratios=[] if fit is None else list(fit.ratios),
+                verdict=verdict.verdict.value, reasons=list(verdict.reasons))
     case["seconds"] = time.perf_counter() - start
     return case
+
+
+def _neighbours(kind: str, theory: float) -> tuple:
+    """The orders a Monte-Carlo solver check must exclude: for strong orders 0.5 and 1 each
+    other (Euler–Maruyama vs Milstein), for weak orders the verdict's default."""
+    from smetool.stats import neighbour_orders
+
+    if kind == "strong":
+        return (1.0,) if theory == 0.5 else (theory - 0.5,)
+    return neighbour_orders(theory)
+
+
+def mc_verdict(steps, errors, stderrs, theory, neighbours, confidence):
+    """``(fit or None, OrderVerdict)`` of Monte-Carlo errors: the fit of
+    :func:`smetool.fit_order` (points below 5 SE left out) judged by
+    :func:`smetool.stats.judge_order`. The test suite recomputes it from the record."""
+    from smetool import fit_order
+    from smetool.stats import judge_order
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # unresolved points and sign changes: in the verdict
+            fit = fit_order(steps, errors, stderrs, min_snr=MC_MIN_SNR, confidence=confidence)
+    except ValueError as exc:  # fewer than two resolved errors: no slope at all
+        return None, judge_order(None, theory, neighbours=neighbours, why_unfitted=str(exc))
+    return fit, judge_order(fit, theory, min_snr=MC_MIN_SNR, neighbours=neighbours)
 
 
 def strong_cases(fast: bool, device: str) -> list[dict]:
@@ -419,10 +443,8 @@ def problem_library_section(fast: bool, device: str) -> dict:
 
     def mc_row(solver, problem, kind, label, theory, neighbour, hs, errs, ses, P, start):
         case = _mc_case(solver.name, kind, f"{problem.name}: {label}", theory, P, hs, errs, ses,
-                        start)
-        inside = case["ci"] is not None and case["ci"][0] <= neighbour <= case["ci"][1]
-        case.update(type="mc", neighbour=neighbour, excludes_neighbour=not inside,
-                    passed=bool(case["passed"] and not inside), source=problem.source)
+                        start, neighbours=(neighbour,))
+        case.update(type="mc", neighbour=neighbour, source=problem.source)
         cases.append(case)
 
     weak_paths = 2000 if fast else 20_000
@@ -482,34 +504,19 @@ def problem_library_section(fast: bool, device: str) -> dict:
 # 2.05) and the standard error was 4.3e-4 at 2·10⁵ paths, so 3.2·10⁶ paths put the smallest at
 # about 3 SE (6 min on 2 cores); the SME step lr/8 keeps the Heun error under 10 % of the error.
 # Dropout: the GPU command of docs/numerics.md.
-ORDER2_SETTINGS = {
-    "sgd": {"lrs": (0.25, 0.125, 0.0625), "n_paths": 3_200_000, "steps_per_lr": 8},
-    "dropout": {"lrs": (0.04, 0.02, 0.01, 0.005), "n_paths": 1_000_000, "steps_per_lr": 8,
-                "chunk_size": 200_000},
-}
-
-
-def plugin_section(fast: bool, device: str, dropout_order2: bool) -> dict:
+def plugin_section(fast: bool, device: str) -> dict:
     from smetool.algorithms.registry import plugins
 
-    runs = [(name, 1) for name in sorted(plugins())]
-    runs += [(name, 2) for name in sorted(plugins()) if 2 in plugins()[name].orders
-             and (name not in NEEDS_MANY_PATHS_AT_ORDER2 or dropout_order2)]
+    runs = [(name, order) for name in sorted(plugins()) for order in plugins()[name].orders]
     if fast:
         runs = [("sgd", 1)]
     cases = [plugin_case(name, order, fast, device) for name, order in runs]
-    return {"title": "Plug-ins: weak order of each SME against its algorithm", "cases": cases,
-            "dropout_order2": dropout_order2}
-
-
-NEEDS_MANY_PATHS_AT_ORDER2 = ("dropout", "dropout-net")
-"""Plug-ins whose order-2 check needs about 10⁶ plain Monte-Carlo paths (run with
-``--dropout-order2``, on a GPU)."""
+    return {"title": "Plug-ins: weak order of each SME against its algorithm", "cases": cases}
 
 
 def plugin_case(name: str, order: int, fast: bool, device: str) -> dict:
-    """One ``smetool verify NAME`` run at the plug-in's defaults (or ORDER2_SETTINGS) and its
-    verdict."""
+    """One ``smetool verify NAME [--order 2]`` run at the plug-in's defaults, with its verdicts,
+    variance-reduction factors and negative controls."""
     import torch
 
     from smetool import verify
@@ -517,36 +524,45 @@ def plugin_case(name: str, order: int, fast: bool, device: str) -> dict:
 
     spec = plugins()[name]
     algorithm = spec.build(dtype=torch.float64, device=device)
-    settings = {"lrs": tuple(spec.lrs), "n_paths": spec.n_paths,
-                "steps_per_lr": spec.steps_per_lr, "chunk_size": None}
-    if order == 2:
-        settings.update(ORDER2_SETTINGS.get(name, {}))
+    run = spec.run_defaults(order)
+    lrs, paths = list(run["lrs"]), run["n_paths"]
     if fast:
-        settings.update(lrs=tuple(spec.lrs)[:3], n_paths=2000)
-    lrs, paths = list(settings["lrs"]), settings["n_paths"]
+        lrs, paths = lrs[:3], 500
     print(f"  verify {name} --order {order} ({paths} paths)", flush=True)
-    result = verify(algorithm, lrs, horizon=spec.horizon, n_paths=paths, order=order,
-                    steps_per_lr=settings["steps_per_lr"], method=spec.method, seed=0,
-                    chunk_size=settings["chunk_size"], device=device, progress=False)
+    result = verify(algorithm, lrs, paths, horizon=run["horizon"], order=order,
+                    steps_per_lr=run["steps_per_lr"], method=run["method"], seed=0,
+                    device=device, progress=False)
     command = f"smetool verify {name}" + (f" --order {order}" if order != 1 else "")
-    if tuple(lrs) != tuple(spec.lrs):
-        command += " --lrs " + ",".join(f"{lr:g}" for lr in lrs)
-    if paths != spec.n_paths:
-        command += f" --paths {paths}"
-    if settings["steps_per_lr"] != spec.steps_per_lr:
-        command += f" --steps-per-lr {settings['steps_per_lr']}"
-    if settings["chunk_size"] is not None:
-        command += f" --chunk-size {settings['chunk_size']}"
+    if fast:
+        command += " --lrs " + ",".join(f"{lr:g}" for lr in lrs) + f" --paths {paths}"
     if device != "cpu":
         command += f" --device {device}"
-    fits = [{"test_function": f, "slope": fit.slope, "ci": list(fit.ci),
-             "ratios": list(fit.ratios), "used": sum(fit.used), "of": len(fit.used),
-             "contains": fit.contains(order)} for f, fit in result.fits.items()]
+    reduction: dict[str, list[float]] = {}
+    for row in result.rows:
+        reduction.setdefault(row.test_function, []).append(row.variance_reduction)
+    fits = []
+    for f, fit in result.fits.items():
+        v = result.verdicts[f]
+        fits.append({
+            "test_function": f, "slope": fit.slope, "ci": list(fit.ci),
+            "corrected": None if fit.corrected is None else
+            {"order": fit.corrected.order, "ci": list(fit.corrected.ci)},
+            "steps": list(fit.steps), "errors": list(fit.errors), "stderrs": list(fit.stderrs),
+            "min_snr": min(abs(e) / s for e, s in zip(fit.errors, fit.stderrs)),
+            "variance_reduction": [min(reduction[f]), max(reduction[f])],
+            "verdict": v.verdict.value, "reasons": list(v.reasons)})
+    unfitted = {f: result.verdicts[f].verdict.value for f in result.unfitted}
+    controls = [{"name": c.name, "why": c.why, "expected_slope": c.expected_slope,
+                 "slopes": {f: fit.slope for f, fit in c.fits.items()},
+                 "verdicts": {f: v.verdict.value for f, v in c.verdicts.items()},
+                 "rejected_by": sorted(f for f, r in c.rejected.items() if r)}
+                for c in result.controls.values()]
     return {"plugin": name, "order": order, "command": command, "paths": paths,
-            "lrs": lrs, "horizon": spec.horizon, "method": spec.method,
+            "lrs": lrs, "horizon": run["horizon"], "method": run["method"],
             "seconds": result.seconds, "fits": fits, "unfitted": dict(result.unfitted),
-            # None: no test function resolved, so there is no verdict either way
-            "passed": all(f["contains"] for f in fits) if fits else None}
+            "unfitted_verdicts": unfitted, "controls": controls,
+            "control_note": "" if result.controls else result.control_note,
+            "verdict": result.verdict.value}
 
 
 # ----------------------------------------------------------------------------- benchmarks
@@ -586,8 +602,15 @@ def _cell(text: str) -> str:
     return str(text).replace("|", "\\|")
 
 
-def _verdict(passed: bool | None) -> str:
-    return "unresolved" if passed is None else "yes" if passed else "**NO**"
+def _verdict(case: dict) -> str:
+    """A verdict cell: pass, **FAIL** or inconclusive with the reasons."""
+    verdict = case["verdict"]
+    if verdict == "pass":
+        return "pass"
+    if verdict == "fail":
+        return "**FAIL**"
+    reasons = case.get("reasons") or []
+    return "inconclusive" + (f" ({_cell('; '.join(reasons))})" if reasons else "")
 
 
 def render(record: dict) -> str:
@@ -598,25 +621,28 @@ def render(record: dict) -> str:
     if record["fast"]:
         lines += ["!!! warning \"Fast mode\"",
                   "    A smoke run with too few paths and steps: its numbers validate nothing.", ""]
-    checks = [c["passed"] for s in record["sections"] if "cases" in s
-              for c in s["cases"] if "passed" in c]
-    decided = [c for c in checks if c is not None]
-    unresolved = len(checks) - len(decided)
+    counts = {v: 0 for v in ("pass", "fail", "inconclusive")}
+    for section in record["sections"]:
+        for case in section.get("cases", []):
+            if "verdict" in case:
+                counts[case["verdict"]] += 1
     lines += [
         f"Generated by `{record['command']}` on {m['date_utc']} UTC in "
-        f"{record['seconds'] / 60:.1f} min: {sum(decided)} of {len(decided)} checks pass"
-        + (f"; {unresolved} run(s) resolved no error above the noise and give no verdict"
-           if unresolved else "") + ".", "",
+        f"{record['seconds'] / 60:.1f} min: of {sum(counts.values())} checks, "
+        f"**{counts['pass']} pass, {counts['fail']} fail, {counts['inconclusive']} "
+        "inconclusive**.", "",
         f"Machine: {m['platform']}, {m['processor']}, {m['cpu_count']} CPU cores, "
         f"device `{m['device']}`" + (f" ({m['gpu']})" if m.get("gpu") else "") +
         f"; Python {m['python']}, torch {m['torch']} ({m['torch_threads']} threads), "
         f"smetool {m['smetool']} at commit `{m['commit']}`"
         + (" with uncommitted changes" if m["uncommitted_changes"] else "") + ".", "",
         "How each verdict is computed is in the script's docstring; in short: exact references "
-        f"must reach the theoretical order within {EXACT_TOLERANCE} in their last local slope, "
-        f"Monte-Carlo solver orders need every error resolved (|e| ≥ {MC_MIN_SNR:g} SE) and the "
-        f"{MC_CONFIDENCE:.0%} interval to contain the order, plug-ins need the 95 % interval of "
-        "`smetool verify` to contain the SME's order for every test function.", "",
+        f"pass when their last local slope is within {EXACT_TOLERANCE} of the theoretical order; "
+        "a Monte-Carlo order passes only with power — every error resolved "
+        f"(|e| ≥ {MC_MIN_SNR:g} SE), no sign change, and an interval that contains the order "
+        "*and* excludes the neighbouring order a wrong scheme or SME would show; it fails when no "
+        "interval is consistent with the order, and is inconclusive otherwise. A plug-in run "
+        "passes when every test function passes.", "",
     ]
     for section in record["sections"]:
         lines += [f"## {section['title']}", ""]
@@ -631,7 +657,7 @@ def render(record: dict) -> str:
                 slopes = ", ".join(f"{s:.3f}" for s in c["local_slopes"])
                 lines.append(f"| {_cell(c['name'])} | {_cell(c['what'])} | {c['theory']:g} | {rng} | "
                              f"{slopes} | "
-                             f"{_verdict(c['passed'])} |")
+                             f"{_verdict(c)} |")
         elif kind == "solvers":
             lines += [f"Command: `{section['command']}`. Weak errors against the exact solution "
                       "on the same Brownian path (a control variate with known mean), independent "
@@ -647,7 +673,7 @@ def render(record: dict) -> str:
                     f"| `{c['solver']}` | {c['kind']} | {_cell(c['problem'])} | {c['theory']:g} | "
                     f"{c['paths']:,} | "
                     f"{_fmt(c['steps'][0])} … {_fmt(c['steps'][-1])} | {c['min_snr']:.1f} | "
-                    f"{fit} | {_verdict(c['passed'])} |")
+                    f"{fit} | {_verdict(c)} |")
         elif kind == "problems":
             lines += [f"Command: `{section['command']}`. The problems are "
                       "`smetool.exact.sde_problems`: SciML's SDEProblemLibrary problems with "
@@ -665,7 +691,7 @@ def render(record: dict) -> str:
                 slopes = ", ".join(f"{v:.3f}" for v in c["local_slopes"])
                 lines.append(f"| `{c['solver']}` | {_cell(c['problem'])} | {_cell(c['what'])} | "
                              f"{c['theory']:g} | {_fmt(c['steps'][0])} … {_fmt(c['steps'][-1])} "
-                             f"| {slopes} | {_verdict(c['passed'])} |")
+                             f"| {slopes} | {_verdict(c)} |")
             lines += ["", "Monte Carlo (weak: exact solution on the same path as control variate, "
                       "independent seeds per step; strong: one Brownian path per sample shared by "
                       "every step). A row passes when every error is resolved (|e| ≥ "
@@ -689,32 +715,43 @@ def render(record: dict) -> str:
                     f"| `{c['solver']}` | {c['kind']} | {_cell(c['problem'])} | {c['theory']:g} | "
                     f"{c['neighbour']:g} | {c['paths']:,} | "
                     f"{_fmt(c['steps'][0])} … {_fmt(c['steps'][-1])} | {c['min_snr']:.1f} | "
-                    f"{fit} | {_verdict(c['passed'])} |")
+                    f"{fit} | {_verdict(c)} |")
         elif kind == "plugins":
-            lines += ["Each row is one `smetool verify` run (seed 0) at the plug-in's defaults "
-                      "except where its command says otherwise; the command reproduces it. The "
-                      "order-2 runs use larger learning rates and many more paths, because an "
-                      "order-2 SME's errors are O(ε²); a run whose errors all stay below the "
-                      "Monte-Carlo noise is shown as unresolved. The exact references above "
-                      "carry the order-2 evidence for SGD and dropout as well.", "",
-                      "| command | test function | SME order | slope | 95 % CI | points used | "
-                      "seconds | passes |", "|---|---|---|---|---|---|---|---|"]
+            lines += ["Each run is `smetool verify` (seed 0) at the plug-in's defaults for that "
+                      "order; the command reproduces it. Both sides carry the small-noise control "
+                      "variates where the plug-in supports them; *variance reduction* is the "
+                      "factor by which they cut the variance of the error estimates, smallest and "
+                      "largest over the learning rates. *Corrected* is the order of the fit "
+                      "`log|e| = a + p log ε + c ε`, which allows for the next error term. A "
+                      "negative control is a wrong SME run on the same random numbers; *rejected "
+                      "by* lists the test functions whose verdict for it is fail.", "",
+                      "| command | test function | slope [95 % CI] | corrected [95 % CI] | "
+                      "min \\|e\\|/SE | variance reduction | seconds | verdict |",
+                      "|---|---|---|---|---|---|---|---|"]
             for c in section["cases"]:
                 for f in c["fits"]:
+                    corr = ("–" if f["corrected"] is None else
+                            f"{f['corrected']['order']:.3f} [{f['corrected']['ci'][0]:.3f}, "
+                            f"{f['corrected']['ci'][1]:.3f}]")
+                    lo, hi = f["variance_reduction"]
                     lines.append(
-                        f"| `{c['command']}` | `{f['test_function']}` | {c['order']} | "
-                        f"{f['slope']:.3f} | [{f['ci'][0]:.3f}, {f['ci'][1]:.3f}] | "
-                        f"{f['used']}/{f['of']} | {c['seconds']:.0f} | {_verdict(f['contains'])} |")
+                        f"| `{c['command']}` | `{f['test_function']}` | {f['slope']:.3f} "
+                        f"[{f['ci'][0]:.3f}, {f['ci'][1]:.3f}] | {corr} | {f['min_snr']:.1f} | "
+                        f"{lo:.3g} – {hi:.3g} | {c['seconds']:.0f} | {_verdict(f)} |")
                 for f, why in c["unfitted"].items():
-                    lines.append(f"| `{c['command']}` | `{f}` | {c['order']} | – | – | – | "
-                                 f"{c['seconds']:.0f} | unresolved: {_cell(why)} |")
-            if not section["dropout_order2"]:
-                lines += ["", "Not run here: the dropout SMEs of order 2 (`smetool verify dropout "
-                          "--order 2`, `smetool verify dropout-net --order 2`), which need about "
-                          "10⁶ paths to resolve their errors without control variates "
-                          "(hours on two CPU cores); run this script with `--dropout-order2` on "
-                          "a GPU. The CPU measurement of the two-layer dropout SME at "
-                          "80,000 paths is in [Numerics behind the defaults](numerics.md)."]
+                    lines.append(f"| `{c['command']}` | `{f}` | – | – | – | – | "
+                                 f"{c['seconds']:.0f} | inconclusive (no fit: {_cell(why)}) |")
+            lines += ["", "Negative controls:", "",
+                      "| command | wrong SME | expected slope | slopes | rejected by |",
+                      "|---|---|---|---|---|"]
+            for c in section["cases"]:
+                for ctl in c["controls"]:
+                    slopes = ", ".join(f"`{f}` {v:.2f}" for f, v in ctl["slopes"].items())
+                    rejected = ", ".join(f"`{f}`" for f in ctl["rejected_by"]) or "**none**"
+                    lines.append(f"| `{c['command']}` | {_cell(ctl['name'] + ': ' + ctl['why'])} "
+                                 f"| {ctl['expected_slope']:g} | {slopes} | {rejected} |")
+                if not c["controls"]:
+                    lines.append(f"| `{c['command']}` | – | – | – | {_cell(c['control_note'])} |")
         elif kind == "benchmarks":
             lines += ["Times are medians over repeats in the same run; ratios compare contenders "
                       "of the same run. This machine may be shared, so absolute times are "
@@ -741,8 +778,6 @@ def main(argv=None) -> int:
     parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS),
                         help="sections to run")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--dropout-order2", action="store_true",
-                        help="also verify the order-2 dropout SME (10^6 paths; for a GPU)")
     parser.add_argument("--render-only", action="store_true",
                         help="re-render validation.md from the existing validation.json")
     args = parser.parse_args(argv)
@@ -757,12 +792,11 @@ def main(argv=None) -> int:
               "command": "python scripts/validation.py" + " ".join(
                   [""] + (["--fast"] if args.fast else [])
                   + (["--only", *args.only] if list(args.only) != list(SECTIONS) else [])
-                  + ([f"--device {args.device}"] if args.device != "cpu" else [])
-                  + (["--dropout-order2"] if args.dropout_order2 else []))}
+                  + ([f"--device {args.device}"] if args.device != "cpu" else []))}
     runners = {"exact": lambda: exact_section(args.fast),
                "solvers": lambda: solver_section(args.fast, args.device),
                "problems": lambda: problem_library_section(args.fast, args.device),
-               "plugins": lambda: plugin_section(args.fast, args.device, args.dropout_order2),
+               "plugins": lambda: plugin_section(args.fast, args.device),
                "benchmarks": lambda: benchmark_section(args.fast, args.device)}
     for kind in SECTIONS:
         if kind not in args.only:

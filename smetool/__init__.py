@@ -34,6 +34,7 @@ from .integrate import CoupledSolution, NonFiniteError, Solution, solve, solve_c
 from .models import DropoutProblem, NetDropoutModel
 from .montecarlo import (
     AntitheticPathProducer,
+    DaskExecutor,
     ExactReference,
     MonteCarloOptions,
     MonteCarloResult,
@@ -43,6 +44,7 @@ from .montecarlo import (
     SDEProducer,
     WeakErrorTable,
     chunk_seed,
+    dask_executor,
     richardson_monte_carlo,
     run_monte_carlo,
     weak_error,
@@ -99,6 +101,8 @@ __all__ = [
     "PathSample",
     "SDEProducer",
     "chunk_seed",
+    "DaskExecutor",
+    "dask_executor",
     "weak_error",
     "WeakErrorTable",
     "ExactReference",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import sys
 import traceback
@@ -17,6 +18,7 @@ from .algorithms.spec import Option, PluginSpec
 from .analysis.report import REFERENCES as ANALYSIS_REFERENCES
 from .analysis.report import analyze_dropout
 from .bibliography import format_citation
+from .montecarlo import dask_executor
 from .solvers import SOLVERS
 from .verification import VerifyResult, verify
 
@@ -121,6 +123,16 @@ def _common_verify_options() -> argparse.ArgumentParser:
         help="folder for per-learning-rate checkpoints; rerun the same command to resume a "
         "killed run")
     add("--quiet", action="store_true", help="no progress bars")
+    where = common.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=_positive_int, default=None,
+        help="run the chunks on a local Dask cluster of N process workers (needs "
+        "smetool[cluster]); same numbers as without it. A chunk is the unit of work: give "
+        "--chunk-size so that each learning rate has several chunks per worker")
+    where.add_argument(
+        "--scheduler", default=None, metavar="ADDRESS",
+        help="run the chunks on a running Dask cluster: tcp://HOST:8786 or a scheduler file "
+        "(.json); same numbers as without it")
     return common
 
 
@@ -270,16 +282,20 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     steps_per_lr = args.steps_per_lr or defaults["steps_per_lr"]
     if steps_per_lr % 2:
         raise CLIError(f"--steps-per-lr must be even; got {steps_per_lr}.")
-    result = verify(
-        algorithm, args.lrs or list(defaults["lrs"]), args.paths or defaults["n_paths"],
-        horizon=args.horizon or defaults["horizon"], order=args.order, steps_per_lr=steps_per_lr,
-        method=args.method or defaults["method"], seed=args.seed, chunk_size=args.chunk_size,
-        dtype=dtype, device=args.device, progress=not args.quiet,
-        compile={"auto": None, "on": True, "off": False}[args.compile],
-        checkpoint=args.checkpoint_dir, variance_reduction=args.variance_reduction,
-        controls=not args.no_controls,
-        settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options},
-    )
+    cluster: Any = contextlib.nullcontext()
+    if args.workers is not None or args.scheduler is not None:
+        cluster = dask_executor(workers=args.workers, scheduler=args.scheduler)
+    with cluster as executor:
+        result = verify(
+            algorithm, args.lrs or list(defaults["lrs"]), args.paths or defaults["n_paths"],
+            horizon=args.horizon or defaults["horizon"], order=args.order,
+            steps_per_lr=steps_per_lr, method=args.method or defaults["method"], seed=args.seed,
+            chunk_size=args.chunk_size, dtype=dtype, device=args.device, progress=not args.quiet,
+            compile={"auto": None, "on": True, "off": False}[args.compile],
+            checkpoint=args.checkpoint_dir, variance_reduction=args.variance_reduction,
+            controls=not args.no_controls, executor=executor,
+            settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options},
+        )
     print(result.table())
     _write_outputs(result, out, args.json, args.plot)
     return 0
@@ -349,7 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("smetool: interrupted", file=sys.stderr)
         return 130
-    except (CLIError, ValueError, TypeError, FloatingPointError, OSError, RuntimeError) as exc:
+    except (CLIError, ValueError, TypeError, FloatingPointError, OSError, RuntimeError,
+            ImportError) as exc:
         if args.debug:
             traceback.print_exc()
         else:

@@ -129,21 +129,15 @@ def enumerate_outcomes():
 
 # ------------------------------------------------------------------ verdicts and negative controls
 def decisive_order_one(result, order: float = 1.0) -> list[str]:
-    """What keeps a :class:`~smetool.VerifyResult` from deciding ``order`` with power, or ``[]``.
+    """What keeps a :class:`~smetool.VerifyResult` from passing with power, or ``[]``.
 
-    The rule of the project's verdict (until :mod:`smetool.stats.verdict` lands): for every test
-    function, every error point resolved at ≥ 5 SE, no sign change, and a 95 % CI of the fitted
-    slope that contains ``order`` and excludes ``order ± 1``.
+    The project's verdict (:func:`smetool.stats.judge_order`): per test function, every error
+    point resolved at ≥ 5 SE, no sign change, and an interval (the straight slope's or the
+    curvature-corrected fit's) that contains ``order`` and excludes the neighbouring orders.
     """
+    assert result.order == order, (result.order, order)
     problems = [f"{name}: not fitted ({why})" for name, why in result.unfitted.items()]
-    for name, fit in result.fits.items():
-        snr = [abs(e) / s for e, s in zip(fit.errors, fit.stderrs)]
-        if min(snr) < 5.0:
-            problems.append(f"{name}: a point at {min(snr):.1f} SE")
-        if fit.sign_change:
-            problems.append(f"{name}: sign change")
-        if not fit.contains(order) or fit.contains(order - 1) or fit.contains(order + 1):
-            problems.append(f"{name}: slope {fit.slope:.3f}, CI {fit.ci}")
+    problems += [f"{name}: {v}" for name, v in result.verdicts.items() if not v.passed]
     return problems
 
 

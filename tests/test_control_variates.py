@@ -175,3 +175,38 @@ def test_a_non_differentiable_test_function_gets_no_control_variate():
     cv = control_values({"sign": lambda x: torch.sign(x[:, 0]), "x": lambda x: x[:, 0]}, tangent)
     assert torch.equal(cv[0], torch.zeros_like(cv[0]))  # sign: zero gradient everywhere → 0
     torch.testing.assert_close(cv[1, 0], delta[0, :, 0])
+
+
+class _LinearStep:
+    """The body of a separable plug-in (GD on ½xᵀAx with Gaussian gradient noise)."""
+
+    def initial_state(self, n_paths, *, dtype=None, device=None):
+        return X0.to(dtype=dtype or F64).expand(n_paths, -1).clone()
+
+    def draw(self, n_paths, lr, generator, *, dtype, device):
+        return torch.randn(n_paths, 2, generator=generator, dtype=dtype, device=device)
+
+    def step_with(self, x, lr, noise):
+        return x - lr * (x @ A.to(x) + SIGMA * noise)
+
+    def mean_step(self, x, lr):
+        return x - lr * (x @ A.to(x))
+
+    def sme(self, lr, order=1):
+        raise NotImplementedError
+
+    def test_functions(self):
+        return TESTS
+
+
+@pytest.mark.parametrize("separable_first", [True, False])
+def test_separable_noise_mixes_into_an_algorithm_in_either_base_order(separable_first):
+    bases = ((SeparableNoise, smetool.Algorithm) if separable_first
+             else (smetool.Algorithm, SeparableNoise))
+    body = {k: v for k, v in vars(_LinearStep).items() if callable(v)}
+    algorithm = type("Mixed", bases, body)()
+    x = algorithm.initial_state(5)
+    # step(x, lr, g) is step_with(x, lr, draw(...)) draw for draw, whatever the base order
+    stepped = algorithm.step(x, 0.1, torch.Generator().manual_seed(3))
+    noise = algorithm.draw(5, 0.1, torch.Generator().manual_seed(3), dtype=F64, device=x.device)
+    assert torch.equal(stepped, algorithm.step_with(x, 0.1, noise))

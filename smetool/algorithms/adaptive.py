@@ -50,6 +50,7 @@ J. Ba, "Adam: a method for stochastic optimization", ICLR 2015.
 
 from __future__ import annotations
 
+import abc
 import math
 import numbers
 from collections.abc import Sequence
@@ -68,11 +69,18 @@ from ..brownian import (
 )
 from ..checks import check_lr, check_positive
 from ..sde import SDE, NoiseKind
-from .base import Algorithm, TestFunction, on_leading_block, wrapped_references
+from .base import (
+    Algorithm,
+    NegativeControl,
+    SeparableNoise,
+    TestFunction,
+    on_leading_block,
+    wrapped_references,
+)
 from .sgd import FiniteSumSGD, SGDLeastSquares
 
-__all__ = ["AdaptiveAlgorithm", "AdaptiveSME", "sqrt_scaling_rule", "sde_constants",
-           "default_base", "ADAPTIVE_NOISE"]
+__all__ = ["AdaptiveAlgorithm", "AdaptiveSME", "NoiselessSecondMoment", "sqrt_scaling_rule",
+           "sde_constants", "default_base", "ADAPTIVE_NOISE", "MAX_ENUMERATED_PATTERNS"]
 
 ADAPTIVE_NOISE = (GaussianIncrements, RademacherIncrements, ThreePointIncrements)
 """The laws of ``z`` in the gradient noise ``ξ = F(x) z``: symmetric, unit variance (an
@@ -176,12 +184,30 @@ def default_base(dtype: torch.dtype = torch.float64, device=None) -> SGDLeastSqu
     return SGDLeastSquares.default(dtype, device=device, x0=(4.0, -4.0))
 
 
-class AdaptiveAlgorithm(Algorithm):
-    """The noise oracle, checks and state layout shared by RMSprop and Adam."""
+MAX_ENUMERATED_PATTERNS = 256
+"""The most sign patterns ``z ∈ {±1}^M`` over which a mean step is enumerated exactly."""
+
+
+class AdaptiveAlgorithm(SeparableNoise, Algorithm):
+    """The noise oracle, checks and state layout shared by RMSprop and Adam.
+
+    The randomness of a step is ``z`` in ``ξ = F(x) z`` (:meth:`draw`), drawn apart from the state.
+    With Rademacher ``z`` and ``M ≤ 8`` noise columns the mean and covariance of a step are exact
+    sums over the ``2^M`` sign patterns (:meth:`mean_step`, :meth:`step_covariance`), so the
+    small-noise control variates of :func:`smetool.verify` apply on the discrete side; with
+    Gaussian or three-point ``z`` the step (nonlinear in ``z`` through ``√u``) has no closed-form
+    mean, and :meth:`has_exact_mean` says so.
+    """
 
     references: ClassVar[tuple[Reference, ...]] = (MALLADI_2022_ADAPTIVE,)
     sme_orders = (1,)
     n_blocks: int  # the state is n_blocks × D: (x, u) or (x, m, u)
+
+    @property
+    @abc.abstractmethod
+    def second_moment_rate(self) -> float:
+        """``c`` of the second moment's SDE ``du = c (diag Σ − u) dt`` (RMSprop ``c``, Adam
+        ``c₂``)."""
 
     def __init__(self, base: FiniteSumSGD, *, sigma0: float, eps0: float,
                  noise: Increments | str, u0: Any):
@@ -234,15 +260,48 @@ class AdaptiveAlgorithm(Algorithm):
         """``P = σ₀ √u + ε₀`` (the diagonal, ``(P, D)``)."""
         return self.sigma0 * u.clamp(min=0).sqrt() + self.eps0
 
-    def scaled_gradient(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
+    def scaled_gradient(self, x: Tensor, lr: float, z: Tensor) -> Tensor:
         """``η g / σ₀ = η ∇f / σ₀ + F z`` for the step ``τ = lr`` (``η = √τ``), ``(P, D)``.
 
         ``g = ∇f + (σ₀/η) F z`` is the noisy gradient; this scaling keeps every term ``O(1)``.
+        ``z``, ``(P, M)``, is the step's randomness (:meth:`draw`).
         """
-        P = x.shape[0]
-        M = self.base.n_points
-        z = self.noise.sample(0.0, 1.0, (P, M), generator, x.dtype, x.device)
         return math.sqrt(lr) / self.sigma0 * self.base.gradient(x) + self.base.noise_factor_matvec(x, z)
+
+    # ---------------------------------------------------------------- the control-variate contract
+    def draw(self, n_paths: int, lr: float, generator: torch.Generator, *,
+             dtype: torch.dtype, device: torch.device) -> Tensor:
+        """``z``, ``(P, M)``, from the noise law (unit variance, symmetric)."""
+        return self.noise.sample(0.0, 1.0, (n_paths, self.base.n_points), generator, dtype, device)
+
+    def has_exact_mean(self) -> bool:
+        """True for Rademacher ``z`` with at most ``2^M ≤`` :data:`MAX_ENUMERATED_PATTERNS`."""
+        return isinstance(self.noise, RademacherIncrements) \
+            and 2**self.base.n_points <= MAX_ENUMERATED_PATTERNS
+
+    def _enumerated_steps(self, x: Tensor, lr: float) -> Tensor:
+        """``step_with(x, lr, z)`` for every sign pattern ``z``: ``(P, 2^M, n_blocks · D)``."""
+        if not self.has_exact_mean():
+            raise ValueError(
+                f"{type(self).__name__}: the exact mean step needs Rademacher noise with at most "
+                f"{MAX_ENUMERATED_PATTERNS} sign patterns; got noise={self.noise!r} with "
+                f"2^{self.base.n_points} patterns.")
+        M = self.base.n_points
+        bits = torch.arange(2**M, device=x.device).unsqueeze(1) >> torch.arange(M, device=x.device)
+        patterns = (2 * (bits & 1) - 1).to(x.dtype)  # (2^M, M), every sign vector once
+        P, K = x.shape[0], patterns.shape[0]
+        stepped = self.step_with(x.repeat_interleave(K, dim=0), lr, patterns.repeat(P, 1))
+        return stepped.view(P, K, -1)
+
+    def mean_step(self, x: Tensor, lr: float) -> Tensor:
+        """``E_z step_with(x, lr, z)``: the average over the ``2^M`` equally likely patterns."""
+        return self._enumerated_steps(x, lr).mean(dim=1)
+
+    def step_covariance(self, x: Tensor, lr: float) -> Tensor:
+        """``Cov_z step_with(x, lr, z)``, ``(P, S, S)``, over the ``2^M`` patterns."""
+        steps = self._enumerated_steps(x, lr)
+        centred = steps - steps.mean(dim=1, keepdim=True)
+        return centred.transpose(1, 2) @ centred / steps.shape[1]
 
     def _check_rate(self, c: float, lr: float, name: str) -> None:
         if c * lr >= 1:
@@ -255,12 +314,61 @@ class AdaptiveAlgorithm(Algorithm):
         """The adaptive method's papers and the base problem's."""
         return wrapped_references(self, self.base)
 
+    def negative_controls(self, lr: float, order: int) -> tuple[NegativeControl, ...]:
+        """The SDE whose second moment forgets the gradient noise
+        (:class:`NoiselessSecondMoment`): an ``O(1)`` drift error, so its weak error does not
+        vanish with ``lr`` (slope 0)."""
+        sme = self.sme(lr, order)
+        if not isinstance(sme, AdaptiveSME):  # a subclass with another SDE declares its own
+            return ()
+        return (NegativeControl(
+            "noiseless second moment", NoiselessSecondMoment(sme), 0.0,
+            "du = −c u dt: E g² taken as (∇f)², so the preconditioner decays to ε₀"),)
+
     def test_functions(self) -> dict[str, TestFunction]:
         """The base's test functions on ``x`` and ``"u_sum"`` (``Σ_i u_i``)."""
         D = self.dim
         out = on_leading_block(self.base.test_functions(), D)
         out["u_sum"] = lambda z: z[:, -D:].sum(dim=1)
         return out
+
+
+class NoiselessSecondMoment(SDE):
+    """An adaptive method's SDE whose second moment forgets the gradient noise: ``du = −c u dt``
+    instead of ``du = c (diag Σ − u) dt``.
+
+    A wrong SME (a negative control): the derivation slip of treating ``E g²`` as ``(∇f)²``,
+    which in the large-noise scaling is ``O(τ)``. The preconditioner then decays towards ``ε₀``
+    instead of settling at ``σ₀ √diag Σ + ε₀``: an ``O(1)`` drift error.
+
+    Parameters
+    ----------
+    sde : AdaptiveSME
+    """
+
+    noise_kind = NoiseKind.GENERAL
+
+    def __init__(self, sde: AdaptiveSME):
+        if not isinstance(sde, AdaptiveSME):
+            raise TypeError(f"NoiselessSecondMoment: `sde` must be an AdaptiveSME; got "
+                            f"{type(sde).__name__}.")
+        self.sde, self.noise_dim = sde, sde.noise_dim
+
+    def drift(self, t: float, z: Tensor) -> Tensor:
+        alg = self.sde.algorithm
+        b = self.sde.drift(t, z)
+        D = alg.dim
+        noise_part = alg.second_moment_rate * alg.gradient_variance(alg.split(z)[0])
+        return torch.cat([b[:, :-D], b[:, -D:] - noise_part], dim=1)
+
+    def diffusion(self, t: float, z: Tensor) -> Tensor:
+        return self.sde.diffusion(t, z)
+
+    def diffusion_product(self, t: float, z: Tensor, dW: Tensor) -> Tensor:
+        return self.sde.diffusion_product(t, z, dW)
+
+    def __repr__(self) -> str:
+        return f"NoiselessSecondMoment({self.sde!r})"
 
 
 class AdaptiveSME(SDE):

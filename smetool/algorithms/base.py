@@ -95,6 +95,14 @@ class Algorithm(abc.ABC):
         super().__init_subclass__(**kwargs)
         if not cls.name:
             cls.name = cls.__name__
+        # A mix-in's concrete step (SeparableNoise's) listed after Algorithm among the bases is
+        # shadowed by the abstract Algorithm.step; take the first concrete one in the MRO so the
+        # bases may come in either order. ABCMeta computes the abstract methods after this hook.
+        if getattr(cls.step, "__isabstractmethod__", False):
+            concrete = [k.__dict__["step"] for k in cls.__mro__ if "step" in k.__dict__
+                        and not getattr(k.__dict__["step"], "__isabstractmethod__", False)]
+            if concrete:
+                cls.step = concrete[0]  # type: ignore[method-assign]
 
     @abc.abstractmethod
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
@@ -178,10 +186,9 @@ class SeparableNoise(abc.ABC):
     draw (the default :meth:`step` is exactly that), and :meth:`mean_step` must be
     ``E_ω step_with(x, lr, ω)`` *exactly*: an approximate mean biases the estimate.
 
-    List it before :class:`Algorithm` among the bases (``class MyAlgo(SeparableNoise,
-    Algorithm)``, as :class:`~smetool.algorithms.signsgd.SignSGD`), so that its :meth:`step`
-    comes first in the method resolution order; after it, :meth:`Algorithm.step` (abstract) would
-    shadow it and the class could not be instantiated.
+    Mix it into an :class:`Algorithm` subclass, in either order (``class MyAlgo(SeparableNoise,
+    Algorithm)``, as :class:`~smetool.algorithms.signsgd.SignSGD`): its :meth:`step` is the
+    class's step unless the class defines one.
     """
 
     @abc.abstractmethod
@@ -202,6 +209,12 @@ class SeparableNoise(abc.ABC):
         """``Cov_ω step_with(x, lr, ω)``, ``(P, D, D)``, or ``None`` when it is not known (the
         quadratic control variate then is not used)."""
         return None
+
+    def has_exact_mean(self) -> bool:
+        """Whether :meth:`mean_step` is exact for this instance (default ``True``). An instance
+        whose noise law has no closed-form mean step (e.g. Gaussian noise through a nonlinear
+        step) returns ``False`` and runs without control variates on the discrete side."""
+        return True
 
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """One step: :meth:`step_with` applied to a fresh :meth:`draw`."""

@@ -229,7 +229,7 @@ PLUGINS = (
         orders=(1,),
         lrs=(1 / 32, 1 / 64, 1 / 128, 1 / 256),
         horizon=1.0,
-        n_paths=5_000,
+        n_paths=2_000,
         steps_per_lr=2,
         options=(Option("weight_decay", _nonnegative("weight_decay"), 0.1, "weight decay lambda"),
                  Option("noise_std", _nonnegative("noise_std"), 0.25, "gradient-noise scale sigma"),

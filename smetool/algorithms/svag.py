@@ -38,10 +38,11 @@ from torch import Tensor
 from ..bibliography import LI_MALLADI_ARORA_2021, LI_TAI_E_2019, ZHANG_2024_DROPOUT, Reference
 from ..checks import check_positive
 from ..exact import SVAGMoments, svag_amplification, svag_coefficients
-from ..sde import SDE
+from ..sde import SDE, NoiseFree
 from .base import (
     Algorithm,
     HasExactMoments,
+    NegativeControl,
     SeparableNoise,
     SeparableStochasticGradient,
     StochasticGradientAlgorithm,
@@ -138,6 +139,14 @@ class SVAG(Algorithm):
         """The base's test functions."""
         return self.base.test_functions()
 
+    def negative_controls(self, lr: float, order: int) -> tuple[NegativeControl, ...]:
+        """The noise-free flow of the SME's drift. SVAG converges, as ``lr = base_lr/l → 0``, to
+        the SME at ``base_lr`` *with* its noise ``√base_lr Σ^{1/2}``: unlike an order-1 check of
+        the SME in ``lr``, here the noise enters at ``O(1)``, so the flow keeps an ``O(1)`` error
+        (slope 0) wherever ``Σ`` moves a test function's mean."""
+        return (NegativeControl("noise-free", NoiseFree(self.sme(lr, order)), 0.0,
+                                "the SME's drift without its noise, which SVAG keeps at O(1)"),)
+
     def exact_moments(self) -> SVAGMoments:
         """:class:`~smetool.exact.SVAGMoments` when the base has exact moments.
 
@@ -222,9 +231,9 @@ PLUGINS = (
         description="SVAG (two amplified SGD gradients, step base_lr/l) on the least-squares "
         "problem, against the SGD SME at base_lr = 0.5 (Li, Malladi & Arora, 2021)",
         orders=(1,),
-        lrs=(0.25, 0.125, 0.0625),
+        lrs=(0.25, 0.125, 0.0625, 0.03125),
         horizon=1.0,
-        n_paths=200_000,
+        n_paths=80_000,
         steps_per_lr=4,
         options=(_base_lr_option(0.5), BATCH_SIZE),
         references=(LI_MALLADI_ARORA_2021, LI_TAI_E_2019),
@@ -237,9 +246,9 @@ PLUGINS = (
         description="SVAG with two dropout masks per step on the dropout problem, against the "
         "dropout SME at base_lr = 0.04 (Li, Malladi & Arora, 2021)",
         orders=(1,),
-        lrs=(0.02, 0.01, 0.005),
+        lrs=(0.02, 0.01, 0.005, 0.0025),
         horizon=0.2,
-        n_paths=10_000,
+        n_paths=1_000,
         steps_per_lr=2,
         options=(_base_lr_option(0.04), KEEP_PROB, WIDTH),
         references=(LI_MALLADI_ARORA_2021, ZHANG_2024_DROPOUT),

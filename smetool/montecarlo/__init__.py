@@ -1,12 +1,14 @@
 """Monte Carlo: one chunk engine and one options object under every estimate.
 
 :class:`MonteCarloOptions` says how a run goes (paths, chunks, seed, device, dtype, checkpoint,
-progress, executor); :mod:`~smetool.montecarlo.engine` runs and merges the chunks;
+progress, executor); :mod:`~smetool.montecarlo.engine` runs and merges the chunks, here or on a
+Dask cluster (:func:`dask_executor`);
 :func:`run_monte_carlo` estimates expectations, :func:`weak_error` weak errors (the pipeline of
 :func:`smetool.verify` too) and :func:`richardson_monte_carlo` extrapolated expectations.
 """
 
 from .checkpoint import read_checkpoint
+from .cluster import DaskExecutor, dask_executor
 from .control import TangentPaths, VarianceReduction
 from .engine import NonFiniteChunkError, chunk_seed, run_chunks
 from .extrapolation import richardson_monte_carlo
@@ -28,6 +30,8 @@ __all__ = [
     "chunk_seed",
     "run_chunks",
     "read_checkpoint",
+    "DaskExecutor",
+    "dask_executor",
     "TangentPaths",
     "VarianceReduction",
     "PathProducer",

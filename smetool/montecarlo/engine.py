@@ -12,6 +12,7 @@ the run was interrupted and resumed from its checkpoint.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -202,6 +203,18 @@ def chunk_moments(task: ChunkTask, size: int, chunk: int, compile: bool = False
     return out
 
 
+def _warn_idle_workers(executor: Executor, n_samples: int, chunk_size: int, n_chunks: int) -> None:
+    """Warn when a run has fewer chunks than the executor has workers (a chunk is the unit of
+    parallelism: the rest would idle)."""
+    slots = getattr(executor, "workers", None)
+    if isinstance(slots, int) and n_chunks < slots:
+        warnings.warn(
+            f"{n_chunks} chunk(s) of {chunk_size} samples for {slots} workers leave "
+            f"{slots - n_chunks} idle; a chunk_size of at most {math.ceil(n_samples / slots)} would "
+            "use them all (another chunk size draws other, equally valid random numbers).",
+            RuntimeWarning, stacklevel=3)
+
+
 def run_chunks(
     task: ChunkTask,
     n_samples: int,
@@ -235,7 +248,11 @@ def run_chunks(
     paths_per_sample : int
         Simulated paths per sample (for the progress bar).
     executor : Executor, optional
-        Where to run the chunks; ``None`` runs them here, one after the other.
+        Where to run the chunks; ``None`` runs them here, one after the other. All chunks are
+        submitted at once (the executor queues them) and the unmerged ones are cancelled when a
+        chunk fails or the run is interrupted. An executor with a ``workers`` count (e.g.
+        :class:`~smetool.montecarlo.DaskExecutor`) gets a warning when there are fewer chunks
+        than workers.
     compile : bool
         Run the chunks with compiled kernels (see :func:`chunk_moments`).
 
@@ -281,6 +298,7 @@ def run_chunks(
             for c in range(start, n_chunks):
                 merge(c, chunk_moments(task, sizes[c], c, compile))
         else:
+            _warn_idle_workers(executor, n_samples, chunk_size, n_chunks)
             futures: dict[int, Future] = {
                 c: executor.submit(chunk_moments, task, sizes[c], c, compile)
                 for c in range(start, n_chunks)

@@ -108,7 +108,7 @@ def probe_control_variates(algorithm: Algorithm, name: str, lr: float, dtype: to
     PluginError
         Any other exception raised by the plug-in's code.
     """
-    if not isinstance(algorithm, SeparableNoise):
+    if not isinstance(algorithm, SeparableNoise) or not algorithm.has_exact_mean():
         return
     where = f"{name} (lr={lr:g})"
     x0 = algorithm.initial_state(2, dtype=dtype, device=device)

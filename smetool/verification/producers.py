@@ -22,12 +22,19 @@ from ..montecarlo.control import linearize_sde, row_jacobian
 from ..sde import SDE, NoiseFree, NoiseKind
 from ..solvers import Solver
 
-__all__ = ["AlgorithmProducer", "CoupledSMEProducer", "FlowProducer", "supports_tangent"]
+__all__ = ["AlgorithmProducer", "CoupledSMEProducer", "FlowProducer", "separable",
+           "supports_tangent"]
 
 
 def supports_tangent(algorithm: Algorithm, sde: SDE) -> tuple[bool, bool]:
     """Whether the discrete side and the SME side of a check can carry a tangent."""
-    return isinstance(algorithm, SeparableNoise), sde.noise_kind is not NoiseKind.SAMPLED
+    return separable(algorithm), sde.noise_kind is not NoiseKind.SAMPLED
+
+
+def separable(algorithm: Algorithm) -> bool:
+    """Whether the discrete side can carry a tangent: a :class:`SeparableNoise` plug-in whose
+    mean step is exact for this instance."""
+    return isinstance(algorithm, SeparableNoise) and bool(algorithm.has_exact_mean())
 
 
 class _MeanStep:
@@ -70,8 +77,9 @@ class AlgorithmProducer:
         """The noise-free path, the Jacobians and the exact covariance (computed once)."""
         if "lin" not in self._cache:
             alg = self.algorithm
-            if not isinstance(alg, SeparableNoise):
-                raise TypeError(f"{alg.name}: control variates need a SeparableNoise plug-in.")
+            if not isinstance(alg, SeparableNoise) or not separable(alg):
+                raise TypeError(f"{alg.name}: control variates need a SeparableNoise plug-in with "
+                                "an exact mean step.")
             theta = alg.initial_state(1, dtype=self.dtype, device=self.device)[0]
             D = theta.numel()
             mean, jacs = [theta], []
@@ -103,7 +111,8 @@ class AlgorithmProducer:
     def __call__(self, n: int, generator: torch.Generator) -> Tensor | PathSample:
         alg = self.algorithm
         x = alg.initial_state(n, dtype=self.dtype, device=self.device)
-        if self.variance_reduction is VarianceReduction.NONE or not isinstance(alg, SeparableNoise):
+        if self.variance_reduction is VarianceReduction.NONE or not isinstance(alg, SeparableNoise) \
+                or not separable(alg):
             for _ in range(self.steps):
                 x = alg.step(x, self.lr, generator)
             return x.unsqueeze(0)

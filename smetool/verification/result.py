@@ -281,12 +281,20 @@ class VerifyResult:
                         shown += f", next term {c.order:.3f} [{c.ci[0]:.3f}, {c.ci[1]:.3f}]"
                     status = "rejected" if verdict.failed else f"NOT rejected ({verdict})"
                     lines.append(f"    {name:>14} {shown}  {status}")
-        elif self.order == 1:
-            lines.append("")
-            lines.append("no negative control: at order 1 the noise covariance does not enter the "
-                         "leading error, so an SME that differs only in its noise passes too.")
+        elif self.control_note:
+            lines += ["", self.control_note]
         lines.append(f"verdict: {self.verdict.value} ({self.seconds:.1f} s)")
         return "\n".join(lines)
+
+    @property
+    def control_note(self) -> str:
+        """What the report says when no negative control ran ("" when one did)."""
+        if self.controls:
+            return ""
+        if self.order == 1:
+            return ("no negative control: at order 1 the noise covariance does not enter the "
+                    "leading error, so an SME that differs only in its noise passes too.")
+        return "no negative control was run."
 
     def __repr__(self) -> str:
         slopes = ", ".join(f"{k}: {v.slope:.2f}" for k, v in self.fits.items())
