@@ -28,37 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
 import torchsde
+from timing import timed
 
 import smetool
 from smetool.device import device_info, steady_allocator
 from smetool.kernels import compiled_kernels
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
-    """(seconds of the warm-up call, median seconds of ``repeats`` calls), synchronised."""
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    first = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
 
 
 class _TorchsdeDropout(torch.nn.Module):
@@ -108,13 +85,13 @@ def _main(argv) -> int:
     def run_smetool():
         smetool.solve(sme, x0, (0.0, T), dt=args.lr, generator=0)
 
-    rows.append(("smetool solve (EM)", P, *_timed(run_smetool, args.repeats, device)))
+    rows.append(("smetool solve (EM)", P, *timed(lambda _: run_smetool(), args.repeats, device)))
     if args.compile:
         def run_compiled():
             with compiled_kernels(True):
                 run_smetool()
 
-        rows.append(("smetool compiled (EM)", P, *_timed(run_compiled, args.repeats, device)))
+        rows.append(("smetool compiled (EM)", P, *timed(lambda _: run_compiled(), args.repeats, device)))
 
     def run_step():
         gen = torch.Generator(device=device).manual_seed(0)
@@ -122,7 +99,7 @@ def _main(argv) -> int:
         for _ in range(args.steps):
             x = alg.step(x, args.lr, gen)
 
-    rows.append(("discrete dropout step", P, *_timed(run_step, args.repeats, device)))
+    rows.append(("discrete dropout step", P, *timed(lambda _: run_step(), args.repeats, device)))
 
     ts = torch.tensor([0.0, T], dtype=dtype, device=device)
     wrapped = _TorchsdeDropout(sme)
@@ -133,7 +110,7 @@ def _main(argv) -> int:
         with torch.no_grad():
             torchsde.sdeint(wrapped, x0, ts, bm=bm, dt=args.lr, method="euler")
 
-    rows.append(("torchsde sdeint (euler)", P, *_timed(run_torchsde, args.repeats, device)))
+    rows.append(("torchsde sdeint (euler)", P, *timed(lambda _: run_torchsde(), args.repeats, device)))
 
     def run_naive():
         gen = torch.Generator(device=device).manual_seed(0)
@@ -148,7 +125,7 @@ def _main(argv) -> int:
                 theta = theta - args.lr * grad + args.lr * (F @ z)
 
     rows.append(("naive per-path autograd", args.naive_paths,
-                 *_timed(run_naive, max(1, args.repeats - 2), device)))
+                 *timed(lambda _: run_naive(), max(1, args.repeats - 2), device)))
 
     rates = {name: paths * args.steps / sec for name, paths, _, sec in rows}
     ours = rates["smetool solve (EM)"]

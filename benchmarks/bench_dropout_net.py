@@ -20,26 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
 
 import torch
+from timing import timed
 from torch.func import functional_call, grad, vmap
 
 from smetool.algorithms.dropout_net import builtin_problem
 from smetool.solvers import SmallNoiseHeun
-
-
-def _timed(fn, repeats: int, device: torch.device) -> float:
-    fn()  # warm-up (vmap/function transforms trace on the first call)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _plain_step(algo, lr: float):
@@ -76,9 +63,9 @@ def _measure(algo, plain, P: int, lr: float, repeats: int, device: torch.device)
     params = tuple(t.unsqueeze(0).repeat(P, *([1] * t.ndim))
                    for t in algo.model.unflatten(algo.theta0.to(device)).values())
     dW = torch.randn(P, sme.noise_dim, generator=gen, dtype=x.dtype, device=device)
-    t_step = _timed(lambda: algo.step(x, lr, gen), repeats, device)
-    t_plain = _timed(lambda: plain(params, gen), repeats, device)
-    t_sme = _timed(lambda: heun.step(sme, 0.0, x, lr / 2, dW, gen), repeats, device)
+    _, t_step = timed(lambda _: algo.step(x, lr, gen), repeats, device)
+    _, t_plain = timed(lambda _: plain(params, gen), repeats, device)
+    _, t_sme = timed(lambda _: heun.step(sme, 0.0, x, lr / 2, dW, gen), repeats, device)
     return {"paths": P, "D": algo.model.n_params, "M": sme.noise_dim,
             "step_path_steps_per_s": P / t_step, "plain_path_steps_per_s": P / t_plain,
             "ratio_plain_over_step": t_plain / t_step, "sme_path_steps_per_s": P / t_sme,

@@ -35,11 +35,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
-import time
 
 import torch
 import torchsde
+from timing import timed
 
 import smetool
 from smetool.device import device_info, steady_allocator
@@ -47,28 +46,6 @@ from smetool.device import device_info, steady_allocator
 MU, SIGMA, X0, T, STEPS, DIM = 1.5, 0.01, 0.1, 1.0, 256, 3
 DIFFEQGPU_RATE = 2**23 * 256 / 0.716
 """DiffEqGPU's reported rate on its GPU: 2²³ paths × 256 steps in 716 ms (≈ 3.0e9 path-steps/s)."""
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _timed(fn, repeats: int, device: torch.device) -> tuple[float, float]:
-    """(seconds of the warm-up call, median seconds of ``repeats`` calls), synchronised."""
-    _sync(device)
-    start = time.perf_counter()
-    fn(0)
-    _sync(device)
-    first = time.perf_counter() - start
-    times = []
-    for r in range(repeats):
-        _sync(device)
-        start = time.perf_counter()
-        fn(1 + r)
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return first, statistics.median(times)
 
 
 def _x0(paths: int, device: torch.device) -> torch.Tensor:
@@ -179,7 +156,7 @@ def _main(argv) -> int:
     for P in sizes:
         for name in names:
             go = makers[name](P, args.steps, device)
-            first, sec = _timed(go, args.repeats, device)
+            first, sec = timed(go, args.repeats, device)
             mean = float(go(99).mean())
             rate = P * args.steps / sec
             rows.append({"method": name, "paths": P, "seconds": sec, "first_call_seconds": first,

@@ -50,7 +50,7 @@ from .montecarlo import (
     weak_error,
 )
 from .noise import psd_factor
-from .sde import SDE, FunctionSDE, NoiseFree, NoiseKind, SampledDriftSDE, as_sde
+from .sde import SDE, FunctionSDE, NoiseFree, NoiseKind, SampledDriftSDE, TimeChanged, as_sde
 from .solvers import EulerMaruyama, Milstein, PlatenWeak2, SmallNoiseHeun, Solver, UnsupportedError
 from .stats import (
     Extrapolation,
@@ -71,6 +71,7 @@ __all__ = [
     "SDE",
     "FunctionSDE",
     "NoiseFree",
+    "TimeChanged",
     "NoiseKind",
     "as_sde",
     "solve",

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import abc
 import enum
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["NoiseKind", "SDE", "FunctionSDE", "NoiseFree", "SampledDriftSDE", "TorchsdeAdapter",
-           "as_sde", "shape_probe_drift"]
+__all__ = ["NoiseKind", "SDE", "FunctionSDE", "NoiseFree", "TimeChanged", "SampledDriftSDE",
+           "TorchsdeAdapter", "as_sde", "shape_probe_drift"]
 
 
 class NoiseKind(str, enum.Enum):
@@ -267,6 +268,47 @@ class NoiseFree(SDE):
 
     def __repr__(self) -> str:
         return f"NoiseFree({self.sde!r})"
+
+
+class TimeChanged(SDE):
+    """Another SDE run at ``speed`` times its rate: ``dY = c b(ct, Y) dt + √c σ(ct, Y) dW``.
+
+    ``Y_t`` has the law of ``X_{ct}`` (a deterministic time change). With ``c ≠ 1`` this is the
+    SME written in the wrong time convention (e.g. ``t = k ε / 2`` for ``t = k ε``): a drift error
+    of ``O(1)``, the error an order-1 weak check exists to detect. Used as the default negative
+    control of order-1 checks (:meth:`smetool.algorithms.Algorithm.negative_controls`).
+
+    Parameters
+    ----------
+    sde : SDE
+        The SDE to run faster or slower; Brownian noise (not SAMPLED or COVARIANCE).
+    speed : float
+        ``c > 0``.
+    """
+
+    def __init__(self, sde: SDE, speed: float):
+        if not isinstance(sde, SDE):
+            raise TypeError(f"`sde` must be an smetool SDE; got {type(sde).__name__}.")
+        if sde.noise_kind in (NoiseKind.SAMPLED, NoiseKind.COVARIANCE):
+            raise ValueError(f"`sde` must have Brownian noise (not {sde.noise_kind.value!r}) to be "
+                             "time-changed.")
+        if not (isinstance(speed, (int, float)) and math.isfinite(speed) and speed > 0):
+            raise ValueError(f"`speed` must be a finite number > 0; got {speed!r}.")
+        self.sde, self.speed = sde, float(speed)
+        self.noise_kind, self.noise_dim = sde.noise_kind, sde.noise_dim
+        self._root = math.sqrt(self.speed)
+
+    def drift(self, t: float, x: Tensor) -> Tensor:
+        return self.speed * self.sde.drift(self.speed * t, x)
+
+    def diffusion(self, t: float, x: Tensor) -> Tensor:
+        return self._root * self.sde.diffusion(self.speed * t, x)
+
+    def diffusion_product(self, t: float, x: Tensor, dW: Tensor) -> Tensor:
+        return self._root * self.sde.diffusion_product(self.speed * t, x, dW)
+
+    def __repr__(self) -> str:
+        return f"TimeChanged({self.sde!r}, speed={self.speed:g})"
 
 
 def parse_noise_kind(kind: NoiseKind | str) -> NoiseKind:

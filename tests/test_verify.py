@@ -11,6 +11,7 @@ import smetool
 from smetool import verify
 from smetool.algorithms.dropout import DropoutAlgorithm
 from smetool.algorithms.registry import plugins
+from smetool.sde import FunctionSDE, TimeChanged
 from smetool.stats import Verdict
 
 
@@ -233,3 +234,36 @@ def test_diverging_plugin_says_where_and_keeps_the_finished_chunks(tmp_path):
         verify(plugin, [0.1, 0.05], horizon=0.2, n_paths=15, chunk_size=10, progress=False,
                checkpoint=tmp_path)
     assert (tmp_path / "step0.pt").exists()  # chunk 0 is kept for a resumed run
+
+
+def test_time_changed_sde_scales_drift_and_noise_and_checks_its_arguments():
+    """``TimeChanged(sde, c)``: drift ``c b(ct, x)``, diffusion ``√c σ(ct, x)`` (exact values)."""
+    base = FunctionSDE(lambda t, x: -(1.0 + t) * x, lambda t, x: (2.0 + t) * x.unsqueeze(-1),
+                       noise_kind="general", noise_dim=1)
+    fast = TimeChanged(base, 4.0)
+    x = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    dW = torch.tensor([[0.5]], dtype=torch.float64)
+    assert torch.equal(fast.drift(0.5, x), 4.0 * -(1.0 + 2.0) * x)
+    assert torch.equal(fast.diffusion(0.5, x), 2.0 * (2.0 + 2.0) * x.unsqueeze(-1))
+    assert torch.equal(fast.diffusion_product(0.5, x, dW), 2.0 * 4.0 * x * 0.5)
+    assert (fast.noise_kind, fast.noise_dim) == (base.noise_kind, 1)
+    with pytest.raises(ValueError, match="`speed` must be a finite number > 0; got 0"):
+        TimeChanged(base, 0)
+    with pytest.raises(TypeError, match="`sde` must be an smetool SDE"):
+        TimeChanged(lambda t, x: x, 2.0)
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum"])
+def test_order_one_default_control_the_wrong_time_convention_is_rejected(name):
+    """An order-1 check tests the drift: the SME at half speed (the convention t = k lr/2, an
+    O(1) drift error) must fail it while the right SME passes with power, on the same random
+    numbers (``smetool verify sgd|momentum`` at its defaults, seed 0). A false failure needs a
+    > 5-SE deviation in a resolved point or an interval miss (≈ 5 % per test function; the seed
+    is fixed, not chosen)."""
+    spec = plugins()[name]
+    algo = spec.build(dtype=torch.float64, device="cpu")
+    result = verify(algo, spec.lrs, horizon=spec.horizon, n_paths=spec.n_paths,
+                    steps_per_lr=spec.steps_per_lr, method=spec.method, seed=0, progress=False)
+    assert result.verdict.value == "pass", result.table()
+    control = result.controls["half-speed time"]
+    assert control.rejected and all(control.rejected.values()), result.table()

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from ..bibliography import LI_TAI_E_2019, Reference, unique_references
-from ..sde import SDE, NoiseFree
+from ..sde import SDE, NoiseFree, TimeChanged
 
 __all__ = ["Algorithm", "NegativeControl", "StochasticGradientAlgorithm", "SeparableNoise",
            "SeparableStochasticGradient", "HasExactMoments", "TestFunction", "on_leading_block",
@@ -126,11 +126,18 @@ class Algorithm(abc.ABC):
 
         The default, for an order-2 check of a plug-in that also has an order-1 SME: the
         order-1 SME and the noise-free flow of the order-2 drift, both of weak order 1 (the first
-        misses the ``O(ε)`` drift correction, the second the noise). An order-1 check has no
-        default control: at order 1 the noise covariance does not enter the leading error, so no
-        SME that differs only in its noise can fail it; plug-ins declare what can (e.g. dropout:
-        the flow without its implicit regularizer).
+        misses the ``O(ε)`` drift correction, the second the noise). The default for an order-1
+        check: the SME in the wrong time convention
+        (:class:`~smetool.sde.TimeChanged` at half speed, ``t = k ε / 2``), an ``O(1)`` drift
+        error. At order 1 the noise covariance does not enter the leading error, so no SME that
+        differs only in its noise can fail an order-1 check: its controls are drift errors, and
+        plug-ins declare more specific ones (e.g. dropout: the flow without its implicit
+        regularizer).
         """
+        if order == 1:
+            return (NegativeControl("half-speed time", TimeChanged(self.sme(lr, 1), 0.5), 0.0,
+                                    "the SME in the time convention t = k lr/2 (drift and noise "
+                                    "covariance halved): an O(1) drift error"),)
         if order != 2 or 1 not in self.sme_orders:
             return ()
         sme2 = self.sme(lr, 2)
