@@ -210,3 +210,48 @@ def test_separable_noise_mixes_into_an_algorithm_in_either_base_order(separable_
     stepped = algorithm.step(x, 0.1, torch.Generator().manual_seed(3))
     noise = algorithm.draw(5, 0.1, torch.Generator().manual_seed(3), dtype=F64, device=x.device)
     assert torch.equal(stepped, algorithm.step_with(x, 0.1, noise))
+
+
+def test_control_values_are_the_exact_linear_and_quadratic_terms_for_any_test_function():
+    """``CV = ∇g·M + ½ δᵀ∇²g δ − ½ tr(∇²g C)`` against hand-computed derivatives of
+    ``g(x) = x₀² x₁ + sin x₂``, for a ``g`` that ``torch.func`` transforms and for the same ``g``
+    written with an old-style ``autograd.Function`` (which it cannot: the row-by-row autograd
+    fallback must give the same values)."""
+    gen = torch.Generator().manual_seed(3)
+    mean = torch.tensor([[0.7, -1.2, 0.4]], dtype=torch.float64)
+    martingale = torch.randn(1, 5, 3, generator=gen, dtype=torch.float64)
+    delta = torch.randn(1, 5, 3, generator=gen, dtype=torch.float64)
+    A = torch.randn(3, 3, generator=gen, dtype=torch.float64)
+    covariance = (A @ A.T).unsqueeze(0)
+    tangent = TangentPaths(mean, martingale, delta, covariance)
+
+    def smooth(x):
+        return x[:, 0] ** 2 * x[:, 1] + torch.sin(x[:, 2])
+
+    class Square(torch.autograd.Function):  # old style (no setup_context): torch.func refuses it
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            return x * x
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            (x,) = ctx.saved_tensors
+            return 2 * x * grad_out
+
+    def branching(x):
+        return Square.apply(x[:, 0]) * x[:, 1] + torch.sin(x[:, 2])
+
+    a, b, c = mean[0].tolist()
+    grad = torch.tensor([2 * a * b, a * a, math.cos(c)], dtype=torch.float64)
+    hess = torch.tensor([[2 * b, 2 * a, 0.0], [2 * a, 0.0, 0.0], [0.0, 0.0, -math.sin(c)]],
+                        dtype=torch.float64)
+    d = delta[0]
+    expected = martingale[0] @ grad + 0.5 * ((d @ hess) * d).sum(1) \
+        - 0.5 * (hess * covariance[0]).sum()
+    with pytest.raises(RuntimeError):  # the fallback is really taken
+        torch.func.hessian(lambda y: branching(y.unsqueeze(0))[0])(mean[0])
+    values = control_values({"smooth": smooth, "branching": branching}, tangent)
+    assert values.shape == (2, 1, 5)
+    torch.testing.assert_close(values[0, 0], expected, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(values[1, 0], expected, rtol=1e-13, atol=1e-13)

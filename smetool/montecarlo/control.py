@@ -156,16 +156,27 @@ def _derivatives(g: Callable[[Tensor], Tensor], point: Tensor, quadratic: bool
             return None
         hess = None
         if quadratic:
-            rows = []
-            for i in range(point.numel()):
-                row = None
-                if grad.requires_grad:  # else g is linear: a zero Hessian
-                    (row,) = torch.autograd.grad(grad[i], y, retain_graph=True, allow_unused=True)
-                rows.append(torch.zeros_like(y) if row is None else row)
-            hess = torch.stack(rows)
+            hess = _hessian(scalar, y, grad)
     if hess is not None and not bool(torch.isfinite(hess).all()):
         hess = None
     return grad.detach(), None if hess is None else hess.detach()
+
+
+def _hessian(scalar: Callable[[Tensor], Tensor], y: Tensor, grad: Tensor) -> Tensor:
+    """``∇²g(y)`` ``(D, D)``: one vectorised :func:`torch.func.hessian` call, or, for a ``g`` that
+    ``torch.func`` cannot transform (e.g. one with in-place or data-dependent Python code), one
+    backward pass per row of ``grad`` (computed with ``create_graph=True``)."""
+    try:
+        return torch.func.hessian(scalar)(y.detach())
+    except Exception:  # noqa: BLE001 — any failure of the transform: fall back to plain autograd
+        pass
+    rows = []
+    for i in range(y.numel()):
+        row = None
+        if grad.requires_grad:  # else g is linear: a zero Hessian
+            (row,) = torch.autograd.grad(grad[i], y, retain_graph=True, allow_unused=True)
+        rows.append(torch.zeros_like(y) if row is None else row)
+    return torch.stack(rows)
 
 
 def control_values(test_functions: Mapping[str, Callable[[Tensor], Tensor]],
