@@ -372,7 +372,7 @@ def _cmd_analyze_network(args: argparse.Namespace) -> int:
              "n_samples": args.n_samples or d["n_samples"]}
     subject, inits = builtin_subject(**built)
     report = analyze_network(
-        subject, inits, lr=args.lr or d["lr"], steps=args.steps or d["steps"],
+        subject, inits, lr=float(args.lr or d["lr"]), steps=int(args.steps or d["steps"]),
         windows=args.windows or (100, 1000), seed=args.seed, progress=not args.quiet,
         out_dir=out, config={"built": built})
     print(report.summary())

@@ -54,8 +54,8 @@ from .report import (
     load_problem,
 )
 from .subjects import BUILTIN_SETTINGS, NetSubject, ProblemSubject, Subject, builtin_subject
-from .trajectory_windows import WindowScan, flat_noise_share, linear_surrogate, window_scan
 from .training import ImplicitRegularization, Trajectory, implicit_regularization, train
+from .trajectory_windows import WindowScan, flat_noise_share, linear_surrogate, window_scan
 from .variance import (
     CovarianceEstimate,
     PowerLawFit,

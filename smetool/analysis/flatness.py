@@ -219,9 +219,10 @@ def interval_flatness(
     On each side, the loss is first evaluated (in one batched call) on a geometric grid
     ``min_distance … max_distance``; the first grid point above the level brackets the first
     crossing together with its predecessor (where the loss is still at or below the level), and
-    the Illinois method refines all crossings at once, one batched loss call per iteration. The loss need not be monotone along ``u``:
-    the interval is the connected piece containing ``s = 0`` as resolved by the grid (a
-    re-entry narrower than one grid step can be missed; raise ``grid_points`` to resolve it).
+    the Illinois method refines all crossings at once, one batched loss call per iteration. The
+    loss need not be monotone along ``u``: the interval is the connected piece containing
+    ``s = 0`` as resolved by the grid (a re-entry narrower than one grid step can be missed; raise
+    ``grid_points`` to resolve it).
 
     Parameters
     ----------

@@ -117,10 +117,13 @@ def hessian_summary(subject: Subject, theta: Tensor, *, k: int = 5, dense_max: i
         return subject.hvp(theta, V)
 
     P = theta.shape[0]
-    kw = dict(generator=generator, dtype=theta.dtype, device=theta.device)
-    top = lanczos_top(hvp, P, D, k, tol=1e-6, max_iter=min(D, 4 * k + 40), **kw).eigenvalues
-    tr = hutchpp_trace(hvp, P, D, n_sketch=n_sketch, n_probes=n_probes, **kw)
-    sq = hutchpp_trace(lambda V: hvp(hvp(V)), P, D, n_sketch=n_sketch, n_probes=n_probes, **kw)
+    dt, dev = theta.dtype, theta.device
+    top = lanczos_top(hvp, P, D, k, tol=1e-6, max_iter=min(D, 4 * k + 40), generator=generator,
+                      dtype=dt, device=dev).eigenvalues
+    tr = hutchpp_trace(hvp, P, D, n_sketch=n_sketch, n_probes=n_probes, generator=generator,
+                       dtype=dt, device=dev)
+    sq = hutchpp_trace(lambda V: hvp(hvp(V)), P, D, n_sketch=n_sketch, n_probes=n_probes,
+                       generator=generator, dtype=dt, device=dev)
     frob = sq.trace.clamp_min(0.0).sqrt()
     return HessianSummary(tr.trace, tr.stderr, frob, sq.stderr / (2 * frob), top, "lanczos"), hvp
 
