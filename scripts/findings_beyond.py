@@ -197,7 +197,8 @@ def render(record: dict) -> str:
                      f"steps (also linearly detrended).")
     lines += [
         "",
-        "Variances are taken along the 10 leading principal directions of each seed's data; "
+        f"Variances are taken along the {archs[0]['report']['config']['n_components']} leading "
+        "principal directions of each seed's data; "
         "*interval flatness* is the width of the interval around the centre (the end point for "
         "gradient data, the window mean for trajectory data) on which `R_S ≤ 2 R_S(centre)` "
         "(ICLR 2024; Feng & Tu use the level `e`, compared in the explanation below), "
