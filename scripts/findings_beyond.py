@@ -318,14 +318,50 @@ def explanation_section(record: dict) -> list[str]:
         f"{len(T)} window lengths (row 5): at T = {t_short} it "
         f"{said(ex['surrogate'], 'interval', i_short, -1)}, at T = {t_long} "
         f"{said(ex['surrogate'], 'interval', i_long, -1)}.", "",
-        "On this problem, then, there is no stationary state along the flat directions of `L_S` "
-        "for the trajectory relations to describe: the sign of the fitted slope is set by the "
-        "window length against the relaxation times, which is why smetool reports a short and a "
-        "long window, raw and detrended, each with its growth exponent, rather than one "
-        "trajectory verdict. The relations on gradient data use the noise covariance itself and "
-        "do not depend on a window.", "",
+        _conclusion(ex, beta[0]), "",
         "![trajectory relation vs window](figures/beyond/window_scan.png)"]
     return lines
+
+
+def _conclusion(ex: dict, beta1: float) -> str:
+    """The summary of the explanation, worded from the verdicts of the scan (not typed)."""
+    from smetool.analysis.verdicts import decide
+
+    T = ex["windows"]
+
+    def v(scan, key):
+        return [decide("scan", "scan", x, -1).verdict for x in scan["slopes"][key]]
+
+    raw, det = v(ex["real"], "interval"), v(ex["real"], "interval_detrended")
+    longer, sur = v(ex["long"], "interval"), v(ex["surrogate"], "interval")
+    at = ", ".join(f"{r} at T = {t:,}" for r, t in zip(raw, T))
+    out = [f"In short: the raw interval relation on trajectory data is {at}."]
+    if len(set(raw)) > 1:
+        out.append("Its verdict depends on the window length, so no single window decides it.")
+    if det[-1] != raw[-1]:
+        out.append(f"Detrending changes the verdict at T = {T[-1]:,} to {det[-1]}: a drift "
+                   "inside the window contributes to it.")
+    elif raw[-1] == "inconclusive":
+        out.append(f"Detrended it stays inconclusive at T = {T[-1]:,}.")
+    else:
+        out.append(f"Detrending leaves the verdict at T = {T[-1]:,} ({det[-1]}): a linear drift "
+                   "inside the window is not what sets it.")
+    if longer[-1] == raw[-1] == "inconclusive":
+        out.append(f"After {ex['long_steps']:,} more steps it is still inconclusive.")
+    elif longer[-1] == raw[-1]:
+        out.append(f"Training {ex['long_steps']:,} steps longer does not change it either: "
+                   "waiting for a steady state does not turn the relation around.")
+    else:
+        out.append(f"Training {ex['long_steps']:,} steps longer changes it to {longer[-1]}.")
+    same = sum(a == b for a, b in zip(sur, raw))
+    out.append(f"The linearized dynamics, with the exact dropout noise and no drift, reach the "
+               f"real dynamics' verdict at {same} of {len(T)} window lengths, and the variance "
+               f"along the first principal direction grows like T^{beta1:.2f} "
+               f"({'not stationary' if beta1 > 0.5 else 'close to stationary'}).")
+    out.append("This is why smetool reports a short and a long window, raw and detrended, each "
+               "with its growth exponent, rather than one trajectory verdict; the relations on "
+               "gradient data use the noise covariance itself and do not depend on a window.")
+    return " ".join(out)
 
 
 def _verdict(values, sign: int) -> str:
