@@ -34,8 +34,8 @@ from smetool.analysis import (
     window_scan,
 )
 from smetool.analysis.hessian import expected_loss_hessian
-from smetool.analysis.network import hessian_summary, variance_growth
-from smetool.analysis.trajectory_windows import flat_noise_share, run_window
+from smetool.analysis.network import hessian_summary
+from smetool.analysis.trajectory_windows import flat_noise_share, run_window, variance_growth
 from smetool.analysis.verdicts import per_seed_slopes
 from smetool.models.dropout_problem import default_problem
 

@@ -44,7 +44,7 @@ from .hessian import (
     output_jacobian,
     problem_hessian,
 )
-from .network import HessianSummary, NetworkReport, analyze_network, detrend, hessian_summary
+from .network import HessianSummary, NetworkReport, analyze_network, hessian_summary
 from .report import (
     REFERENCES,
     AlignmentTrace,
@@ -55,7 +55,14 @@ from .report import (
 )
 from .subjects import BUILTIN_SETTINGS, NetSubject, ProblemSubject, Subject, builtin_subject
 from .training import ImplicitRegularization, Trajectory, implicit_regularization, train
-from .trajectory_windows import WindowScan, flat_noise_share, linear_surrogate, window_scan
+from .trajectory_windows import (
+    WindowScan,
+    detrend,
+    flat_noise_share,
+    linear_surrogate,
+    variance_growth,
+    window_scan,
+)
 from .variance import (
     CovarianceEstimate,
     PowerLawFit,
@@ -137,6 +144,7 @@ __all__ = [
     "flat_noise_share",
     "linear_surrogate",
     "window_scan",
+    "variance_growth",
     "Verdict",
     "decide",
     "permuted_slopes",

@@ -32,7 +32,6 @@ algorithm", ICLR 2024; Z. Zhang, Z.-Q. J. Xu, "Implicit regularization of dropou
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -54,11 +53,12 @@ from .alignment import AlignmentResult, alignment_from_samples, rotated_alignmen
 from .condensation import OrientationClusters, unit_orientations
 from .network_figures import write_network_figures
 from .subjects import Subject
+from .trajectory_windows import detrend, variance_growth
 from .variance_flatness import VarianceFlatness, variance_flatness_from_samples
 from .verdicts import Verdict, decide, permuted_slopes, sign_flipped
 
 __all__ = ["HessianSummary", "hessian_summary", "NetworkReport", "analyze_network",
-           "variance_growth", "detrend", "NETWORK_REFERENCES"]
+           "NETWORK_REFERENCES"]
 
 NETWORK_REFERENCES = (ZHANG_2024_DROPOUT, ZHANG_XU_2024_IMPLICIT, ZHANG_2021_VARIANCE, FENG_TU_2021)
 """The papers whose findings :func:`analyze_network` checks (for ``citation.bib``)."""
@@ -126,41 +126,6 @@ def hessian_summary(subject: Subject, theta: Tensor, *, k: int = 5, dense_max: i
                        generator=generator, dtype=dt, device=dev)
     frob = sq.trace.clamp_min(0.0).sqrt()
     return HessianSummary(tr.trace, tr.stderr, frob, sq.stderr / (2 * frob), top, "lanczos"), hvp
-
-
-def variance_growth(window: Tensor, directions: Tensor, factor: int = 10) -> Tensor:
-    """How the spread along ``directions`` grows with the window: ``log(v_T / v_{T/f}) / log f``.
-
-    ``v_T`` is the variance of the projections over the whole window ``(T, P, D)``, ``v_{T/f}``
-    its mean over the ``f`` consecutive sub-windows. A stationary process gives 0 (once ``T/f``
-    exceeds its correlation time), diffusion 1, a steady drift 2.
-
-    Returns
-    -------
-    Tensor, (P, K)
-    """
-    T = window.shape[0]
-    if T < 2 * factor:
-        raise ValueError(f"the window must have at least {2 * factor} steps; got {T}.")
-    proj = torch.einsum("tpd,pkd->tpk", window, directions)
-    v_full = proj.var(dim=0)
-    sub = T // factor
-    parts = proj[: sub * factor].reshape(factor, sub, *proj.shape[1:])
-    v_sub = parts.var(dim=1).mean(dim=0)
-    return torch.log(v_full / v_sub) / math.log(factor)
-
-
-def detrend(window: Tensor) -> Tensor:
-    """``window (T, P, D)`` minus each coordinate's least-squares line in the step index.
-
-    The line passes through the window mean at the middle step, so the mean (the centre of the
-    flatness measurements) is unchanged; a steady drift contributes nothing to the covariance.
-    """
-    T = window.shape[0]
-    t = torch.arange(T, dtype=window.dtype, device=window.device)
-    t = t - t.mean()
-    slope = torch.einsum("t,tpd->pd", t, window) / (t * t).sum()
-    return window - t[:, None, None] * slope
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ that on any :class:`~smetool.analysis.subjects.Subject`:
   eigenvalues set to 0) and the exact noise factor ``F`` (``Σ = F Fᵀ``), ``z ~ N(0, I)``: no drift,
   no nonlinearity. If it reproduces the window dependence, the noise structure and the flat
   directions suffice to explain it;
+* :func:`detrend` and :func:`variance_growth` — a window without its linear trend, and the
+  growth exponent of the variance along given directions (0 stationary, 1 diffusion, 2 drift);
 * :func:`flat_noise_share` — the share of ``tr Σ`` in the directions of ``H_L`` too flat to relax
   within ``T`` steps (``ε λ T < 1``).
 
@@ -30,6 +32,7 @@ level ``e L``, centre the window mean). Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, IC
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -38,11 +41,46 @@ from torch import Tensor
 from ..checks import check_lr, check_positive_int
 from ..models.dropout_problem import DropoutProblem
 from .hessian import expected_loss_hessian
-from .network import detrend
 from .subjects import Subject
 from .variance_flatness import sample_principal_components, variance_flatness_from_samples
 
-__all__ = ["WindowScan", "window_scan", "run_window", "linear_surrogate", "flat_noise_share"]
+__all__ = ["WindowScan", "window_scan", "run_window", "linear_surrogate", "flat_noise_share",
+           "detrend", "variance_growth"]
+
+
+def variance_growth(window: Tensor, directions: Tensor, factor: int = 10) -> Tensor:
+    """How the spread along ``directions`` grows with the window: ``log(v_T / v_{T/f}) / log f``.
+
+    ``v_T`` is the variance of the projections over the whole window ``(T, P, D)``, ``v_{T/f}``
+    its mean over the ``f`` consecutive sub-windows. A stationary process gives 0 (once ``T/f``
+    exceeds its correlation time), diffusion 1, a steady drift 2.
+
+    Returns
+    -------
+    Tensor, (P, K)
+    """
+    T = window.shape[0]
+    if T < 2 * factor:
+        raise ValueError(f"the window must have at least {2 * factor} steps; got {T}.")
+    proj = torch.einsum("tpd,pkd->tpk", window, directions)
+    v_full = proj.var(dim=0)
+    sub = T // factor
+    parts = proj[: sub * factor].reshape(factor, sub, *proj.shape[1:])
+    v_sub = parts.var(dim=1).mean(dim=0)
+    return torch.log(v_full / v_sub) / math.log(factor)
+
+
+def detrend(window: Tensor) -> Tensor:
+    """``window (T, P, D)`` minus each coordinate's least-squares line in the step index.
+
+    The line passes through the window mean at the middle step, so the mean (the centre of the
+    flatness measurements) is unchanged; a steady drift contributes nothing to the covariance.
+    """
+    T = window.shape[0]
+    t = torch.arange(T, dtype=window.dtype, device=window.device)
+    t = t - t.mean()
+    slope = torch.einsum("t,tpd->pd", t, window) / (t * t).sum()
+    return window - t[:, None, None] * slope
 
 
 @dataclass(frozen=True)
