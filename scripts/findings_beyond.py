@@ -298,7 +298,7 @@ def explanation_section(record: dict) -> list[str]:
     lines += [
         "", "What the measurements say (verdicts by the rule of the findings table):", "",
         f"1. **The interval level.** With Feng & Tu's level `e` instead of 2 the mean slopes move "
-        f"by at most {e_gap:.3f} (row 3); both papers centre the window at its mean, as here.",
+        f"by at most {e_gap:.3f} (row 3; the intervals are centred at the window mean).",
         f"2. **A linear drift.** Removing each coordinate's linear trend (row 2), the interval "
         f"relation at T = {t_long} {said(ex['real'], 'interval_detrended', i_long, -1)}; without "
         f"detrending it {said(ex['real'], 'interval', i_long, -1)}.",
