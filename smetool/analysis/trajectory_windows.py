@@ -25,8 +25,8 @@ that on any :class:`~smetool.analysis.subjects.Subject`:
 References
 ----------
 Y. Feng, Y. Tu, "The inverse variance–flatness relation in stochastic gradient descent is critical
-for finding flat minima", PNAS 118(9), 2021 (window ≈ 10 epochs in the steady state, interval
-level ``e L``, centre the window mean). Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, ICLR 2024
+for finding flat minima", PNAS 118(9), 2021 (PCA of the weights over a window in the steady
+state, interval flatness at level ``e L``). Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, ICLR 2024
 (random trajectory data, interval level ``2 L``).
 """
 
