@@ -19,6 +19,7 @@ from .algorithms import (
     dropout_net,
     sqrt_scaling_rule,
 )
+from .analysis.network import NetworkReport, analyze_network
 from .analysis.report import AnalysisReport, analyze_dropout
 from .bibliography import Reference
 from .brownian import (
@@ -144,4 +145,6 @@ __all__ = [
     "sqrt_scaling_rule",
     "AnalysisReport",
     "analyze_dropout",
+    "NetworkReport",
+    "analyze_network",
 ]

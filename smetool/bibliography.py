@@ -24,6 +24,7 @@ __all__ = [
     "ZHANG_2024_DROPOUT",
     "ZHANG_XU_2024_IMPLICIT",
     "ZHANG_2021_VARIANCE",
+    "FENG_TU_2021",
     "LI_MALLADI_ARORA_2021",
     "MALLADI_2022_ADAPTIVE",
     "KINGMA_BA_2015",
@@ -154,6 +155,14 @@ ZHANG_2021_VARIANCE = Reference.of(
     title="A Variance Principle Explains why Dropout Finds Flatter Minima",
     author="Zhang, Zhongwang and Zhou, Hanxu and Xu, Zhi-Qin John",
     journal="arXiv preprint arXiv:2111.01022", year="2021")
+
+FENG_TU_2021 = Reference.of(
+    "feng2021inverse", "article",
+    title="The inverse variance--flatness relation in stochastic gradient descent is critical for "
+    "finding flat minima",
+    author="Feng, Yu and Tu, Yuhai",
+    journal="Proceedings of the National Academy of Sciences", volume="118", number="9",
+    pages="e2015617118", year="2021", doi="10.1073/pnas.2015617118")
 
 LI_MALLADI_ARORA_2021 = Reference.of(
     "li2021svag", "inproceedings",

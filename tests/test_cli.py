@@ -191,6 +191,41 @@ def test_analyze_with_missing_data_file_is_one_line(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "nope.npz" in err
 
 
+def test_analyze_a_builtin_network_writes_verdicts_figures_and_citation(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "net"
+    code = main(["analyze", "dropout", "--model", "mlp", "--data", "toy", "--width", "6",
+                 "--steps", "60", "--seeds", "2", "--windows", "20,40", "--quiet",
+                 "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["built"]["model"] == "mlp" and report["config"]["windows"] == [20, 40]
+    assert {f["verdict"] for f in report["findings"].values()} <= {"holds", "fails",
+                                                                    "inconclusive"}
+    assert sorted(p.name for p in out.glob("*.png")) == ["loss.png", "spectrum.png",
+                                                        "variance_flatness.png"]
+    assert "feng2021inverse" in (out / "citation.bib").read_text()
+    assert "dropout findings on mlp (toy)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "mlp", "--data", "x.npz"], "--data must be digits or toy with --model"),
+    (["--model", "two-layer", "--data", "digits"], "--model two-layer is the embedded 1-D task"),
+    (["--windows", "100"], "--n-samples and --windows need --model"),
+])
+def test_analyze_network_option_errors_are_one_line(argv, message, tmp_path, capsys):
+    code = main(["analyze", "dropout", *argv, "--quiet", "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_analyze_windows_below_twenty_steps_are_refused(capsys):
+    with pytest.raises(SystemExit):
+        main(["analyze", "dropout", "--model", "mlp", "--windows", "5"])
+    assert "must be step counts ≥ 20" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv", [
     ["svag", "--lrs", "0.25,0.125", "--base-lr", "0.25", "--batch-size", "2"],
     ["svag-dropout", "--lrs", "0.02,0.01", "--width", "4", "--keep-prob", "0.8"],

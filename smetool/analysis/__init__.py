@@ -5,16 +5,29 @@ and interval flatness), :mod:`.variance` (random gradient / trajectory covarianc
 power-law fits), :mod:`.variance_flatness`, :mod:`.alignment` (``α(H, Σ)`` with a Haar
 baseline), :mod:`.condensation`, :mod:`.training` (implicit regularizers, batched dropout / GD
 runs), :mod:`.findings` (the papers' claims with margins) and :mod:`.report`
-(:func:`analyze_dropout`, figures in :mod:`.report_figures`).
+(:func:`analyze_dropout`, figures in :mod:`.report_figures`) for the two-layer problem; for any
+network, :mod:`.subjects` (what a network must provide), :mod:`.network`
+(:func:`analyze_network`, figures in :mod:`.network_figures`), :mod:`.verdicts` (holds / fails /
+inconclusive with negative controls) and :mod:`.trajectory_windows` (the trajectory relations
+against the window length).
 """
 
-from .alignment import AlignmentResult, alignment, alignment_with_baseline, haar_orthogonal
+from .alignment import (
+    AlignmentResult,
+    alignment,
+    alignment_from_samples,
+    alignment_with_baseline,
+    haar_baseline_moments,
+    haar_orthogonal,
+    rotated_alignment,
+)
 from .condensation import (
     OrientationAmplitude,
     OrientationClusters,
     cosine_similarity_matrix,
     effective_orientations,
     orientation_amplitude,
+    unit_orientations,
 )
 from .flatness import (
     HessianSpectrum,
@@ -31,6 +44,7 @@ from .hessian import (
     output_jacobian,
     problem_hessian,
 )
+from .network import HessianSummary, NetworkReport, analyze_network, hessian_summary
 from .report import (
     REFERENCES,
     AlignmentTrace,
@@ -39,7 +53,16 @@ from .report import (
     analyze_dropout,
     load_problem,
 )
+from .subjects import BUILTIN_SETTINGS, NetSubject, ProblemSubject, Subject, builtin_subject
 from .training import ImplicitRegularization, Trajectory, implicit_regularization, train
+from .trajectory_windows import (
+    WindowScan,
+    detrend,
+    flat_noise_share,
+    linear_surrogate,
+    variance_growth,
+    window_scan,
+)
 from .variance import (
     CovarianceEstimate,
     PowerLawFit,
@@ -51,7 +74,13 @@ from .variance import (
     sample_dropout_gradients,
     trajectory_covariance,
 )
-from .variance_flatness import VarianceFlatness, variance_flatness
+from .variance_flatness import (
+    VarianceFlatness,
+    sample_principal_components,
+    variance_flatness,
+    variance_flatness_from_samples,
+)
+from .verdicts import Verdict, decide, permuted_slopes, sign_flipped
 
 __all__ = [
     "REFERENCES",
@@ -95,4 +124,29 @@ __all__ = [
     "trajectory_covariance",
     "VarianceFlatness",
     "variance_flatness",
+    "sample_principal_components",
+    "variance_flatness_from_samples",
+    "alignment_from_samples",
+    "haar_baseline_moments",
+    "rotated_alignment",
+    "unit_orientations",
+    "HessianSummary",
+    "NetworkReport",
+    "analyze_network",
+    "detrend",
+    "hessian_summary",
+    "BUILTIN_SETTINGS",
+    "NetSubject",
+    "ProblemSubject",
+    "Subject",
+    "builtin_subject",
+    "WindowScan",
+    "flat_noise_share",
+    "linear_surrogate",
+    "window_scan",
+    "variance_growth",
+    "Verdict",
+    "decide",
+    "permuted_slopes",
+    "sign_flipped",
 ]

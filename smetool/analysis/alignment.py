@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-__all__ = ["alignment", "haar_orthogonal", "AlignmentResult", "alignment_with_baseline"]
+__all__ = ["alignment", "haar_orthogonal", "AlignmentResult", "alignment_with_baseline",
+           "haar_baseline_moments", "alignment_from_samples", "rotated_alignment"]
 
 
 def _check_pair(H: Tensor, S: Tensor) -> None:
@@ -183,3 +184,104 @@ def alignment_with_baseline(
         baseline_expected=expected,
         n_baseline=int(n_baseline),
     )
+
+
+def haar_baseline_moments(trace_h: Tensor, frob_h: Tensor, trace_s: Tensor, frob_s: Tensor,
+                          D: int) -> tuple[Tensor, Tensor]:
+    """Exact mean and standard deviation of ``α(H, Q Σ Qᵀ)`` over Haar ``Q ∈ O(D)``.
+
+    With ``Ã = A − (tr A / D) I`` (``‖Ã‖²_F = ‖A‖²_F − (tr A)²/D``), for symmetric ``H`` and ``Σ``
+
+    ``E tr(H QΣQᵀ) = tr H tr Σ / D``,  ``Var tr(H QΣQᵀ) = 2 ‖H̃‖²_F ‖Σ̃‖²_F / ((D − 1)(D + 2))``,
+
+    the second moment of the orthogonal group's Weingarten calculus (checked against Haar
+    sampling in the tests). Dividing by ``‖H‖_F ‖Σ‖_F`` (invariant under ``Q``) gives ``α``'s.
+
+    Parameters
+    ----------
+    trace_h, frob_h, trace_s, frob_s : Tensor, (P,)
+        ``tr H``, ``‖H‖_F``, ``tr Σ``, ``‖Σ‖_F``.
+    D : int
+        Dimension (≥ 2).
+
+    Returns
+    -------
+    mean, sd : Tensor, (P,)
+
+    References
+    ----------
+    B. Collins, P. Śniady, "Integration with respect to the Haar measure on unitary, orthogonal
+    and symplectic group", Comm. Math. Phys. 264 (2006).
+    """
+    if int(D) != D or D < 2:
+        raise ValueError(f"`D` must be an integer ≥ 2; got {D!r}.")
+    norm = frob_h * frob_s
+    mean = trace_h * trace_s / D / norm
+    cen_h = (frob_h**2 - trace_h**2 / D).clamp_min(0.0)
+    cen_s = (frob_s**2 - trace_s**2 / D).clamp_min(0.0)
+    sd = torch.sqrt(2.0 * cen_h * cen_s / ((D - 1) * (D + 2))) / norm
+    return mean, sd
+
+
+def alignment_from_samples(samples: Tensor, hvp, trace_h: Tensor, frob_h: Tensor) -> AlignmentResult:
+    """``α(H, Σ̂)`` for the sample covariance ``Σ̂`` of ``samples (P, N, D)``, by products only.
+
+    ``Σ̂ = G̃ᵀ G̃ / (N − 1)`` (``G̃`` the centred samples) has rank ``< N``, so
+    ``tr(H Σ̂) = Σ_k g̃_kᵀ H g̃_k / (N − 1)`` (``N`` Hessian–vector products) and
+    ``‖Σ̂‖_F = ‖G̃ G̃ᵀ‖_F / (N − 1)``; ``tr H`` and ``‖H‖_F`` are given (exact, or estimated for a
+    large network). The baseline (same spectrum, random eigenbasis) is exact
+    (:func:`haar_baseline_moments`).
+
+    Parameters
+    ----------
+    samples : Tensor, (P, N, D)
+    hvp : callable
+        ``V (P, s, D) -> H V``.
+    trace_h, frob_h : Tensor, (P,)
+
+    Returns
+    -------
+    AlignmentResult
+        ``n_baseline = 0``: ``baseline_mean = baseline_expected`` and ``baseline_sd`` are exact.
+
+    References
+    ----------
+    Z. Zhang, H. Zhou, Z.-Q. J. Xu, arXiv:2111.01022, 2021.
+    """
+    G, gram = _centred(samples)
+    N, D = samples.shape[1:]
+    frob_s = torch.linalg.matrix_norm(gram)
+    trace_s = torch.diagonal(gram, dim1=1, dim2=2).sum(-1)
+    mean, sd = haar_baseline_moments(trace_h, frob_h, trace_s, frob_s, D)
+    alpha = (G * hvp(G)).sum(dim=(1, 2)) / (N - 1) / (frob_h * frob_s)
+    return AlignmentResult(alpha=alpha, baseline_mean=mean, baseline_sd=sd,
+                           baseline_expected=mean, n_baseline=0)
+
+
+def _centred(samples: Tensor) -> tuple[Tensor, Tensor]:
+    if samples.ndim != 3 or samples.shape[1] < 2:
+        raise ValueError(f"`samples` must have shape (P, N, D) with N ≥ 2; got {tuple(samples.shape)}.")
+    G = samples - samples.mean(dim=1, keepdim=True)
+    return G, G @ G.transpose(1, 2) / (samples.shape[1] - 1)
+
+
+def rotated_alignment(samples: Tensor, hvp, frob_h: Tensor, generator: torch.Generator) -> Tensor:
+    """``α(H, Q Σ̂ Qᵀ)`` for one Haar ``Q`` per path: the alignment finding's negative control.
+
+    ``Q Σ̂ Qᵀ`` keeps ``Σ̂``'s spectrum ``s_i² / (N − 1)`` (``s_i`` the singular values of the
+    centred samples) on a uniformly random orthonormal frame ``W`` (QR of a Gaussian
+    ``D × rank`` matrix, Mezzadri 2007), so ``tr(H QΣ̂Qᵀ) = Σ_i s_i² w_iᵀ H w_i / (N − 1)``:
+    ``rank ≤ N`` Hessian–vector products.
+
+    Returns
+    -------
+    Tensor, (P,)
+    """
+    G, gram = _centred(samples)
+    P, N, D = samples.shape
+    frob_s = torch.linalg.matrix_norm(gram)
+    s = torch.linalg.svdvals(G)  # (P, min(N, D))
+    Z = torch.randn(P, D, s.shape[1], generator=generator, dtype=G.dtype, device=generator.device)
+    W = torch.linalg.qr(Z.to(G.device)).Q.transpose(1, 2)  # (P, r, D)
+    quad = (W * hvp(W)).sum(dim=-1)
+    return (quad * s * s).sum(dim=1) / (N - 1) / (frob_h * frob_s)

@@ -48,6 +48,7 @@ from ..models.two_layer import TwoLayerNet
 
 __all__ = [
     "cosine_similarity_matrix",
+    "unit_orientations",
     "is_odd_activation",
     "effective_orientations",
     "OrientationClusters",
@@ -167,6 +168,34 @@ def effective_orientations(
     ----------
     Z. Zhang, Z.-Q. J. Xu, IEEE TPAMI 46(6), 2024.
     """
+    if antipodal is None:
+        antipodal = is_odd_activation(net)
+    a, W = net.split(theta)
+    return unit_orientations(W, a.abs() * W.norm(dim=-1), threshold=threshold,
+                             antipodal=antipodal, min_relative_amplitude=min_relative_amplitude,
+                             method=method)
+
+
+def unit_orientations(
+    W: Tensor,
+    amplitude: Tensor,
+    *,
+    threshold: float = 0.95,
+    antipodal: bool = True,
+    min_relative_amplitude: float = 0.0,
+    method: str = "greedy",
+) -> OrientationClusters:
+    """Effective orientations of any layer's units from their weight vectors and amplitudes.
+
+    The counting of :func:`effective_orientations` (module docstring) for ``m`` units with input
+    weights ``W (P, m, d)`` (e.g. a first linear or convolutional layer's rows with the bias
+    appended) and amplitudes ``(P, m)`` (the greedy leaders' order; e.g. ``|a_r| ‖w_r‖``).
+
+    Raises
+    ------
+    ValueError
+        As :func:`effective_orientations`, or ``W`` and ``amplitude`` of mismatched shapes.
+    """
     if not -1.0 < threshold < 1.0:
         raise ValueError(f"`threshold` must be in (-1, 1); got {threshold!r}.")
     if not 0.0 <= min_relative_amplitude < 1.0:
@@ -175,12 +204,14 @@ def effective_orientations(
         )
     if method not in ("greedy", "components"):
         raise ValueError(f"`method` must be 'greedy' or 'components'; got {method!r}.")
-    if antipodal is None:
-        antipodal = is_odd_activation(net)
-    cos = cosine_similarity_matrix(net, theta)
-    a, W = net.split(theta)
-    amp = a.abs() * W.norm(dim=-1)
-    keep = (W.norm(dim=-1) > 0) & (amp >= min_relative_amplitude * amp.amax(dim=1, keepdim=True))
+    if W.ndim != 3 or amplitude.shape != W.shape[:2]:
+        raise ValueError(f"`W` (P, m, d) and `amplitude` (P, m) must match; got {tuple(W.shape)} "
+                         f"and {tuple(amplitude.shape)}.")
+    norms = W.norm(dim=-1, keepdim=True)
+    unit = torch.where(norms > 0, W / torch.where(norms > 0, norms, torch.ones_like(norms)), 0.0)
+    cos = (unit @ unit.transpose(1, 2)).clamp(-1.0, 1.0)
+    amp = amplitude
+    keep = (norms[..., 0] > 0) & (amp >= min_relative_amplitude * amp.amax(dim=1, keepdim=True))
     sim = cos.abs() if antipodal else cos
     adj = (sim > threshold) & keep.unsqueeze(1) & keep.unsqueeze(2)
     adj_np, keep_np, amp_np = adj.cpu().numpy(), keep.cpu().numpy(), amp.cpu().numpy()

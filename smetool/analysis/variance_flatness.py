@@ -29,10 +29,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .flatness import hessian_flatness, interval_flatness
+from .flatness import hessian_flatness, interval_flatness, normalize_directions
 from .variance import PowerLawFit, PrincipalComponents, fit_power_law, principal_components
 
-__all__ = ["VarianceFlatness", "variance_flatness"]
+__all__ = ["VarianceFlatness", "variance_flatness", "sample_principal_components",
+           "variance_flatness_from_samples"]
 
 
 @dataclass(frozen=True)
@@ -171,6 +172,11 @@ def variance_flatness(
         )
     pc = principal_components(covariance, n_components)
     hf = hessian_flatness(hessian, pc.directions)
+    return _assemble(pc, hf, loss_fn, center, level, max_distance, confidence)
+
+
+def _assemble(pc: PrincipalComponents, hf: Tensor, loss_fn, center: Tensor, level: float,
+              max_distance: float, confidence: float) -> VarianceFlatness:
     itv = interval_flatness(
         loss_fn, center, pc.directions, level=level, max_distance=max_distance, on_unbounded="nan"
     )
@@ -190,3 +196,77 @@ def variance_flatness(
         interval_unbounded=int(torch.isnan(itv.width).sum()),
         level=float(level),
     )
+
+
+def sample_principal_components(samples: Tensor, n_components: int) -> tuple[Tensor, PrincipalComponents]:
+    """PCA of samples ``(P, N, D)`` by a thin SVD of the centred data, without the ``D × D``
+    covariance (``O(P N² D)`` for ``N ≤ D``): the sample mean ``(P, D)`` and the leading
+    ``n_components`` directions of the unbiased sample covariance, signed as
+    :func:`~smetool.analysis.variance.principal_components` signs them.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 samples, or ``n_components`` outside ``[1, min(N − 1, D)]``.
+    """
+    if samples.ndim != 3 or samples.shape[1] < 2:
+        raise ValueError(f"`samples` must have shape (P, N, D) with N ≥ 2; got {tuple(samples.shape)}.")
+    P, N, D = samples.shape
+    K = n_components
+    if int(K) != K or not 1 <= K <= min(N - 1, D):
+        raise ValueError(f"`n_components` must be an integer in [1, {min(N - 1, D)}]; got {K!r}.")
+    mean = samples.mean(dim=1)
+    _, s, Vh = torch.linalg.svd(samples - mean.unsqueeze(1), full_matrices=False)
+    variances = s * s / (N - 1)  # (P, min(N, D)), decreasing
+    dirs = Vh[:, : int(K)]
+    idx = dirs.abs().argmax(dim=-1, keepdim=True)
+    sign = torch.sign(torch.gather(dirs, -1, idx))
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    total = variances.sum(dim=1, keepdim=True).clamp_min(torch.finfo(samples.dtype).tiny)
+    pc = PrincipalComponents(variances=variances[:, : int(K)], directions=dirs * sign,
+                             explained=variances[:, : int(K)] / total)
+    return mean, pc
+
+
+def variance_flatness_from_samples(
+    samples: Tensor,
+    center: Tensor | None,
+    loss_fn: Callable[[Tensor], Tensor],
+    hvp: Callable[[Tensor, Tensor], Tensor],
+    *,
+    n_components: int = 10,
+    level: float = 2.0,
+    max_distance: float = 100.0,
+    confidence: float = 0.95,
+) -> VarianceFlatness:
+    """:func:`variance_flatness` for large ``D``: PCA of the samples by SVD and Hessian flatness
+    by Hessian–vector products, never a ``D × D`` matrix.
+
+    Parameters
+    ----------
+    samples : Tensor, (P, N, D)
+        Random gradient data or random trajectory data, ``N`` samples per path.
+    center : Tensor, (P, D), optional
+        Where the landscape is measured; default the sample mean (trajectory data).
+    loss_fn : callable
+        Batched loss ``(M, D) -> (M,)``.
+    hvp : callable
+        ``hvp(center (P, D), V (P, K, D)) -> ∇²L(center) V``.
+    n_components, level, max_distance, confidence
+        As in :func:`variance_flatness`.
+
+    Returns
+    -------
+    VarianceFlatness
+
+    References
+    ----------
+    Y. Feng, Y. Tu, PNAS 2021; Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, ICLR 2024.
+    """
+    mean, pc = sample_principal_components(samples, n_components)
+    center = mean if center is None else center
+    if center.shape != mean.shape:
+        raise ValueError(f"`center` must have shape {tuple(mean.shape)}; got {tuple(center.shape)}.")
+    U = normalize_directions(pc.directions, *center.shape)
+    hf = (U * hvp(center, U)).sum(dim=-1)
+    return _assemble(pc, hf, loss_fn, center, level, max_distance, confidence)
