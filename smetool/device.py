@@ -13,6 +13,7 @@ keeps about 10 bits instead of 24, which is far above the weak errors of an orde
 from __future__ import annotations
 
 import ctypes
+import functools
 import math
 import os
 import platform
@@ -36,6 +37,7 @@ __all__ = [
     "PeakMemory",
     "measure_bytes_per_path",
     "format_bytes",
+    "functorch_exclusive",
 ]
 
 
@@ -290,3 +292,23 @@ def format_bytes(n: float) -> str:
             return f"{n:.3g} {unit}"
         n /= 1024
     return f"{n:.3g} TB"
+
+
+_FUNCTORCH_LOCK = threading.RLock()
+
+
+def functorch_exclusive(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run ``fn`` holding the process-wide lock of :mod:`torch.func` transforms.
+
+    Two threads inside ``torch.func`` transforms (``vmap``, ``grad``, ``jvp``, ``jacrev``,
+    ``hessian``) at once corrupt the heap or trip functorch's interpreter assertions (measured with
+    torch 2.13: a thread pool running two chunks of the dropout plug-in with control variates, or
+    of ``dropout-net``, crashed in every try). Chunks on a threaded executor therefore take turns
+    inside the transforms and run everything else in parallel; process workers are unaffected.
+    Re-entrant: a locked function may call another.
+    """
+    @functools.wraps(fn)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _FUNCTORCH_LOCK:
+            return fn(*args, **kwargs)
+    return locked

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from concurrent.futures import Executor, Future
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -267,3 +267,21 @@ def test_without_dask_the_cluster_options_say_what_to_install(monkeypatch, capsy
     assert main(["verify", "dropout", "--quiet", "--workers", "2"]) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "smetool[cluster]" in err, err
+
+
+@pytest.mark.parametrize("name, lrs, n_paths, controls", [
+    ("dropout", 2, 32, True),       # the control variates' Hessians by torch.func.hessian
+    ("dropout-net", 2, 8, False),   # every step through torch.func (vmap, grad, jvp)
+])
+def test_chunks_on_threads_take_turns_in_torch_func(name, lrs, n_paths, controls):
+    """Four threads running chunks whose code goes through ``torch.func`` transforms: with torch
+    2.13 concurrent transforms corrupted the heap (a crash in every one of 4 + 2 tries before
+    ``functorch_exclusive``). Now the run finishes and gives the serial run's bits."""
+    spec = plugins()[name]
+    algorithm = spec.build(dtype=torch.float64, device="cpu",
+                           **{o.name: o.default for o in spec.options})
+    run = dict(horizon=spec.horizon, order=1, steps_per_lr=spec.steps_per_lr, method=spec.method,
+               seed=2, chunk_size=n_paths // 4, progress=False, controls=controls)
+    with ThreadPoolExecutor(4) as pool:
+        threaded = verify(algorithm, spec.lrs[:lrs], n_paths, executor=pool, **run)
+    _assert_same(threaded, verify(algorithm, spec.lrs[:lrs], n_paths, **run))

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, jvp, vmap
 
 from ..checks import check_positive_int
+from ..device import functorch_exclusive
 
 __all__ = ["NetDropoutModel", "MaskSlot", "DropoutLayer", "LOSSES", "mse_loss", "cross_entropy_loss"]
 
@@ -306,6 +307,7 @@ class NetDropoutModel:
         """``R_S^drop(θ; η)`` of one path (``R_S`` with masks of ones)."""
         return self.loss_fn(self.forward_one(theta, masks, X), y)
 
+    @functorch_exclusive
     def _sample_losses_one(self, theta: Tensor, masks: tuple[Tensor, ...], X: Tensor,
                            y: Tensor) -> Tensor:
         # ℓ_i with R = (1/n) Σ_i ℓ_i: per-example losses of one path, (n,).
@@ -313,6 +315,7 @@ class NetDropoutModel:
         return vmap(lambda o, t: self.loss_fn(o.unsqueeze(0), t.unsqueeze(0)))(out, y)
 
     # ----------------------------------------------------------------------------- batched
+    @functorch_exclusive
     def loss(self, theta: Tensor) -> Tensor:
         """``R_S(θ)``, the training loss without dropout, ``(P,)``; differentiable by autograd."""
         self.check_theta(theta)
@@ -320,6 +323,7 @@ class NetDropoutModel:
         ones = tuple(t[0] for t in self.ones_masks(1, theta))
         return vmap(lambda th: self.loss_one(th, ones, X, y))(theta)
 
+    @functorch_exclusive
     def loss_grad(self, theta: Tensor) -> Tensor:
         """``∇R_S(θ)``, ``(P, D)``."""
         self.check_theta(theta)
@@ -327,6 +331,7 @@ class NetDropoutModel:
         ones = tuple(t[0] for t in self.ones_masks(1, theta))
         return vmap(grad(lambda th: self.loss_one(th, ones, X, y)))(theta)
 
+    @functorch_exclusive
     def dropout_loss_grad(self, theta: Tensor, masks: tuple[Tensor, ...]) -> tuple[Tensor, Tensor]:
         """``R_S^drop(θ; η)`` and its gradient for given masks (one row per path).
 
@@ -372,6 +377,7 @@ class NetDropoutModel:
         masks = self.sample_masks(n_masks * P, generator, dtype=theta.dtype, device=theta.device)
         return self.dropout_loss_grad(rep, masks)[1].reshape(n_masks, P, -1)
 
+    @functorch_exclusive
     def per_sample_gradients(self, theta: Tensor, masks: tuple[Tensor, ...] | None = None) -> Tensor:
         """Gradients of the per-example losses ``ℓ_i`` (``R = (1/n) Σ_i ℓ_i``), ``(P, n, D)``.
 
@@ -393,6 +399,7 @@ class NetDropoutModel:
         return hvp(lambda th: self.loss_one(th, ones, X, y), theta, vec)
 
 
+@functorch_exclusive
 def hvp(fn: Callable[[Tensor], Tensor], theta: Tensor, vec: Tensor) -> Tensor:
     """``∇²fn(θ) u`` per path for a scalar function of one path's ``θ (D,)``: the derivative of
     ``∇fn`` along ``u`` (:func:`torch.func.jvp` of :func:`torch.func.grad`), ``(P, D)``."""

@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, vjp, vmap
 
+from ..device import functorch_exclusive
 from .net_dropout import MaskSlot, NetDropoutModel, hvp
 
 __all__ = ["LastLayerDropout", "last_layer_reason", "mask_enumeration"]
@@ -145,6 +146,7 @@ class LastLayerDropout:
         return torch.cat([singles, self.v * cm[ri, qi]])
 
     # ----------------------------------------------------------------------------- batched
+    @functorch_exclusive
     def expected_loss(self, theta: Tensor) -> Tensor:
         """``L_S = R_S + R_1``, ``(P,)``; differentiable by autograd."""
         self.model.check_theta(theta)
@@ -155,6 +157,7 @@ class LastLayerDropout:
         """``R_1 = v/(2n) Σ_{i,r} φ_ri² ‖W_{:r}‖²``, ``(P,)``."""
         return self.expected_loss(theta) - self.model.loss(theta)
 
+    @functorch_exclusive
     def expected_loss_grad(self, theta: Tensor) -> Tensor:
         """``∇L_S = E_η ∇R_S^drop``, ``(P, D)``."""
         self.model.check_theta(theta)
@@ -167,6 +170,7 @@ class LastLayerDropout:
         X, y = self.model.data(theta)
         return hvp(lambda th: self._expected_loss_one(th, X, y), theta, vec)
 
+    @functorch_exclusive
     def noise_factor_matvec(self, theta: Tensor, z: Tensor) -> Tensor:
         """``F(θ) z`` without forming ``F``: ``(P, D)`` for ``z (P, M)``.
 
@@ -186,6 +190,7 @@ class LastLayerDropout:
 
         return vmap(one)(theta, z)
 
+    @functorch_exclusive
     def noise_factor(self, theta: Tensor) -> Tensor:
         """``F(θ)``, ``(P, D, M)``, with ``F Fᵀ = Σ(θ) = Cov_η ∇R_S^drop``. Zero when ``p = 1``."""
         self.model.check_theta(theta)

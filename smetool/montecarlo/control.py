@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..device import functorch_exclusive
 from ..integrate import LinearTangent, as_solver
 from ..noise import diffusion_matrix
 from ..sde import SDE, NoiseFree, NoiseKind
@@ -165,9 +166,11 @@ def _derivatives(g: Callable[[Tensor], Tensor], point: Tensor, quadratic: bool
 def _hessian(scalar: Callable[[Tensor], Tensor], y: Tensor, grad: Tensor) -> Tensor:
     """``∇²g(y)`` ``(D, D)``: one vectorised :func:`torch.func.hessian` call, or, for a ``g`` that
     ``torch.func`` cannot transform (e.g. one with in-place or data-dependent Python code), one
-    backward pass per row of ``grad`` (computed with ``create_graph=True``)."""
+    backward pass per row of ``grad`` (computed with ``create_graph=True``).
+
+    The transform holds :func:`~smetool.device.functorch_exclusive`'s lock (threaded executors)."""
     try:
-        return torch.func.hessian(scalar)(y.detach())
+        return functorch_exclusive(torch.func.hessian(scalar))(y.detach())
     except Exception:  # noqa: BLE001 — any failure of the transform: fall back to plain autograd
         pass
     rows = []

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from ..bibliography import KLOEDEN_PLATEN_1992
+from ..device import functorch_exclusive
 from ..noise import apply_diffusion
 from ..sde import NoiseKind
 from .base import Solver
@@ -106,6 +107,6 @@ class Milstein(Solver):
             g, correction = _diagonal_correction(sde, t, x, half_v)
         else:
             g = sde.diffusion(t, x)
-            _, dg_g = torch.func.jvp(lambda y: sde.diffusion(t, y), (x,), (g,))
+            _, dg_g = functorch_exclusive(torch.func.jvp)(lambda y: sde.diffusion(t, y), (x,), (g,))
             correction = dg_g * half_v
         return x + drift * h + g * dW + correction
