@@ -105,8 +105,8 @@ def _measure(algorithm, lrs, n_paths, run, executor=None) -> dict:
 def main(argv=None) -> int:
     spec = get_plugin("dropout")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--paths", type=int, default=spec.n_paths,
-                        help=f"paths per side and learning rate (default: the plug-in's, {spec.n_paths})")
+    parser.add_argument("--paths", type=int, default=None,
+                        help="paths per side and learning rate (default: the plug-in's for --order)")
     parser.add_argument("--chunks-per-lr", type=int, default=8,
                         help="chunks per learning rate, so that 2 workers can share them (default 8)")
     parser.add_argument("--order", type=int, default=2)
@@ -117,17 +117,19 @@ def main(argv=None) -> int:
     parser.add_argument("--empty-chunks", type=int, default=200)
     parser.add_argument("--json", default=None, help="also write the measurements here")
     args = parser.parse_args(argv)
+    defaults = spec.run_defaults(args.order)  # the order's learning rates, paths, steps, solver
+    args.paths = args.paths or defaults["n_paths"]
 
     algorithm = spec.build(dtype=torch.float64, device="cpu",
                            **{o.name: o.default for o in spec.options})
     chunk = math.ceil(args.paths / args.chunks_per_lr)
-    n_chunks = len(spec.lrs) * math.ceil(args.paths / chunk)
-    run = dict(horizon=spec.horizon, order=args.order, steps_per_lr=spec.steps_per_lr,
-               method=spec.method, seed=args.seed, chunk_size=chunk, progress=False)
-    lrs = ",".join(f"{lr:g}" for lr in spec.lrs)
-    print(f"verify dropout --order {args.order}: lrs {lrs}, T={spec.horizon:g}, {args.paths} paths "
-          f"in chunks of {chunk} ({n_chunks} chunks), steps_per_lr {spec.steps_per_lr}, "
-          f"{spec.method}; {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
+    n_chunks = len(defaults["lrs"]) * math.ceil(args.paths / chunk)
+    run = dict(horizon=defaults["horizon"], order=args.order, steps_per_lr=defaults["steps_per_lr"],
+               method=defaults["method"], seed=args.seed, chunk_size=chunk, progress=False)
+    lrs = ",".join(f"{lr:g}" for lr in defaults["lrs"])
+    print(f"verify dropout --order {args.order}: lrs {lrs}, T={defaults['horizon']:g}, {args.paths} paths "
+          f"in chunks of {chunk} ({n_chunks} chunks), steps_per_lr {defaults['steps_per_lr']}, "
+          f"{defaults['method']}; {os.cpu_count()} CPUs, torch threads {torch.get_num_threads()}, "
           f"load average {os.getloadavg()[0]:.2f}")
 
     names = {0: "local", 1: "1 worker", 2: "2 workers"}
@@ -139,11 +141,11 @@ def main(argv=None) -> int:
             start = time.perf_counter()
             executors[n] = stack.enter_context(dask_executor(workers=n))
             # Warm-up: every worker imports torch and smetool and runs verify chunks once.
-            verify(algorithm, spec.lrs, 8 * n, executor=executors[n], **{**run, "chunk_size": 2})
+            verify(algorithm, defaults["lrs"], 8 * n, executor=executors[n], **{**run, "chunk_size": 2})
             startup[n] = time.perf_counter() - start
         for _ in range(args.repeats):
             for n, executor in executors.items():
-                got = _measure(algorithm, spec.lrs, args.paths, run, executor)
+                got = _measure(algorithm, defaults["lrs"], args.paths, run, executor)
                 if 0 in best and got["rows"] != best[0]["rows"]:
                     raise AssertionError(f"{names[n]} gave other numbers than the local run")
                 if n not in best or got["wall"] < best[n]["wall"]:
@@ -182,7 +184,7 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"paths": args.paths, "chunk_size": chunk, "chunks": n_chunks,
-                       "lrs": list(spec.lrs), "order": args.order, "repeats": args.repeats,
+                       "lrs": list(defaults["lrs"]), "order": args.order, "repeats": args.repeats,
                        "seconds": times, "cpu_seconds": cpu_times, "speedup_2_over_1": speedup,
                        "overhead_per_chunk_s": overhead, "cpu_overhead_per_chunk_s": cpu_overhead,
                        "empty_round_trip_s": empty, "empty_round_trip_cpu_s": empty_cpu,

@@ -96,6 +96,14 @@ class AlgorithmProducer:
             self._cache["lin"] = _DiscreteLinearization(torch.stack(mean), torch.stack(jacs), C)
         return self._cache["lin"]
 
+    def prepare(self) -> AlgorithmProducer:
+        """Compute the linearisation along the noise-free path now, so that it travels pickled
+        with each chunk to an executor's workers instead of being recomputed in every chunk
+        there (≈ 170 ms per order-2 dropout chunk). Returns ``self``."""
+        if self.variance_reduction is not VarianceReduction.NONE:
+            self.linearization()
+        return self
+
     def one_step(self) -> AlgorithmProducer:
         """The same producer cut to one step, for a memory probe (a step's working memory is the
         whole loop's). Its linearisation is the first step of this producer's (computed here,
@@ -168,6 +176,15 @@ class CoupledSMEProducer:
                 quadratic=self.variance_reduction is VarianceReduction.QUADRATIC)
         return self._cache["lin"]
 
+    def prepare(self) -> CoupledSMEProducer:
+        """Compute the linearisation along the noise-free path now, so that it travels pickled
+        with each chunk to an executor's workers instead of being recomputed in every chunk
+        there (≈ 170 ms per order-2 dropout chunk). Returns ``self``."""
+        if (self.variance_reduction is not VarianceReduction.NONE
+                and self.sde.noise_kind is not NoiseKind.SAMPLED):
+            self.linearization()
+        return self
+
     def one_step(self) -> CoupledSMEProducer:
         """The same producer cut to one coupled pair of fine steps (a memory probe), with the
         first two steps of this producer's linearisation (computed here, once)."""
@@ -222,6 +239,13 @@ class FlowProducer:
         fine, coarse = self._cache["flow"]
         return PathSample(states=fine.expand(n, -1).unsqueeze(0),
                           coarse=coarse.expand(n, -1).unsqueeze(0))
+
+    def prepare(self) -> FlowProducer:
+        """Solve the one noise-free path now, so that it travels pickled with each chunk to an
+        executor's workers instead of being solved again in every chunk there. Returns
+        ``self``."""
+        self(1, torch.Generator(device=self.device))
+        return self
 
     def one_step(self) -> FlowProducer:
         """Itself, with its one path solved (a memory probe then measures only the per-path
