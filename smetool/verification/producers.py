@@ -9,6 +9,10 @@ the covariance recursion) is the same for every chunk and is computed once per p
 from __future__ import annotations
 
 import dataclasses
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +58,54 @@ class _DiscreteLinearization:
     covariance: Tensor | None  # (D, D): C_K, exact
 
 
+_SHARED: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+_SHARED_ENTRIES = 32
+"""At most this many shared values are kept per process (the least recently used go first)."""
+
+
+class SharedWork:
+    """What every chunk of a producer shares (its linearisation, its one noise-free path),
+    computed once per process.
+
+    An executor pickles the producer into every chunk. Its ``_cache`` stays out of the pickle
+    (megabytes of Jacobians for an order-2 check), and a token drawn when the producer is built
+    keys a small per-process cache instead: a worker computes each shared value once for all the
+    chunks of that producer it runs (recomputing it per chunk cost ≈ 170 ms per order-2 dropout
+    chunk, shipping it ≈ 10 MB per submission). The values are deterministic, so where they are
+    computed changes no number.
+    """
+
+    _cache: dict[str, Any]
+    _token: str
+
+    def shared(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, once per producer and process."""
+        if name not in self._cache:
+            key = (self._token, name)
+            with _SHARED_LOCK:
+                found = _SHARED.get(key)
+                if found is not None:
+                    _SHARED.move_to_end(key)
+            if found is None:
+                found = compute()
+                with _SHARED_LOCK:
+                    _SHARED[key] = found
+                    while len(_SHARED) > _SHARED_ENTRIES:
+                        _SHARED.popitem(last=False)
+            self._cache[name] = found
+        return self._cache[name]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_cache": {}}
+
+
+def _token() -> str:
+    return uuid.uuid4().hex
+
+
 @dataclass(frozen=True)
-class AlgorithmProducer:
+class AlgorithmProducer(SharedWork):
     """``n`` paths of the discrete algorithm after ``steps`` steps of learning rate ``lr``.
 
     Returns the final states ``(1, n, D)``; with ``variance_reduction`` other than ``NONE`` (the
@@ -72,37 +122,32 @@ class AlgorithmProducer:
     device: torch.device
     variance_reduction: VarianceReduction = VarianceReduction.NONE
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _token: str = field(default_factory=_token, init=False, repr=False, compare=False)
 
     def linearization(self) -> _DiscreteLinearization:
         """The noise-free path, the Jacobians and the exact covariance (computed once)."""
-        if "lin" not in self._cache:
-            alg = self.algorithm
-            if not isinstance(alg, SeparableNoise) or not separable(alg):
-                raise TypeError(f"{alg.name}: control variates need a SeparableNoise plug-in with "
-                                "an exact mean step.")
-            theta = alg.initial_state(1, dtype=self.dtype, device=self.device)[0]
-            D = theta.numel()
-            mean, jacs = [theta], []
-            quadratic = self.variance_reduction is VarianceReduction.QUADRATIC
-            C = torch.zeros(D, D, dtype=self.dtype, device=self.device) if quadratic else None
-            for _ in range(self.steps):
-                J = row_jacobian(_MeanStep(alg, self.lr), theta)
-                if C is not None:
-                    Q = alg.step_covariance(theta.unsqueeze(0), self.lr)
-                    C = None if Q is None else J @ C @ J.T + Q[0]
-                theta = alg.mean_step(theta.unsqueeze(0), self.lr)[0]
-                mean.append(theta)
-                jacs.append(J)
-            self._cache["lin"] = _DiscreteLinearization(torch.stack(mean), torch.stack(jacs), C)
-        return self._cache["lin"]
+        return self.shared("lin", self._linearize)
 
-    def prepare(self) -> AlgorithmProducer:
-        """Compute the linearisation along the noise-free path now, so that it travels pickled
-        with each chunk to an executor's workers instead of being recomputed in every chunk
-        there (≈ 170 ms per order-2 dropout chunk). Returns ``self``."""
-        if self.variance_reduction is not VarianceReduction.NONE:
-            self.linearization()
-        return self
+    def _linearize(self) -> _DiscreteLinearization:
+        """The noise-free path, the Jacobians ``J_k`` and the exact covariance, from scratch."""
+        alg = self.algorithm
+        if not isinstance(alg, SeparableNoise) or not separable(alg):
+            raise TypeError(f"{alg.name}: control variates need a SeparableNoise plug-in with "
+                            "an exact mean step.")
+        theta = alg.initial_state(1, dtype=self.dtype, device=self.device)[0]
+        D = theta.numel()
+        mean, jacs = [theta], []
+        quadratic = self.variance_reduction is VarianceReduction.QUADRATIC
+        C = torch.zeros(D, D, dtype=self.dtype, device=self.device) if quadratic else None
+        for _ in range(self.steps):
+            J = row_jacobian(_MeanStep(alg, self.lr), theta)
+            if C is not None:
+                Q = alg.step_covariance(theta.unsqueeze(0), self.lr)
+                C = None if Q is None else J @ C @ J.T + Q[0]
+            theta = alg.mean_step(theta.unsqueeze(0), self.lr)[0]
+            mean.append(theta)
+            jacs.append(J)
+        return _DiscreteLinearization(torch.stack(mean), torch.stack(jacs), C)
 
     def one_step(self) -> AlgorithmProducer:
         """The same producer cut to one step, for a memory probe (a step's working memory is the
@@ -143,7 +188,7 @@ class AlgorithmProducer:
 
 
 @dataclass(frozen=True)
-class CoupledSMEProducer:
+class CoupledSMEProducer(SharedWork):
     """``n`` paths of an SME at step ``h`` and, on the same Brownian path, at ``2h``.
 
     Returns a :class:`~smetool.montecarlo.PathSample` with the final states ``(1, n, D)``, the
@@ -165,25 +210,16 @@ class CoupledSMEProducer:
     variance_reduction: VarianceReduction = VarianceReduction.NONE
     extrapolate: bool = False
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _token: str = field(default_factory=_token, init=False, repr=False, compare=False)
 
     def linearization(self) -> tuple[Tensor, LinearTangent, Tensor | None]:
         """The noise-free scheme path, the tangent's maps and its covariance (computed once)."""
-        if "lin" not in self._cache:
+        def compute() -> tuple[Tensor, LinearTangent, Tensor | None]:
             x0 = self.algorithm.initial_state(1, dtype=self.dtype, device=self.device)[0]
-            n = round(self.horizon / self.h)
-            self._cache["lin"] = linearize_sde(
-                self.sde, self.solver, x0, 0.0, self.h, n,
-                quadratic=self.variance_reduction is VarianceReduction.QUADRATIC)
-        return self._cache["lin"]
-
-    def prepare(self) -> CoupledSMEProducer:
-        """Compute the linearisation along the noise-free path now, so that it travels pickled
-        with each chunk to an executor's workers instead of being recomputed in every chunk
-        there (≈ 170 ms per order-2 dropout chunk). Returns ``self``."""
-        if (self.variance_reduction is not VarianceReduction.NONE
-                and self.sde.noise_kind is not NoiseKind.SAMPLED):
-            self.linearization()
-        return self
+            return linearize_sde(self.sde, self.solver, x0, 0.0, self.h,
+                                 round(self.horizon / self.h),
+                                 quadratic=self.variance_reduction is VarianceReduction.QUADRATIC)
+        return self.shared("lin", compute)
 
     def one_step(self) -> CoupledSMEProducer:
         """The same producer cut to one coupled pair of fine steps (a memory probe), with the
@@ -216,7 +252,7 @@ class CoupledSMEProducer:
 
 
 @dataclass(frozen=True)
-class FlowProducer:
+class FlowProducer(SharedWork):
     """A noise-free flow (an ODE), solved once on one path at ``h`` and ``2h`` and repeated for
     every path: its samples have zero variance. For the noise-free negative control."""
 
@@ -228,24 +264,19 @@ class FlowProducer:
     dtype: torch.dtype
     device: torch.device
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    _token: str = field(default_factory=_token, init=False, repr=False, compare=False)
 
     def __call__(self, n: int, generator: torch.Generator) -> PathSample:
-        if "flow" not in self._cache:
-            x0 = self.algorithm.initial_state(1, dtype=self.dtype, device=self.device)
-            sol = solve_coupled(self.sde, x0, (0.0, self.horizon), dt=self.h, method=self.solver,
-                                generator=torch.Generator(device=self.device).manual_seed(0),
-                                on_nonfinite="continue")
-            self._cache["flow"] = (sol.fine, sol.coarse)
-        fine, coarse = self._cache["flow"]
+        fine, coarse = self.shared("flow", self._solve)
         return PathSample(states=fine.expand(n, -1).unsqueeze(0),
                           coarse=coarse.expand(n, -1).unsqueeze(0))
 
-    def prepare(self) -> FlowProducer:
-        """Solve the one noise-free path now, so that it travels pickled with each chunk to an
-        executor's workers instead of being solved again in every chunk there. Returns
-        ``self``."""
-        self(1, torch.Generator(device=self.device))
-        return self
+    def _solve(self) -> tuple[Tensor, Tensor]:
+        x0 = self.algorithm.initial_state(1, dtype=self.dtype, device=self.device)
+        sol = solve_coupled(self.sde, x0, (0.0, self.horizon), dt=self.h, method=self.solver,
+                            generator=torch.Generator(device=self.device).manual_seed(0),
+                            on_nonfinite="continue")
+        return sol.fine, sol.coarse
 
     def one_step(self) -> FlowProducer:
         """Itself, with its one path solved (a memory probe then measures only the per-path

@@ -202,15 +202,13 @@ def verify(
     control_producers: dict[str, dict[float, Any]] = {}
     for lr, k_steps in zip(lrs, steps):
         h = lr / steps_per_lr
-        discrete[lr] = AlgorithmProducer(algorithm, lr, k_steps, opts.dtype, opts.where,
-                                         vr).prepare()
+        discrete[lr] = AlgorithmProducer(algorithm, lr, k_steps, opts.dtype, opts.where, vr)
         sme[lr] = CoupledSMEProducer(algorithm, probes[lr], solver, float(horizon), h,
-                                     opts.dtype, opts.where, vr, use_extrapolation).prepare()
+                                     opts.dtype, opts.where, vr, use_extrapolation)
         for control in (algorithm.negative_controls(lr, order) if controls else ()):
             control_specs.setdefault(control.name, control)
             control_producers.setdefault(control.name, {})[lr] = _control_producer(
-                algorithm, control, solver, float(horizon), lr / 2, opts.dtype, opts.where,
-                vr).prepare()
+                algorithm, control, solver, float(horizon), lr / 2, opts.dtype, opts.where, vr)
     tag = (f"verify {name} order={int(order)} horizon={float(horizon)!r} "
            f"steps_per_lr={int(steps_per_lr)} method={solver.name} vr={vr.value} "
            f"extrapolate={use_extrapolation} {algorithm!r}")
