@@ -19,7 +19,7 @@ from torch import Tensor
 from ..checks import check_positive, check_test_functions
 from ..device import measure_bytes_per_path
 from ..stats.extrapolation import Extrapolation, richardson_weights
-from .engine import MAX_AUTO_CHUNK, chunk_generator, chunk_seed, plan_chunk_size, run_chunks
+from .engine import chunk_generator, chunk_seed, run_chunks
 from .options import MonteCarloOptions
 from .producers import (
     TestFunction,
@@ -123,11 +123,8 @@ def richardson_monte_carlo(
     task = _RichardsonTask(tuple(producers), tuple(float(w) for w in weights), tests, opts.seed,
                            opts.where, bool(antithetic))
     checkpoint = opts.checkpoint_file("richardson.pt")
-    chunk = plan_chunk_size(
-        opts.chunk_size, opts.n_paths, device=opts.where, memory_budget=opts.memory_budget,
-        bytes_per_path=lambda: measure_bytes_per_path(lambda n: task(n, 2**31 - 1)),
-        cap=opts.chunk_cap(MAX_AUTO_CHUNK), checkpoint=checkpoint,
-        what="the approximation")
+    chunk = opts.plan_chunk(lambda: measure_bytes_per_path(lambda n: task(n, 2**31 - 1)),
+                            checkpoint, "the approximation")
     fingerprint = {
         "kind": "richardson_monte_carlo", **opts.describe(), "chunk_size": chunk,
         "compile": opts.compiles(chunk), "names": list(tests), "tag": str(tag),

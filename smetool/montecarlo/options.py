@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 
 from ..checks import check_path_count, check_positive_int, check_seed
 from ..device import device_fingerprint
+from .engine import MAX_AUTO_CHUNK, plan_chunk_size
 
 __all__ = ["MonteCarloOptions", "COMPILE_MIN_PATHS"]
 
@@ -183,6 +185,15 @@ class MonteCarloOptions:
         if self.max_chunk is not None:
             return self.max_chunk
         return cpu_default if self.where.type == "cpu" else None
+
+    def plan_chunk(self, bytes_per_path: Callable[[], int], checkpoint: Path | None,
+                   what: str) -> int:
+        """The paths per chunk of an estimate with these options (:func:`plan_chunk_size`, with
+        the automatic chunk capped at :meth:`chunk_cap` of ``MAX_AUTO_CHUNK``)."""
+        return plan_chunk_size(
+            self.chunk_size, self.n_paths, device=self.where, memory_budget=self.memory_budget,
+            bytes_per_path=bytes_per_path, cap=self.chunk_cap(MAX_AUTO_CHUNK),
+            checkpoint=checkpoint, what=what)
 
     def compiles(self, paths: int) -> bool:
         """Whether a run of ``paths`` paths per chunk compiles its kernels (see :attr:`compile`)."""

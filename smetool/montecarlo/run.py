@@ -13,7 +13,7 @@ from ..checks import check_test_functions
 from ..device import device_info, exact_matmul, measure_bytes_per_path
 from ..jsonutil import json_safe
 from ..stats import t_quantile
-from .engine import MAX_AUTO_CHUNK, chunk_generator, chunk_seed, plan_chunk_size, run_chunks
+from .engine import chunk_generator, chunk_seed, run_chunks
 from .options import MonteCarloOptions
 from .producers import (
     AntitheticPathProducer,
@@ -195,11 +195,8 @@ def run_monte_carlo(
         check_antithetic_producer(producer, "producer")
     task = _MonteCarloTask(producer, tests, opts.seed, opts.where, bool(antithetic))
     checkpoint = opts.checkpoint_file("run_monte_carlo.pt")
-    chunk = plan_chunk_size(
-        opts.chunk_size, opts.n_paths, device=opts.where, memory_budget=opts.memory_budget,
-        bytes_per_path=lambda: measure_bytes_per_path(lambda n: task(n, 2**31 - 1)),
-        cap=opts.chunk_cap(MAX_AUTO_CHUNK), checkpoint=checkpoint,
-        what="the producer")
+    chunk = opts.plan_chunk(lambda: measure_bytes_per_path(lambda n: task(n, 2**31 - 1)),
+                            checkpoint, "the producer")
     fingerprint = {
         "kind": "run_monte_carlo", **opts.describe(), "chunk_size": chunk,
         "compile": opts.compiles(chunk), "names": list(tests), "tag": str(tag),

@@ -34,11 +34,9 @@ from ..device import device_info, exact_matmul, measure_bytes_per_path
 from ..stats import StreamingMoments
 from .control import control_values
 from .engine import (
-    MAX_AUTO_CHUNK,
     NonFiniteChunkError,
     chunk_generator,
     chunk_seed,
-    plan_chunk_size,
     run_chunks,
 )
 from .options import MonteCarloOptions
@@ -410,11 +408,8 @@ def weak_error(
         task = _WeakErrorTask(approx, ref, ctrl, tests, opts.seed, i, opts.where,
                               bool(common_random_numbers), bool(antithetic), labels)
         checkpoint = opts.checkpoint_file(f"step{i}.pt")
-        chunk = plan_chunk_size(
-            opts.chunk_size, opts.n_paths, device=opts.where, memory_budget=opts.memory_budget,
-            bytes_per_path=task.bytes_per_path,
-            cap=opts.chunk_cap(MAX_AUTO_CHUNK), checkpoint=checkpoint,
-            what=f"a chunk at {step_name}={h:g}")
+        chunk = opts.plan_chunk(task.bytes_per_path, checkpoint,
+                                f"a chunk at {step_name}={h:g}")
         fingerprint = {
             "kind": "weak_error", **opts.describe(), "chunk_size": chunk,
             "compile": opts.compiles(chunk), "names": names,
