@@ -20,6 +20,8 @@ algorithm", ICLR 2024.
 
 from __future__ import annotations
 
+import abc
+
 import torch
 from torch import Tensor, nn
 
@@ -58,7 +60,7 @@ def _rows(fn, X: Tensor, chunk: int) -> Tensor:
     return torch.cat([fn(x) for x in X.split(chunk)]) if X.shape[0] else fn(X)
 
 
-class Subject:
+class Subject(abc.ABC):
     """The interface of the network analyses (see the module docstring).
 
     Attributes
@@ -74,34 +76,34 @@ class Subject:
     n_params: int = 0
     antipodal: bool = True
 
+    @abc.abstractmethod
     def dropout_step(self, theta: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """One full-batch dropout step per path (fresh masks from ``generator``), ``(P, D)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def gd_step(self, theta: Tensor, lr: float) -> Tensor:
         """One gradient-descent step on ``R_S`` per path, ``(P, D)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def loss(self, theta: Tensor) -> Tensor:
         """``R_S`` (no dropout) of parameter vectors ``(N, D) -> (N,)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def hvp(self, theta: Tensor, V: Tensor) -> Tensor:
         """``∇²R_S(θ_p) v`` for blocks ``V (P, s, D)``, ``(P, s, D)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def hessian(self, theta: Tensor) -> Tensor:
         """``∇²R_S(θ)``, ``(P, D, D)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def gradient_samples(self, theta: Tensor, n: int, generator: torch.Generator) -> Tensor:
         """Random gradient data: ``n`` dropout gradients per path at fixed ``θ``, ``(P, n, D)``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def units(self, theta: Tensor) -> tuple[Tensor, Tensor]:
         """The first layer's units: weight vectors (bias appended) ``(P, m, d)`` and amplitudes
         ``(P, m)`` (input-weight norm times outgoing-weight norm)."""
-        raise NotImplementedError
 
 
 class ProblemSubject(Subject):
