@@ -6,17 +6,19 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
+from ..brownian import Increments, as_increments
 from ..device import steady_allocator
 from ..noise import check_diffusion
-from ..sde import SDE
+from ..sde import SDE, as_sde
 from ..solvers import EulerMaruyama, Solver, get_solver
 
 __all__ = ["make_generator", "grid_steps", "save_indices", "checked_diffusion", "nonfinite_message",
-           "as_solver", "check_x0", "time_loop", "LoopOutcome"]
+           "as_solver", "check_x0", "time_loop", "LoopOutcome", "RunSetup", "run_setup"]
 
 
 def make_generator(
@@ -162,6 +164,33 @@ class LoopOutcome:
         """Per path the first non-finite step (``-1``: never), or ``None`` if every path stayed
         finite."""
         return self.first_bad if bool((self.first_bad >= 0).any()) else None
+
+
+class RunSetup(NamedTuple):
+    """The checked arguments of an integrator (see :func:`run_setup`)."""
+
+    sde: SDE
+    solver: Solver
+    increments: Increments
+    x: Tensor
+    t0: float
+    n_steps: int
+
+
+def run_setup(sde: Any, method: Solver | str | None, increments: Any, x0: Tensor,
+              n_paths: int | None, on_nonfinite: str, t_span: tuple[float, float],
+              dt: float) -> RunSetup:
+    """What :func:`~smetool.solve` and :func:`~smetool.integrate.solve_coupled` check and build
+    first: the SDE, the solver, the increments, ``x0`` as ``(P, D)``, the start time and the number
+    of steps of ``dt`` in ``t_span``."""
+    sde = as_sde(sde)
+    solver = as_solver(method)
+    inc = as_increments(increments)
+    x = check_x0(x0, n_paths)
+    if on_nonfinite not in ("raise", "continue"):
+        raise ValueError(f"`on_nonfinite` must be 'raise' or 'continue'; got {on_nonfinite!r}.")
+    t0, t1 = (float(t) for t in t_span)
+    return RunSetup(sde, solver, inc, x, t0, grid_steps(t0, t1, dt))
 
 
 def time_loop(

@@ -8,12 +8,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..brownian import as_increments
 from ..noise import brownian_dim
-from ..sde import SDE, NoiseKind, as_sde
+from ..sde import SDE, NoiseKind
 from ..solvers import Solver
 from ..solvers.base import noise_increment
-from .common import as_solver, check_x0, checked_diffusion, grid_steps, nonfinite_message, time_loop
+from .common import checked_diffusion, nonfinite_message, run_setup, time_loop
 from .solve import NonFiniteError
 
 __all__ = ["solve_coupled", "CoupledSolution", "LinearTangent"]
@@ -118,14 +117,7 @@ def solve_coupled(
     NonFiniteError
         A path became non-finite and ``on_nonfinite="raise"``.
     """
-    sde = as_sde(sde)
-    solver = as_solver(method)
-    inc = as_increments(None)
-    x = check_x0(x0, None)
-    if on_nonfinite not in ("raise", "continue"):
-        raise ValueError(f"`on_nonfinite` must be 'raise' or 'continue'; got {on_nonfinite!r}.")
-    t0, t1 = (float(t) for t in t_span)
-    n = grid_steps(t0, t1, dt)
+    sde, solver, inc, x, t0, n = run_setup(sde, method, None, x0, None, on_nonfinite, t_span, dt)
     if n % 2:
         raise ValueError(
             f"`dt` must divide the time span into an even number of steps (the coarse run takes "

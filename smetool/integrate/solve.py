@@ -11,17 +11,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..brownian import Increments, as_increments
+from ..brownian import Increments
 from ..noise import brownian_dim
-from ..sde import SDE, NoiseKind, as_sde, shape_probe_drift
+from ..sde import SDE, NoiseKind, shape_probe_drift
 from ..solvers import Solver
 from .common import (
-    as_solver,
-    check_x0,
     checked_diffusion,
-    grid_steps,
     make_generator,
     nonfinite_message,
+    run_setup,
     save_indices,
     time_loop,
 )
@@ -184,14 +182,8 @@ def solve(
     >>> sol.xs.shape
     torch.Size([2, 1000, 2])
     """
-    sde = as_sde(sde)
-    solver = as_solver(method)
-    inc = as_increments(increments)
-    x = check_x0(x0, n_paths)
-    if on_nonfinite not in ("raise", "continue"):
-        raise ValueError(f"`on_nonfinite` must be 'raise' or 'continue'; got {on_nonfinite!r}.")
-    t0, t1 = (float(t) for t in t_span)
-    n = grid_steps(t0, t1, dt)
+    sde, solver, inc, x, t0, n = run_setup(sde, method, increments, x0, n_paths, on_nonfinite,
+                                           t_span, dt)
     save_idx = save_indices(save_at, t0, dt, n)
     solver.check(sde, inc)
     if sde.noise_kind is NoiseKind.SAMPLED and inc.name == "torchsde":
