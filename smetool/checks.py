@@ -8,10 +8,11 @@ here (``True`` is refused where an int or float is asked for).
 
 from __future__ import annotations
 
+import enum
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "check_positive_int",
@@ -28,6 +29,7 @@ __all__ = [
     "whole_steps",
     "check_test_functions",
     "check_distinct_positive",
+    "check_choice",
 ]
 
 #: Relative tolerance of "a whole number of steps": a span ``T`` is ``k`` steps of ``h`` when
@@ -215,3 +217,18 @@ def check_sequence_of_times(times: Sequence[float] | Any, owner: str | None = No
         raise ValueError(
             f"{_who(owner)}`times` must be non-empty, finite and ≥ 0; got {list(values)}.")
     return values
+
+
+E = TypeVar("E", bound=enum.Enum)
+
+
+def check_choice(kind: type[E], value: Any, name: str) -> E:
+    """``value`` as a member of the enum ``kind`` (a member or its value), else a one-line
+    ``ValueError`` naming ``name`` and listing the valid values."""
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except ValueError:
+        valid = ", ".join(str(member.value) for member in kind)
+        raise ValueError(f"`{name}` must be one of {valid}; got {value!r}.") from None

@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checks import check_choice
+
 __all__ = ["NoiseKind", "SDE", "FunctionSDE", "NoiseFree", "TimeChanged", "SampledDriftSDE",
            "TorchsdeAdapter", "as_sde", "shape_probe_drift"]
 
@@ -313,13 +315,7 @@ class TimeChanged(SDE):
 
 def parse_noise_kind(kind: NoiseKind | str) -> NoiseKind:
     """Turn a string into a :class:`NoiseKind`, listing the valid names when it is unknown."""
-    if isinstance(kind, NoiseKind):
-        return kind
-    try:
-        return NoiseKind(kind)
-    except ValueError:
-        valid = ", ".join(k.value for k in NoiseKind)
-        raise ValueError(f"`noise_kind` must be one of {valid}; got {kind!r}.") from None
+    return check_choice(NoiseKind, kind, "noise_kind")
 
 
 _TORCHSDE_KINDS = {

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ..checks import check_choice
 from ..device import functorch_exclusive
 from ..integrate import LinearTangent, as_solver
 from ..noise import diffusion_matrix
@@ -86,13 +87,7 @@ def as_variance_reduction(value: VarianceReduction | str) -> VarianceReduction:
     ValueError
         An unknown name (the message lists the valid ones).
     """
-    if isinstance(value, VarianceReduction):
-        return value
-    try:
-        return VarianceReduction(value)
-    except ValueError:
-        valid = ", ".join(v.value for v in VarianceReduction)
-        raise ValueError(f"`variance_reduction` must be one of {valid}; got {value!r}.") from None
+    return check_choice(VarianceReduction, value, "variance_reduction")
 
 
 @dataclass(frozen=True)
