@@ -38,8 +38,11 @@ in Financial Engineering*, Springer 2004, §4.1.
 from __future__ import annotations
 
 import enum
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -134,10 +137,35 @@ def row_jacobian(fn: Callable[[Tensor], Tensor], point: Tensor) -> Tensor:
     return ((values[:D] - values[D:]) / (2.0 * step)).transpose(0, 1)
 
 
+_DERIVATIVES: OrderedDict[tuple, tuple[Any, tuple[Tensor, Tensor | None] | None]] = OrderedDict()
+_DERIVATIVES_LOCK = threading.Lock()
+_DERIVATIVE_ENTRIES = 256
+"""Derivatives of test functions at noise-free points kept per process: every chunk of a
+producer (and every chunk's antithetic twin) asks for the same ones."""
+
+
 def _derivatives(g: Callable[[Tensor], Tensor], point: Tensor, quadratic: bool
                  ) -> tuple[Tensor, Tensor | None] | None:
     """``∇g`` and (with ``quadratic``) ``∇²g`` at one point, by autograd; ``None`` when ``g`` is
-    not differentiable there (no control variate for it)."""
+    not differentiable there (no control variate for it). Cached per process by the test
+    function's identity and the point's bytes (the cache holds ``g``, so its id stays its own)."""
+    key = (id(g), str(point.dtype), str(point.device), point.detach().cpu().numpy().tobytes(),
+           quadratic)
+    with _DERIVATIVES_LOCK:
+        found = _DERIVATIVES.get(key)
+        if found is not None:
+            _DERIVATIVES.move_to_end(key)
+            return found[1]
+    value = _compute_derivatives(g, point, quadratic)
+    with _DERIVATIVES_LOCK:
+        _DERIVATIVES[key] = (g, value)
+        while len(_DERIVATIVES) > _DERIVATIVE_ENTRIES:
+            _DERIVATIVES.popitem(last=False)
+    return value
+
+
+def _compute_derivatives(g: Callable[[Tensor], Tensor], point: Tensor, quadratic: bool
+                         ) -> tuple[Tensor, Tensor | None] | None:
     def scalar(y: Tensor) -> Tensor:
         return g(y.unsqueeze(0))[0]
 

@@ -19,6 +19,7 @@ from torch import Tensor
 from ..brownian import Increments, as_increments
 from ..integrate import solve
 from ..sde import NoiseKind, as_sde
+from ..stats.extrapolation import richardson_weights
 from .control import TangentPaths
 
 __all__ = [
@@ -74,23 +75,40 @@ class PathSample:
     Attributes
     ----------
     states : Tensor, (S, P, D)
-        The states at the save times.
-    coarse : Tensor, (S, P, D), optional
-        The same paths (the same Brownian path) integrated at twice the step: the estimators
-        accumulate ``g(states) − g(coarse)``, whose mean estimates the solver's own error.
+        The states at the save times (the finest level of a scheme).
+    coarse : tuple of Tensor, (S, P, D) each
+        The same paths (the same Brownian path) integrated at ``2h, 4h, …``: with
+        ``solver_order`` they give the scheme's Richardson (Talay–Tubaro) combination
+        ``Σ_l w_l g(level l)`` (:func:`~smetool.richardson_weights` for ``1 + len(coarse)``
+        levels and leading order ``solver_order``), which removes the first ``len(coarse)`` terms
+        of the scheme's weak-error expansion ``c_p h^p + c_{p+1} h^{p+1} + …``. The estimators
+        accumulate the fine level's own error ``g(states) − Σ_l w_l g(level l)``.
     tangent : TangentPaths, optional
         The noise-free path and the tangent on the same draws: the estimators subtract the
         small-noise control variates (:mod:`smetool.montecarlo.control`).
-    extrapolate : int, optional
-        With coarse states, the weak order ``p`` of the scheme: the estimators then use the
-        Richardson (Talay–Tubaro) combination ``g(states) + (g(states) − g(coarse))/(2^p − 1)``,
-        which removes the scheme's leading error term.
+    coarse_tangents : tuple of TangentPaths
+        With ``tangent`` and ``coarse``: one per coarse level (its own noise-free path and
+        tangent, driven by that level's increments), so that every level of the combination
+        carries its control variates.
+    solver_order : float, optional
+        ``p``, the leading power of the scheme's error expansion (its weak order for this
+        SDE); needed with ``coarse``.
+    extrapolate : bool
+        Estimate with the Richardson combination instead of the finest level.
     """
 
     states: Tensor
-    coarse: Tensor | None = None
+    coarse: tuple[Tensor, ...] = ()
     tangent: TangentPaths | None = None
-    extrapolate: int | None = None
+    coarse_tangents: tuple[TangentPaths, ...] = ()
+    solver_order: float | None = None
+    extrapolate: bool = False
+
+    def richardson_weights(self) -> tuple[float, ...]:
+        """The weights of ``(states, *coarse)`` in the Richardson combination (finest first)."""
+        if not self.coarse or self.solver_order is None:
+            return (1.0,)
+        return tuple(float(w) for w in richardson_weights(1 + len(self.coarse), self.solver_order))
 
 
 def produce(producer: Callable, n: int, gen: torch.Generator, antithetic: bool | None,
@@ -106,9 +124,11 @@ def produce(producer: Callable, n: int, gen: torch.Generator, antithetic: bool |
     """
     out = producer(n, gen) if antithetic is None else producer(n, gen, antithetic=antithetic)
     sample = out if isinstance(out, PathSample) else PathSample(out)
-    for label, xs in (("states", sample.states), ("coarse states", sample.coarse)):
-        if xs is None:
-            continue
+    if not isinstance(sample.coarse, tuple):
+        raise TypeError(f"`{name}`: PathSample.coarse must be a tuple of tensors (2h, 4h, …); got "
+                        f"{type(sample.coarse).__name__}.")
+    for label, xs in (("states", sample.states),
+                      *((f"coarse states {i}", c) for i, c in enumerate(sample.coarse))):
         if not isinstance(xs, Tensor):
             raise TypeError(
                 f"`{name}` must return a Tensor of shape (S, P, D) or a PathSample; got "
@@ -119,15 +139,22 @@ def produce(producer: Callable, n: int, gen: torch.Generator, antithetic: bool |
                 f"{tuple(xs.shape)}.")
         if not xs.is_floating_point():
             raise ValueError(f"`{name}` must return a floating tensor; got {xs.dtype}.")
-    if sample.coarse is not None and sample.coarse.shape != sample.states.shape:
-        raise ValueError(
-            f"`{name}`: the coarse states must have the shape of the states "
-            f"{tuple(sample.states.shape)}; got {tuple(sample.coarse.shape)}.")
-    if sample.extrapolate is not None and (sample.coarse is None or sample.extrapolate < 1):
-        raise ValueError(f"`{name}`: extrapolation needs coarse states and a weak order ≥ 1; got "
-                         f"extrapolate={sample.extrapolate!r}.")
-    tangent = sample.tangent
-    if tangent is not None:
+        if xs.shape != sample.states.shape:
+            raise ValueError(
+                f"`{name}`: the {label} must have the shape of the states "
+                f"{tuple(sample.states.shape)}; got {tuple(xs.shape)}.")
+    if sample.coarse and not (sample.solver_order is not None and sample.solver_order > 0):
+        raise ValueError(f"`{name}`: coarse states need the scheme's solver_order > 0; got "
+                         f"{sample.solver_order!r}.")
+    if sample.extrapolate and not sample.coarse:
+        raise ValueError(f"`{name}`: extrapolation needs coarse states.")
+    if sample.coarse_tangents and (sample.tangent is None
+                                   or len(sample.coarse_tangents) != len(sample.coarse)):
+        raise ValueError(f"`{name}`: coarse_tangents need a tangent and one per coarse level "
+                         f"({len(sample.coarse)}); got {len(sample.coarse_tangents)}.")
+    for tangent in (sample.tangent, *sample.coarse_tangents):
+        if tangent is None:
+            continue
         S, _, D = sample.states.shape
         shapes = [tangent.martingale.shape] + ([] if tangent.delta is None else [tangent.delta.shape])
         if any(s != sample.states.shape for s in shapes) or tangent.mean.shape != (S, D):

@@ -97,17 +97,28 @@ class _WeakErrorTask:
         stream = 0 if self.common_random_numbers else side
         gen = chunk_generator(self.device, chunk_seed(self.seed, self.step_index, c, stream))
         sample = produce(producer, n, gen, anti, label)
-        values = evaluate_test_functions(self.tests, sample.states)
-        if sample.coarse is not None:
-            out[f"{key}_coarse"] = values - evaluate_test_functions(self.tests, sample.coarse)
-            if sample.extrapolate is not None:  # Richardson: remove the scheme's leading error
-                values = values + out[f"{key}_coarse"] / (2.0**sample.extrapolate - 1.0)
-        if sample.tangent is not None:
-            out[f"{key}_raw"] = values
-            out[f"{key}_cv"] = control_values(self.tests, sample.tangent)
-            values = values - out[f"{key}_cv"]
-        out[key] = values
-        return values
+        values = [evaluate_test_functions(self.tests, xs) for xs in (sample.states, *sample.coarse)]
+        controls = [] if sample.tangent is None else [
+            control_values(self.tests, t) for t in (sample.tangent, *sample.coarse_tangents)]
+        weights = sample.richardson_weights()
+
+        def combined(terms: list[Tensor]) -> Tensor:
+            return sum((w * term for w, term in zip(weights, terms)), torch.zeros_like(terms[0]))
+
+        every_level = len(controls) == len(values)
+        if sample.coarse:
+            # The finest level's own error, g_h − Σ_l w_l g_l, each level with its control
+            # variates when it has them (mean zero, so the estimate stays unbiased).
+            residuals = [v - cv for v, cv in zip(values, controls)] if every_level else values
+            out[f"{key}_solver"] = residuals[0] - combined(residuals)
+        value = combined(values) if sample.extrapolate else values[0]
+        if controls:
+            cv = combined(controls) if sample.extrapolate and every_level else controls[0]
+            out[f"{key}_raw"] = value
+            out[f"{key}_cv"] = cv
+            value = value - cv
+        out[key] = value
+        return value
 
     def run(self, n: int, c: int, anti: bool | None) -> dict[str, Tensor]:
         out: dict[str, Tensor] = {}
@@ -182,7 +193,7 @@ class _Fitted:
         # Cov(g − c, c) by polarisation; (1 − β) = −Cov(g − c, c) / Var(c)
         cross = 0.5 * (raw.variance - used.variance - v_cv)
         shift = torch.where(v_cv > 0, cross / torch.where(v_cv > 0, v_cv, 1.0), 0.0)
-        self.mean = used.mean + shift * cv.mean
+        self.mean = used.mean - shift * cv.mean  # mean(g − β c) = mean(g − c) + (1 − β) mean(c)
         self.variance = torch.clamp(used.variance - shift * cross, min=0.0)
         self.raw_variance = raw.variance
 
@@ -210,7 +221,7 @@ def _step_summary(acc: Mapping[str, StreamingMoments], ref: str, exact: Tensor |
         return acc[f"single_{key}"].variance if single and antithetic else acc[key].variance
 
     out: dict[str, Any] = {"approx_mean": a.mean, "approx_stderr": a.stderr, "count": a.count,
-                           "crn": None, "anti": None, "coarse": None, "coarse_se": None,
+                           "crn": None, "anti": None, "solver": None, "solver_se": None,
                            "cv": None}
     if exact is not None:
         out.update(error=a.mean - exact, stderr=a.stderr, ref_mean=exact,
@@ -230,8 +241,8 @@ def _step_summary(acc: Mapping[str, StreamingMoments], ref: str, exact: Tensor |
             out.update(error=a.mean - r.mean, stderr=torch.hypot(a.stderr, r.stderr))
             v_single = v_indep
             v_raw, v_used = var("approx_raw") + var(f"{ref}_raw"), a.variance + r.variance
-        if f"{ref}_coarse" in acc:
-            out.update(coarse=acc[f"{ref}_coarse"].mean, coarse_se=acc[f"{ref}_coarse"].stderr)
+        if f"{ref}_solver" in acc:
+            out.update(solver=acc[f"{ref}_solver"].mean, solver_se=acc[f"{ref}_solver"].stderr)
     if antithetic:
         out["anti"] = v_single / (2.0 * v_raw)
     if "approx_raw" in acc or f"{ref}_raw" in acc:
@@ -258,7 +269,7 @@ def _table(per_step: list[dict[str, Any]], names: list[str], times: Any, hs: tup
         count=int(per_step[0]["count"]), seed=seed, common_random_numbers=crn,
         antithetic=antithetic, exact_reference=exact, variance_reduction=stacked("reduction"),
         crn_factor=stacked("crn"), antithetic_factor=stacked("anti"),
-        reference_coarse_differences=stacked("coarse"), reference_coarse_stderrs=stacked("coarse_se"),
+        reference_solver_errors=stacked("solver"), reference_solver_stderrs=stacked("solver_se"),
         labels=labels, step_name=step_name, control_variate_factor=stacked("cv"),
         controls=controls or {}, device=device or {},
     )
@@ -425,7 +436,7 @@ def weak_error(
                              paths_per_sample=(2 if antithetic else 1) * (2 + len(ctrl)),
                              executor=opts.executor, compile=opts.compiles(chunk))
         except NonFiniteChunkError as exc:
-            sides = {"approx": labels[0], "ref": labels[1], "ref_coarse": f"coarse {labels[1]}"}
+            sides = {"approx": labels[0], "ref": labels[1], "ref_solver": f"coarse {labels[1]}"}
             counts = {sides.get(k, k): v for k, v in exc.counts.items()
                       if not k.startswith(("diff", "single")) and not k.endswith(("_raw", "_cv"))}
             raise NonFiniteChunkError(exc.chunk, exc.size, counts,

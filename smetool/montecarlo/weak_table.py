@@ -93,9 +93,12 @@ class WeakErrorTable:
     crn_factor, antithetic_factor : Tensor (K, S, L) or None
         The two parts of ``variance_reduction``: ``(Var g_a + Var g_r) / Var(g_a − g_r)`` per path,
         and ``Var(single difference) / (2 Var(pair-averaged difference))``.
-    reference_coarse_differences, reference_coarse_stderrs : Tensor (K, S, L) or None
-        When the reference returns coarse states (:class:`~smetool.montecarlo.PathSample`):
-        ``E g(ref at h) − E g(ref at 2h)`` on coupled paths, and its standard error.
+    reference_solver_errors, reference_solver_stderrs : Tensor (K, S, L) or None
+        When the reference returns coarse levels (:class:`~smetool.montecarlo.PathSample`): the
+        finest level's own solver error ``E g(ref at h) − Σ_l w_l E g(ref at 2^l h)`` (the
+        Richardson combination's estimate of ``E g(ref at h) − E g(exact ref)``) on coupled
+        paths, and its standard error. When the reference extrapolates, this is the error
+        removed from its estimate.
     control_variate_factor : Tensor (K, S, L) or None
         When a side returns a tangent (:class:`~smetool.montecarlo.control.TangentPaths`): the
         variance of the plain error estimate divided by that of the estimate with the control
@@ -130,8 +133,8 @@ class WeakErrorTable:
     variance_reduction: Tensor
     crn_factor: Tensor | None = None
     antithetic_factor: Tensor | None = None
-    reference_coarse_differences: Tensor | None = field(default=None, repr=False)
-    reference_coarse_stderrs: Tensor | None = field(default=None, repr=False)
+    reference_solver_errors: Tensor | None = field(default=None, repr=False)
+    reference_solver_stderrs: Tensor | None = field(default=None, repr=False)
     labels: tuple[str, str] = ("approximation", "reference")
     step_name: str = "h"
     control_variate_factor: Tensor | None = field(default=None, repr=False)

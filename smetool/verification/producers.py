@@ -189,13 +189,15 @@ class AlgorithmProducer(SharedWork):
 
 @dataclass(frozen=True)
 class CoupledSMEProducer(SharedWork):
-    """``n`` paths of an SME at step ``h`` and, on the same Brownian path, at ``2h``.
+    """``n`` paths of an SME at step ``h`` and, on the same Brownian path, at ``2h, 4h, …``.
 
-    Returns a :class:`~smetool.montecarlo.PathSample` with the final states ``(1, n, D)``, the
-    coarse ones (the pipeline's estimate of the SME solver's own error; with ``extrapolate`` the
-    Richardson combination of the two is used, which removes the solver's leading error) and,
-    with control variates, the tangent ``δ_{j+1} = (I + h ∂b(θ̄_j)) δ_j + σ(θ̄_j) ΔW_j`` on the
-    fine increments.
+    Returns a :class:`~smetool.montecarlo.PathSample` with the final states ``(1, n, D)`` of
+    every level (``levels`` of them; the coarse ones give the Richardson estimate of the SME
+    solver's own error, for the expansion ``c_p h^p + c_{p+1} h^{p+1} + …`` of a solver of weak
+    order ``p`` on this SDE; with ``extrapolate`` the Richardson combination is the estimate) and,
+    with control variates, every level's tangent ``δ_{j+1} = (I + h_l ∂b(θ̄_j)) δ_j + σ(θ̄_j) ΔW_j``
+    along that level's own noise-free path ``θ̄`` and on its increments, so that every term of the
+    combination carries its control variates.
     Non-finite paths are carried on (``on_nonfinite="continue"``) so that the Monte-Carlo engine
     counts them per side.
     """
@@ -209,52 +211,63 @@ class CoupledSMEProducer(SharedWork):
     device: torch.device
     variance_reduction: VarianceReduction = VarianceReduction.NONE
     extrapolate: bool = False
+    levels: int = 2
     _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
     _token: str = field(default_factory=_token, init=False, repr=False, compare=False)
 
-    def linearization(self) -> tuple[Tensor, LinearTangent, Tensor | None]:
-        """The noise-free scheme path, the tangent's maps and its covariance (computed once)."""
-        def compute() -> tuple[Tensor, LinearTangent, Tensor | None]:
+    @property
+    def uses_tangent(self) -> bool:
+        return (self.variance_reduction is not VarianceReduction.NONE
+                and self.sde.noise_kind is not NoiseKind.SAMPLED)
+
+    def linearization(self) -> tuple[tuple[Tensor, LinearTangent, Tensor | None], ...]:
+        """Per level: the noise-free scheme path, the tangent's maps and its covariance
+        (computed once)."""
+        def compute() -> tuple[tuple[Tensor, LinearTangent, Tensor | None], ...]:
             x0 = self.algorithm.initial_state(1, dtype=self.dtype, device=self.device)[0]
-            return linearize_sde(self.sde, self.solver, x0, 0.0, self.h,
-                                 round(self.horizon / self.h),
-                                 quadratic=self.variance_reduction is VarianceReduction.QUADRATIC)
+            quadratic = self.variance_reduction is VarianceReduction.QUADRATIC
+            return tuple(
+                linearize_sde(self.sde, self.solver, x0, 0.0, self.h * 2**level,
+                              round(self.horizon / (self.h * 2**level)), quadratic=quadratic)
+                for level in range(self.levels))
         return self.shared("lin", compute)
 
     def one_step(self) -> CoupledSMEProducer:
-        """The same producer cut to one coupled pair of fine steps (a memory probe), with the
-        first two steps of this producer's linearisation (computed here, once)."""
+        """The same producer cut to one block of ``2^{L−1}`` fine steps (a memory probe), with the
+        first steps of this producer's linearisations (computed here, once)."""
         cache: dict[str, Any] = {}
-        if (self.variance_reduction is not VarianceReduction.NONE
-                and self.sde.noise_kind is not NoiseKind.SAMPLED):
-            mean, maps, cov = self.linearization()
-            short = LinearTangent(maps.A[:2], None if maps.B is None else maps.B[:2])
-            cache["lin"] = (mean[:3], short, None if cov is None else cov[:3])
-        return dataclasses.replace(self, horizon=2 * self.h, _cache=cache)
+        if self.uses_tangent:
+            short = []
+            for level, (mean, maps, cov) in enumerate(self.linearization()):
+                k = 2 ** (self.levels - 1 - level)
+                short.append((mean[:k + 1], LinearTangent(
+                    maps.A[:k], None if maps.B is None else maps.B[:k]),
+                    None if cov is None else cov[:k + 1]))
+            cache["lin"] = tuple(short)
+        return dataclasses.replace(self, horizon=2 ** (self.levels - 1) * self.h, _cache=cache)
 
     def __call__(self, n: int, generator: torch.Generator) -> PathSample:
         x0 = self.algorithm.initial_state(n, dtype=self.dtype, device=self.device)
-        use_tangent = (self.variance_reduction is not VarianceReduction.NONE
-                       and self.sde.noise_kind is not NoiseKind.SAMPLED)
-        maps = None
-        if use_tangent:
-            mean, maps, cov = self.linearization()
+        lin = self.linearization() if self.uses_tangent else ()
         sol = solve_coupled(self.sde, x0, (0.0, self.horizon), dt=self.h, method=self.solver,
-                            generator=generator, on_nonfinite="continue", tangent=maps)
-        tangent = None
-        if use_tangent and sol.martingale is not None:
-            tangent = TangentPaths(mean[-1:], sol.martingale.unsqueeze(0),
-                                   None if sol.tangent is None else sol.tangent.unsqueeze(0),
-                                   None if cov is None else cov[-1:])
-        p = round(self.solver.weak_order) if self.extrapolate else None
-        return PathSample(states=sol.fine.unsqueeze(0), coarse=sol.coarse.unsqueeze(0),
-                          tangent=tangent, extrapolate=p)
+                            generator=generator, on_nonfinite="continue", levels=self.levels,
+                            tangent=[maps for _, maps, _ in lin] or None)
+        tangents = tuple(
+            TangentPaths(mean[-1:], m.unsqueeze(0), None if d is None else d.unsqueeze(0),
+                         None if cov is None else cov[-1:])
+            for (mean, _, cov), m, d in zip(
+                lin, sol.martingales, sol.tangents or (None,) * len(sol.martingales)))
+        return PathSample(
+            states=sol.fine.unsqueeze(0), coarse=tuple(x.unsqueeze(0) for x in sol.levels[1:]),
+            tangent=tangents[0] if tangents else None, coarse_tangents=tangents[1:],
+            solver_order=self.solver.weak_order_for(self.sde.noise_kind) if self.levels > 1 else None,
+            extrapolate=self.extrapolate)
 
 
 @dataclass(frozen=True)
 class FlowProducer(SharedWork):
-    """A noise-free flow (an ODE), solved once on one path at ``h`` and ``2h`` and repeated for
-    every path: its samples have zero variance. For the noise-free negative control."""
+    """A noise-free flow (an ODE), solved once on one path at step ``h`` and repeated for every
+    path: its samples have zero variance. For the noise-free negative control."""
 
     algorithm: Algorithm
     sde: NoiseFree
@@ -267,16 +280,15 @@ class FlowProducer(SharedWork):
     _token: str = field(default_factory=_token, init=False, repr=False, compare=False)
 
     def __call__(self, n: int, generator: torch.Generator) -> PathSample:
-        fine, coarse = self.shared("flow", self._solve)
-        return PathSample(states=fine.expand(n, -1).unsqueeze(0),
-                          coarse=coarse.expand(n, -1).unsqueeze(0))
+        final = self.shared("flow", self._solve)
+        return PathSample(states=final.expand(n, -1).unsqueeze(0))
 
-    def _solve(self) -> tuple[Tensor, Tensor]:
+    def _solve(self) -> Tensor:
         x0 = self.algorithm.initial_state(1, dtype=self.dtype, device=self.device)
         sol = solve_coupled(self.sde, x0, (0.0, self.horizon), dt=self.h, method=self.solver,
                             generator=torch.Generator(device=self.device).manual_seed(0),
-                            on_nonfinite="continue")
-        return sol.fine, sol.coarse
+                            on_nonfinite="continue", levels=1)
+        return sol.fine
 
     def one_step(self) -> FlowProducer:
         """Itself, with its one path solved (a memory probe then measures only the per-path
