@@ -35,6 +35,7 @@ BUILTIN_MODULES = (
     "smetool.algorithms.dropout",
     "smetool.algorithms.dropout_net",
     "smetool.algorithms.sgd",
+    "smetool.algorithms.sgd_scalar",
     "smetool.algorithms.momentum",
     "smetool.algorithms.svag",
     "smetool.algorithms.rmsprop",
