@@ -6,7 +6,7 @@ The layers, bottom first (a module may import its own layer and those below):
 
 ====  ==============  ===============================================================
   0   foundation      checks, version, jsonutil, bibliography, device, kernels
-  1   primitives      sde, noise, brownian, solvers, integrate
+  1   primitives      sde, noise, brownian, solvers, integrate, perturbed
   2   statistics      stats
   3   Monte Carlo     montecarlo
   4   models          models
@@ -33,7 +33,7 @@ PACKAGE = "smetool"
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("foundation", ("checks", "version", "jsonutil", "bibliography", "device", "kernels")),
-    ("primitives", ("sde", "noise", "brownian", "solvers", "integrate")),
+    ("primitives", ("sde", "noise", "brownian", "solvers", "integrate", "perturbed")),
     ("statistics", ("stats",)),
     ("Monte Carlo", ("montecarlo",)),
     ("models", ("models",)),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -13,9 +14,9 @@ from torch import Tensor
 from ..bibliography import LI_TAI_E_2019, Reference, unique_references
 from ..sde import SDE, NoiseFree, TimeChanged
 
-__all__ = ["Algorithm", "NegativeControl", "StochasticGradientAlgorithm", "SeparableNoise",
-           "SeparableStochasticGradient", "HasExactMoments", "TestFunction", "on_leading_block",
-           "wrapped_references"]
+__all__ = ["Algorithm", "NegativeControl", "SMEPart", "Perturbation",
+           "StochasticGradientAlgorithm", "SeparableNoise", "SeparableStochasticGradient",
+           "HasExactMoments", "TestFunction", "on_leading_block", "wrapped_references"]
 
 TestFunction = Callable[[Tensor], Tensor]
 """A test function ``g``: states ``(P, D) -> (P,)``."""
@@ -37,6 +38,27 @@ def on_leading_block(test_functions: dict[str, TestFunction], dim: int) -> dict[
     return {name: _OnLeadingBlock(g, dim) for name, g in test_functions.items()}
 
 
+class SMEPart(enum.Enum):
+    """A part of an SME whose error a verification can size (its detection limit)."""
+
+    NOISE_COVARIANCE = "noise covariance Σ"
+    DRIFT_CORRECTION = "order-2 drift correction"
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """What a negative control changes in the SME it is derived from: ``part`` multiplied by
+    ``1 + change`` (``change = −1``: removed).
+
+    :func:`smetool.verify` turns the control's weak errors into the check's detection limit for
+    that part: the ``O(lr^{p−1})`` coefficient of a weak error is linear in the noise covariance
+    and in the drift correction, so the control measures its sensitivity exactly.
+    """
+
+    part: SMEPart
+    change: float
+
+
 @dataclass(frozen=True)
 class NegativeControl:
     """A wrong SME that a verification must reject: run against the same discrete paths, on the
@@ -52,12 +74,16 @@ class NegativeControl:
         The weak order it shows (0 for an ``O(1)`` error).
     why : str
         One line: what is wrong with it and why a right verification must tell it apart.
+    perturbation : Perturbation, optional
+        When the control is the tested SME with one part scaled (e.g. the noise-free flow: the
+        noise covariance times 0), the detection limit for that part is measured from it.
     """
 
     name: str
     sde: SDE
     slope: float
     why: str
+    perturbation: Perturbation | None = None
 
 
 class Algorithm(abc.ABC):
@@ -143,9 +169,11 @@ class Algorithm(abc.ABC):
         sme2 = self.sme(lr, 2)
         return (
             NegativeControl("order-1 SME", self.sme(lr, 1), 1.0,
-                            "misses the O(lr) drift correction −(lr/4)∇‖∇f‖²"),
+                            "misses the O(lr) drift correction −(lr/4)∇‖∇f‖²",
+                            Perturbation(SMEPart.DRIFT_CORRECTION, -1.0)),
             NegativeControl("noise-free", NoiseFree(sme2), 1.0,
-                            "the order-2 drift without noise: misses the O(lr) effect of Σ"),
+                            "the order-2 drift without noise: misses the O(lr) effect of Σ",
+                            Perturbation(SMEPart.NOISE_COVARIANCE, -1.0)),
         )
 
     def cited_references(self) -> tuple[Reference, ...]:
@@ -286,6 +314,21 @@ class HasExactMoments(abc.ABC):
     @abc.abstractmethod
     def exact_moments(self) -> Any:
         """The exact-moment model (a :class:`~smetool.exact.LinearMomentModel`)."""
+
+    def exact_weak_errors(self, lrs: Any, horizon: float, order: int) -> dict[str, list[float]]:
+        """``E g(discrete) − E g(exact SME)`` at each learning rate, for the default test
+        functions the exact model covers (by name). The default asks :meth:`exact_moments`'
+        ``weak_errors`` from the plug-in's initial state; :func:`smetool.verify`'s errors must
+        agree with these within their standard errors (the test suite and the validation page
+        check it)."""
+        model = self.exact_moments()
+        if not isinstance(self, Algorithm):
+            raise TypeError(f"{type(self).__name__}: HasExactMoments must be mixed into an Algorithm.")
+        z0 = self.initial_state(1, dtype=torch.float64)[0].cpu().numpy()
+        errors = model.weak_errors(z0, list(lrs), float(horizon), orders=[int(order)])
+        wanted = self.test_functions()
+        return {name: [float(v) for v in errors.series(name, int(order))]
+                for name in errors.names if name in wanted}
 
 
 def wrapped_references(wrapper: Algorithm, base: Algorithm) -> tuple[Reference, ...]:

@@ -350,7 +350,7 @@ PLUGINS = (
         description="dropout GD on an nn.Module (MLP or CNN) on digits or the 1-D task; exact SME "
                     "for last-layer dropout with MSE, sampled otherwise",
         orders=(1, 2),
-        lrs=(0.04, 0.02, 0.01, 0.005),
+        lrs=(0.05, 0.025, 0.0125, 0.00625),
         horizon=0.2,
         n_paths=200,
         steps_per_lr=2,

@@ -161,6 +161,7 @@ class PluginSpec:
                 or self.steps_per_lr < 2 or self.steps_per_lr % 2:
             raise ValueError(f"{owner}: `steps_per_lr` must be an even integer ≥ 2; got "
                              f"{self.steps_per_lr!r}.")
+        _check_coarsest_grid(lrs, horizon, self.steps_per_lr, owner, "")
         options = tuple(self.options)
         for option in options:
             if not isinstance(option, Option):
@@ -192,6 +193,8 @@ class PluginSpec:
             check_path_count(merged["n_paths"], owner=owner)
             if merged["steps_per_lr"] < 2 or merged["steps_per_lr"] % 2:
                 raise ValueError(f"{owner}: `order_defaults[{order}]` needs an even steps_per_lr ≥ 2.")
+            _check_coarsest_grid(o_lrs, o_horizon, merged["steps_per_lr"], owner,
+                                 f"`order_defaults[{order}]`: ")
         refs = tuple(self.references)
         if not refs and self.algorithm is not None:
             refs = tuple(self.algorithm.references)
@@ -240,3 +243,16 @@ class PluginSpec:
                 f"plug-in {self.name!r}: its factory must return an smetool Algorithm; got "
                 f"{type(algorithm).__name__}.")
         return algorithm
+
+
+def _check_coarsest_grid(lrs: tuple[float, ...], horizon: float, steps_per_lr: int, owner: str,
+                         where: str) -> None:
+    """The defaults must let :func:`smetool.verify` extrapolate the SME from steps ``h, 2h, 4h``:
+    ``horizon / lr · steps_per_lr`` a multiple of 4 at every learning rate."""
+    for lr in lrs:
+        n = round(horizon / lr) * steps_per_lr
+        if n % 4:
+            raise ValueError(
+                f"{owner}: {where}horizon/lr · steps_per_lr must be a multiple of 4 (the SME is "
+                f"extrapolated from steps h, 2h, 4h); got {round(horizon / lr)} · {steps_per_lr} "
+                f"= {n} at lr={lr:g}.")

@@ -3,7 +3,8 @@
 from .extrapolation import Extrapolation, richardson, richardson_weights
 from .moments import StreamingMoments, t_quantile
 from .orders import FlaggedPoint, OrderFit, TwoTermFit, WeakOrderWarning, fit_order
-from .verdict import OrderVerdict, Verdict, judge_order, neighbour_orders
+from .series import FIT_LEVEL, SeriesFit, SeriesVerdict, detection_limit, fit_series, judge_series
+from .verdict import Verdict
 
 __all__ = [
     "StreamingMoments",
@@ -17,7 +18,10 @@ __all__ = [
     "richardson",
     "richardson_weights",
     "Verdict",
-    "OrderVerdict",
-    "judge_order",
-    "neighbour_orders",
+    "SeriesFit",
+    "SeriesVerdict",
+    "fit_series",
+    "judge_series",
+    "detection_limit",
+    "FIT_LEVEL",
 ]

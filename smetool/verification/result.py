@@ -11,7 +11,8 @@ from ..bibliography import Reference, format_citation
 from ..jsonutil import json_safe
 from ..montecarlo import WeakErrorTable
 from ..plotting import plot_weak_errors
-from ..stats import OrderFit, OrderVerdict, Verdict
+from ..stats import OrderFit, SeriesVerdict, Verdict
+from .judge import DetectionLimits
 
 __all__ = ["VerifyResult", "VerifyRow", "ControlResult"]
 
@@ -54,36 +55,47 @@ class ControlResult:
     Attributes
     ----------
     name, why : str
-        From the plug-in's :class:`~smetool.algorithms.NegativeControl`.
+        From its :class:`~smetool.algorithms.NegativeControl`.
     expected_slope : float
         The weak order the wrong SME shows.
     fits : dict of str to OrderFit
-        Its fitted orders per test function.
-    verdicts : dict of str to OrderVerdict
-        Its verdicts as an SME of the tested order: a right verification gives **fail**.
+        Its log–log slopes per test function (a picture).
+    verdicts : dict of str to SeriesVerdict
+        Its series verdicts as an SME of the tested order, at the check's level: a right
+        verification gives **fail** on at least one test function.
     weak_errors : WeakErrorTable
         Its errors.
+    hard : bool
+        Built from the check's detection limits (:func:`~smetool.verification.judge.hard_controls`)
+        rather than declared by the plug-in.
     """
 
     name: str
     why: str
     expected_slope: float
     fits: dict[str, OrderFit]
-    verdicts: dict[str, OrderVerdict]
+    verdicts: dict[str, SeriesVerdict]
     weak_errors: WeakErrorTable = field(repr=False)
+    hard: bool = False
 
     @property
-    def rejected(self) -> dict[str, bool]:
-        """Per test function: whether this wrong SME was rejected (its verdict is fail)."""
+    def rejected_by(self) -> dict[str, bool]:
+        """Per test function: whether it failed this wrong SME."""
         return {name: v.failed for name, v in self.verdicts.items()}
+
+    @property
+    def rejected(self) -> bool:
+        """Whether the check fails this wrong SME (some test function fails it)."""
+        return any(self.rejected_by.values())
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""
         return {
             "name": self.name, "why": self.why, "expected_slope": self.expected_slope,
+            "hard": self.hard,
             "fits": {k: {"slope": f.slope, "ci": list(f.ci)} for k, f in self.fits.items()},
             "verdicts": {k: v.to_dict() for k, v in self.verdicts.items()},
-            "rejected": self.rejected,
+            "rejected": self.rejected, "rejected_by": self.rejected_by,
             "errors": json_safe(self.weak_errors.errors[:, -1]),
             "stderrs": json_safe(self.weak_errors.stderrs[:, -1]),
         }
@@ -120,13 +132,16 @@ class VerifyResult:
     references : tuple of Reference
         The papers behind the solver and the plug-in that ran (:meth:`citation`).
     solver_order : float
-        The SME solver's weak order ``p`` (the solver error is the coupled difference over
-        ``2^p − 1``).
-    verdicts : dict of str to OrderVerdict
-        Per test function: pass (the interval contains the order and excludes the neighbouring
-        orders, every point resolved, no sign change), fail or inconclusive.
+        The SME solver's weak order ``p`` for the SME's noise kind (the leading power of the
+        error expansion its Richardson extrapolation removes).
+    verdicts : dict of str to SeriesVerdict
+        Per test function: the series test (:func:`~smetool.judge_series`) at the level
+        ``settings["alpha"]``: pass, fail or inconclusive.
     controls : dict of str to ControlResult
-        The negative controls that ran.
+        The negative controls that ran (the hard ones flagged).
+    detection_limits : dict of SMEPart to DetectionLimits
+        The smallest relative error in the noise covariance and in the order-2 drift correction
+        that this run fails, per test function.
     """
 
     algorithm: str
@@ -143,29 +158,48 @@ class VerifyResult:
     unfitted: dict[str, str] = field(default_factory=dict)
     references: tuple[Reference, ...] = ()
     solver_order: float = 1.0
-    verdicts: dict[str, OrderVerdict] = field(default_factory=dict)
+    verdicts: dict[str, SeriesVerdict] = field(default_factory=dict)
     controls: dict[str, ControlResult] = field(default_factory=dict)
+    detection_limits: dict[Any, DetectionLimits] = field(default_factory=dict)
 
     @property
     def verdict(self) -> Verdict:
-        """Pass when every test function passes, fail when one fails, else inconclusive."""
-        found = [v.verdict for v in self.verdicts.values()]
-        if found and all(v is Verdict.PASS for v in found):
-            return Verdict.PASS
-        if any(v is Verdict.FAIL for v in found):
+        """The check's verdict from the series verdicts of its test functions and its controls.
+
+        **Fail** when a test function fails. **Pass** when none fails, every test function's
+        errors are an acceptable series (none inconclusive for a lack of fit), at least one
+        resolves the leading coefficient ``c_p`` (the run had an error to measure), and every
+        negative control that ran is rejected (a check that cannot fail a wrong SME proves
+        nothing). A test function that fits but cannot resolve its ``c_p`` adds no evidence
+        either way and does not block a pass. **Inconclusive** otherwise (:attr:`reasons`).
+        """
+        found = list(self.verdicts.values())
+        if any(v.failed for v in found):
             return Verdict.FAIL
-        return Verdict.INCONCLUSIVE
+        return Verdict.INCONCLUSIVE if self.reasons else Verdict.PASS
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why the verdict is not a pass (empty for a pass)."""
+        found = self.verdicts
+        out = [f"{name}: {v}" for name, v in found.items() if v.failed or not v.acceptable]
+        if found and not any(v.passed for v in found.values()):
+            out.append("no test function resolves the leading error coefficient")
+        out += [f"negative control {c.name!r} not rejected" for c in self.controls.values()
+                if not c.rejected]
+        if not found:
+            out.append("no test function")
+        return tuple(out)
 
     @property
     def rows(self) -> tuple[VerifyRow, ...]:
         """One row per learning rate and test function at every save time, in run order."""
         t = self.weak_errors
-        scale = 2.0**self.solver_order - 1.0
         out = []
         for j, lr in enumerate(t.steps):
             for k, name in enumerate(t.names):
                 for s, time in enumerate(t.times):
-                    coarse, coarse_se = t.reference_coarse_differences, t.reference_coarse_stderrs
+                    coarse, coarse_se = t.reference_solver_errors, t.reference_solver_stderrs
                     cv = t.control_variate_factor
                     out.append(VerifyRow(
                         lr=float(lr), test_function=name, time=float(time),
@@ -174,14 +208,15 @@ class VerifyResult:
                         sme_mean=float(t.reference_means[k, s, j]),
                         sme_stderr=float(t.reference_stderrs[k, s, j]),
                         error=float(t.errors[k, s, j]), stderr=float(t.stderrs[k, s, j]),
-                        solver_error=math.nan if coarse is None else float(coarse[k, s, j]) / scale,
-                        solver_stderr=math.nan if coarse_se is None else float(coarse_se[k, s, j]) / scale,
+                        solver_error=math.nan if coarse is None else float(coarse[k, s, j]),
+                        solver_stderr=math.nan if coarse_se is None else float(coarse_se[k, s, j]),
                         variance_reduction=1.0 if cv is None else float(cv[k, s, j]),
                     ))
         return tuple(out)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``algorithm``, ``order``, ``rows`` and ``fits`` (slope, ci) among others."""
+        """JSON-ready: ``algorithm``, ``order``, ``rows``, ``verdicts`` (the series tests),
+        ``detection_limits``, ``controls`` and ``fits`` (the log–log slopes) among others."""
         fits = []
         for name, fit in self.fits.items():
             d = fit.to_dict()
@@ -201,7 +236,10 @@ class VerifyResult:
             "fits": fits,
             "unfitted": dict(self.unfitted),
             "verdict": self.verdict.value,
+            "reasons": list(self.reasons),
             "verdicts": {k: v.to_dict() for k, v in self.verdicts.items()},
+            "detection_limits": {part.name.lower(): lim.to_dict()
+                                 for part, lim in self.detection_limits.items()},
             "controls": {k: c.to_dict() for k, c in self.controls.items()},
             "references": [ref.key for ref in self.references],
         }
@@ -230,16 +268,17 @@ class VerifyResult:
 
     def table(self) -> str:
         """A plain-text report: the errors (|error|/SE, variance reduction, the solver's share),
-        the fits with their verdicts, and the negative controls."""
+        the series verdicts with their coefficients, the detection limits, the log–log slopes,
+        and the negative controls."""
+        extrapolated = self.settings.get("extrapolated")
         lines = [
             f"weak error of the order-{self.order} SME of {self.algorithm!r}: "
             f"E g(discrete) - E g(SME) at T = {self.horizon:g}, {self.n_paths} paths per side, "
             f"SME step lr/{self.steps_per_lr} ({self.method}"
-            f"{', extrapolated' if self.settings.get('extrapolated') else ''}), control variates: "
+            f"{', extrapolated from h, 2h, 4h' if extrapolated else ''}), control variates: "
             f"{self.settings.get('variance_reduction', 'none')}",
             f"{'test function':>14} {'lr':>9} {'error':>11} {'std err':>9} {'|err|/SE':>8} "
-            f"{'var.red.':>8} "
-            f"{'solver err' + (' (removed)' if self.settings.get('extrapolated') else ''):>11}",
+            f"{'var.red.':>8} {'solver err' + (' (removed)' if extrapolated else ''):>11}",
         ]
         for r in self.rows:
             if r.time != self.horizon:
@@ -249,41 +288,44 @@ class VerifyResult:
                 f"{r.test_function:>14} {r.lr:>9.4g} {r.error:>+11.3e} {r.stderr:>9.2e} "
                 f"{snr:>8.1f} {r.variance_reduction:>8.3g} {r.solver_error:>+11.1e}"
             )
-        lines.append("")
-        lines.append(f"{'test function':>14} {'slope':>7} {'95% CI':>17}  {'ratios':<17} "
-                     f"{'order, next term':>16} {'95% CI':>17}  verdict")
+        p = self.order
+        alpha = self.settings.get("alpha", math.nan)
+        lines += ["", f"series test: e(lr) = c_{p - 1} lr^{p - 1} + c_{p} lr^{p} + … fitted with "
+                      f"weights 1/SE²; a test function fails order {p} when c_{p - 1} ≠ 0 at "
+                      f"level {alpha:.2g} (false failure of the check ≤ "
+                      f"{self.settings.get('false_failure', math.nan):g})",
+                  f"{'test function':>14} {'terms':>5} {'c_' + str(p - 1) + ' (t)':>22} "
+                  f"{'c_' + str(p) + ' (t)':>22} {'χ² p':>6} {'slope [95% CI]':>24}  verdict"]
         for name, verdict in self.verdicts.items():
-            fit = self.fits.get(name)
-            if fit is None:
-                lines.append(f"{name:>14} {'':>7} {'':>17}  {'':<17} {'':>16} {'':>17}  {verdict}")
-                continue
-            lo, hi = fit.ci
-            ratios = " ".join(f"{x:.2f}" for x in fit.ratios if math.isfinite(x))
-            corrected = f"{'':>16} {'':>17}"
-            if fit.corrected is not None:
-                c = fit.corrected
-                corrected = f"{c.order:>16.3f} [{c.ci[0]:>7.3f}, {c.ci[1]:>7.3f}]"
-            lines.append(f"{name:>14} {fit.slope:>7.3f} [{lo:>7.3f}, {hi:>7.3f}]  {ratios:<17} "
-                         f"{corrected}  {verdict}")
+            lines.append(f"{name:>14} {_series_cells(verdict)} {_slope_cell(self.fits.get(name))}"
+                         f"  {verdict}")
+        if self.detection_limits:
+            lines += ["", "detection limits (the smallest relative error this run fails):"]
+            for lim in self.detection_limits.values():
+                best = lim.best
+                shown = ", ".join(f"{k} {_percent(v)}" for k, v in lim.per_test.items())
+                lead = (f"an SME whose {lim.part.value} is off by ≥ {_percent(best)}"
+                        if math.isfinite(best) else f"no test function sees the {lim.part.value}")
+                lines.append(f"  {lead} (from {lim.control!r}; per test function: {shown})")
+        elif self.order == 1:
+            lines += ["", "detection limits: at order 1 the noise covariance Σ enters the error "
+                          "only at O(lr²), so no error in Σ can fail an order-1 check."]
         if self.controls:
             lines.append("")
             lines.append(f"negative controls (wrong SMEs on the same random numbers; each must be "
-                         f"rejected as an order-{self.order} SME):")
+                         f"failed as an order-{self.order} SME):")
             for control in self.controls.values():
-                lines.append(f"  {control.name}: {control.why} (expected slope "
-                             f"{control.expected_slope:g})")
+                kind = "hard, from the detection limit" if control.hard else "declared"
+                lines.append(f"  {control.name} ({kind}): {control.why} — "
+                             f"{'FAILED (rejected)' if control.rejected else 'NOT REJECTED'}")
                 for name, verdict in control.verdicts.items():
-                    fit = control.fits.get(name)
-                    shown = "no fit" if fit is None else (
-                        f"slope {fit.slope:.3f} [{fit.ci[0]:.3f}, {fit.ci[1]:.3f}]")
-                    if fit is not None and fit.corrected is not None:
-                        c = fit.corrected
-                        shown += f", next term {c.order:.3f} [{c.ci[0]:.3f}, {c.ci[1]:.3f}]"
-                    status = "rejected" if verdict.failed else f"NOT rejected ({verdict})"
-                    lines.append(f"    {name:>14} {shown}  {status}")
+                    lines.append(f"    {name:>14} {_series_cells(verdict)} "
+                                 f"{_slope_cell(control.fits.get(name))}  {verdict.verdict.value}")
         elif self.control_note:
             lines += ["", self.control_note]
-        lines.append(f"verdict: {self.verdict.value} ({self.seconds:.1f} s)")
+        reasons = "; ".join(self.reasons)
+        lines.append(f"verdict: {self.verdict.value}{f' ({reasons})' if reasons else ''} "
+                     f"({self.seconds:.1f} s)")
         return "\n".join(lines)
 
     @property
@@ -300,3 +342,27 @@ class VerifyResult:
         slopes = ", ".join(f"{k}: {v.slope:.2f}" for k, v in self.fits.items())
         return (f"VerifyResult(algorithm={self.algorithm!r}, order={self.order}, "
                 f"lrs={list(self.lrs)}, n_paths={self.n_paths}, slopes={{{slopes}}})")
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2g} %" if math.isfinite(value) else "∞"
+
+
+def _coefficient(value: float, stderr: float) -> str:
+    if not math.isfinite(value):
+        return f"{'—':>22}"
+    t = value / stderr if stderr > 0 else math.inf
+    return f"{value:>+10.3e} ({t:>+8.1f})"
+
+
+def _series_cells(verdict: SeriesVerdict) -> str:
+    terms = "—" if verdict.terms is None else str(verdict.terms)
+    p_value = math.nan if verdict.extended is None else verdict.extended.p_value
+    return (f"{terms:>5} {_coefficient(verdict.lower, verdict.lower_stderr):>22} "
+            f"{_coefficient(verdict.leading, verdict.leading_stderr):>22} {p_value:>6.2f}")
+
+
+def _slope_cell(fit: OrderFit | None) -> str:
+    if fit is None:
+        return f"{'no slope':>24}"
+    return f"{fit.slope:>6.3f} [{fit.ci[0]:>6.3f}, {fit.ci[1]:>6.3f}]"
