@@ -47,7 +47,7 @@ def main(fast: bool) -> None:
         mlp[3].weight.mul_(0.1)  # a small output layer: strong drift, modest dropout noise
     exact = smetool.dropout_net(mlp, data.X, data.y, loss="mse")
     print(exact, "exact:", exact.exact, "SME orders:", exact.sme_orders)
-    result = smetool.verify(exact, lrs, n_paths, horizon=0.2, steps_per_lr=2, seed=0)
+    result = smetool.verify(exact, lrs, n_paths, horizon=0.2, steps_per_lr=4, seed=0)
     print(result.table())
 
     # 2. Sampled case: channel dropout inside a CNN, cross-entropy.

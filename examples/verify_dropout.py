@@ -21,7 +21,7 @@ def main(argv=None):
     algorithm = smetool.DropoutAlgorithm.verification_default(keep_prob=0.9)
     result = smetool.verify(
         algorithm, [0.04, 0.02, 0.01, 0.005], horizon=0.2,
-        n_paths=500 if args.fast else 10_000, steps_per_lr=2, order=1, seed=0,
+        n_paths=500 if args.fast else 10_000, steps_per_lr=4, order=1, seed=0,
         progress=not args.fast,
     )
     print(result.table())

@@ -12,15 +12,20 @@ computed here from the numbers on the page, and the summary line counts each:
 
 * exact references (no randomness): pass when the last local slope
   ``log(e_i/e_{i+1}) / log(h_i/h_{i+1})`` is within 0.05 of the theoretical order, else fail;
-* Monte-Carlo orders (solvers, the problem library, plug-ins): the project's verdict with power
-  (:func:`smetool.stats.judge_order`) — pass when every error is resolved (|e| ≥ 5 SE), the errors
-  keep their sign, and an interval contains the order and excludes the neighbouring order a wrong
-  scheme or SME would show; fail when no interval is consistent with the order; otherwise
-  inconclusive, with the reason;
-* plug-ins: ``smetool verify`` at the plug-in's defaults (seed 0); a run passes when every test
-  function passes. Its negative controls (wrong SMEs on the same random numbers) are listed with
-  the test functions that rejected them; the variance-reduction factors of the control variates
-  are shown per test function.
+* Monte-Carlo orders (solvers, the problem library, plug-ins): the series test
+  (:func:`smetool.judge_series`) — the errors are fitted as ``c_{p−s} h^{p−s} + c_p h^p + …``
+  (``s = 1`` for weak errors, ``½`` for strong ones) by weighted least squares with an allowance
+  for the truncated terms; **fail** when the lower term ``c_{p−s}`` is demanded (beyond
+  ``z_{1−α/2}`` of its standard error, ``α = 0.01`` per check), **pass** when it is not and
+  ``c_p`` is resolved, **inconclusive** otherwise (with the reason). The log–log slope and its
+  interval are shown as a picture, not as the judge;
+* plug-ins: ``smetool verify`` at the plug-in's defaults (seed 0), whose verdict is the same
+  series test per test function at the Bonferroni level ``0.01 / K``, plus every negative
+  control — declared by the plug-in, or built from the run's detection limits — failed. The
+  page shows per test function the fitted coefficients with their standard errors, the
+  detection limits for the noise covariance and the drift correction, the variance reduction of
+  the control variates, and, where a closed form exists, every error's distance from the exact
+  one in standard errors.
 
 No seed was chosen because it passed; every run uses the seeds written below.
 """
@@ -44,6 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EXACT_TOLERANCE = 0.05
 MC_MIN_SNR = 5.0
 MC_CONFIDENCE = 0.99
+MC_ALPHA = 0.01
 
 
 # ------------------------------------------------------------------------------------ machine
@@ -245,45 +251,45 @@ def solver_section(fast: bool, device: str) -> dict:
 
 
 def _mc_case(solver: str, kind: str, problem: str, theory: float, paths: int, hs: list,
-             errs: list, ses: list, start: float, neighbours: tuple | None = None) -> dict:
+             errs: list, ses: list, start: float) -> dict:
     """One Monte-Carlo order with its verdict (:func:`mc_verdict`)."""
     min_snr = min(abs(e) / s for e, s in zip(errs, ses))
     case = {"solver": solver, "problem": problem, "theory": theory, "kind": kind,
-            "paths": paths, "steps": hs, "errors": errs, "stderrs": ses, "min_snr": min_snr,
-            "neighbours": list(_neighbours(kind, theory) if neighbours is None else neighbours)}
-    fit, verdict = mc_verdict(hs, errs, ses, theory, case["neighbours"], MC_CONFIDENCE)
+            "paths": paths, "steps": hs, "errors": errs, "stderrs": ses, "min_snr": min_snr}
+    fit, verdict = mc_verdict(hs, errs, ses, theory, kind)
     case.update(slope=None if fit is None else fit.slope,
                 ci=None if fit is None else list(fit.ci),
                 ratios=[] if fit is None else list(fit.ratios),
-                verdict=verdict.verdict.value, reasons=list(verdict.reasons))
+                series=series_record(verdict), verdict=verdict.verdict.value,
+                reasons=list(verdict.reasons))
     case["seconds"] = time.perf_counter() - start
     return case
 
 
-def _neighbours(kind: str, theory: float) -> tuple:
-    """The orders a Monte-Carlo solver check must exclude: for strong orders 0.5 and 1 each
-    other (Euler–Maruyama vs Milstein), for weak orders the verdict's default."""
-    from smetool.stats import neighbour_orders
-
-    if kind == "strong":
-        return (1.0,) if theory == 0.5 else (theory - 0.5,)
-    return neighbour_orders(theory)
+def series_record(verdict) -> dict:
+    """What the page shows of a series verdict: the model's terms, the lower and the leading
+    coefficient with their standard errors (truncation allowance included)."""
+    return {"terms": verdict.terms, "lower": verdict.lower, "lower_stderr": verdict.lower_stderr,
+            "leading": verdict.leading, "leading_stderr": verdict.leading_stderr,
+            "lower_power": verdict.order - verdict.spacing, "order": verdict.order}
 
 
-def mc_verdict(steps, errors, stderrs, theory, neighbours, confidence):
-    """``(fit or None, OrderVerdict)`` of Monte-Carlo errors: the fit of
-    :func:`smetool.fit_order` (points below 5 SE left out) judged by
-    :func:`smetool.stats.judge_order`. The test suite recomputes it from the record."""
-    from smetool import fit_order
-    from smetool.stats import judge_order
+def mc_verdict(steps, errors, stderrs, theory, kind):
+    """``(slope fit or None, SeriesVerdict)`` of Monte-Carlo errors: the series test of
+    :func:`smetool.judge_series` at level :data:`MC_ALPHA` (powers spaced by 1 for weak errors, ½
+    for strong ones), and the log–log slope of :func:`smetool.fit_order` as a picture. The test
+    suite recomputes it from the record."""
+    from smetool import fit_order, judge_series
 
+    verdict = judge_series(steps, errors, stderrs, theory, alpha=MC_ALPHA,
+                           spacing=0.5 if kind == "strong" else 1.0)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # unresolved points and sign changes: in the verdict
-            fit = fit_order(steps, errors, stderrs, min_snr=MC_MIN_SNR, confidence=confidence)
-    except ValueError as exc:  # fewer than two resolved errors: no slope at all
-        return None, judge_order(None, theory, neighbours=neighbours, why_unfitted=str(exc))
-    return fit, judge_order(fit, theory, min_snr=MC_MIN_SNR, neighbours=neighbours)
+            warnings.simplefilter("ignore")  # unresolved points and sign changes: a picture only
+            fit = fit_order(steps, errors, stderrs, min_snr=MC_MIN_SNR, confidence=MC_CONFIDENCE)
+    except ValueError:  # fewer than two resolved errors: no slope at all
+        fit = None
+    return fit, verdict
 
 
 def strong_cases(fast: bool, device: str) -> list[dict]:
@@ -332,8 +338,9 @@ def problem_library_section(fast: bool, device: str) -> dict:
       Verdict: the last local slope within ``EXACT_TOLERANCE`` of the declared order.
     * Monte-Carlo weak orders of Platen's and Heun's schemes on time-dependent additive noise
       (the control variate is the exact solution on the same path) and strong orders on the
-      SciML problems (one Brownian path per sample shared by every step). Verdict: every error
-      resolved, the 99 % interval contains the declared order and excludes the neighbouring one.
+      SciML problems (one Brownian path per sample shared by every step). Verdict: the series
+      test (:func:`mc_verdict`); the strong errors of one row share their Brownian paths, so
+      their series test's level is approximate.
     """
     import numpy as np
     import torch
@@ -441,10 +448,10 @@ def problem_library_section(fast: bool, device: str) -> dict:
         def sample(self, t0, t1, shape, generator, dtype, device):
             return self.table[round(t0 / self.h)]
 
-    def mc_row(solver, problem, kind, label, theory, neighbour, hs, errs, ses, P, start):
+    def mc_row(solver, problem, kind, label, theory, hs, errs, ses, P, start):
         case = _mc_case(solver.name, kind, f"{problem.name}: {label}", theory, P, hs, errs, ses,
-                        start, neighbours=(neighbour,))
-        case.update(type="mc", neighbour=neighbour, source=problem.source)
+                        start)
+        case.update(type="mc", source=problem.source)
         cases.append(case)
 
     weak_paths = 2000 if fast else 20_000
@@ -464,8 +471,7 @@ def problem_library_section(fast: bool, device: str) -> dict:
                 ses.append(float(d.std()) / math.sqrt(weak_paths))
             theory = solver.weak_order_for(problem.noise_kind)
             mc_row(solver, problem, "weak", "E X_1², exact solution on the same path as control "
-                   "variate", theory, 1.0 if theory == 2.0 else 2.0, hs, errs, ses, weak_paths,
-                   start)
+                   "variate", theory, hs, errs, ses, weak_paths, start)
 
     strong_paths = 1000 if fast else 4000
     # h = 2^-4 … 2^-8: at 2^-3 Milstein on the cubic problem is still preasymptotic (ratio 0.89).
@@ -491,8 +497,8 @@ def problem_library_section(fast: bool, device: str) -> dict:
                 hs.append(1 / n)
                 errs.append(float(d.mean()))
                 ses.append(float(d.std()) / math.sqrt(strong_paths))
-            mc_row(solver, problem, "strong", "E|Y_T − X_T|", theory,
-                   1.0 if theory == 0.5 else 0.5, hs, errs, ses, strong_paths, start)
+            mc_row(solver, problem, "strong", "E|Y_T − X_T|", theory, hs, errs, ses,
+                   strong_paths, start)
     return {"title": "Problem library: SciML SDEProblemLibrary ports and time-dependent problems",
             "cases": cases, "command": "python scripts/validation.py --only problems",
             "confidence": MC_CONFIDENCE, "min_snr": MC_MIN_SNR}
@@ -540,29 +546,70 @@ def plugin_case(name: str, order: int, fast: bool, device: str) -> dict:
     reduction: dict[str, list[float]] = {}
     for row in result.rows:
         reduction.setdefault(row.test_function, []).append(row.variance_reduction)
-    fits = []
-    for f, fit in result.fits.items():
+    exact = exact_errors(algorithm, lrs, run["horizon"], order)
+    sme_law = getattr(algorithm, "exact_sme_expectations", None)
+    sme_exact = {} if sme_law is None else sme_law(lrs, run["horizon"], order)
+    table = result.weak_errors
+    tests = []
+    for k, f in enumerate(table.names):
         v = result.verdicts[f]
-        fits.append({
-            "test_function": f, "slope": fit.slope, "ci": list(fit.ci),
-            "corrected": None if fit.corrected is None else
-            {"order": fit.corrected.order, "ci": list(fit.corrected.ci)},
-            "steps": list(fit.steps), "errors": list(fit.errors), "stderrs": list(fit.stderrs),
-            "min_snr": min(abs(e) / s for e, s in zip(fit.errors, fit.stderrs)),
+        fit = result.fits.get(f)
+        errors, stderrs = table.errors[k, -1].tolist(), table.stderrs[k, -1].tolist()
+        tests.append({
+            "test_function": f, "steps": list(lrs), "errors": errors, "stderrs": stderrs,
+            "slope": None if fit is None else fit.slope, "ci": None if fit is None else list(fit.ci),
+            "min_snr": min(abs(e) / s for e, s in zip(errors, stderrs)),
             "variance_reduction": [min(reduction[f]), max(reduction[f])],
-            "verdict": v.verdict.value, "reasons": list(v.reasons)})
-    unfitted = {f: result.verdicts[f].verdict.value for f in result.unfitted}
-    controls = [{"name": c.name, "why": c.why, "expected_slope": c.expected_slope,
-                 "slopes": {f: fit.slope for f, fit in c.fits.items()},
-                 "verdicts": {f: v.verdict.value for f, v in c.verdicts.items()},
-                 "rejected_by": sorted(f for f, r in c.rejected.items() if r)}
+            "series": series_record(v), "verdict": v.verdict.value, "reasons": list(v.reasons),
+            "exact_z": None if f not in exact else [
+                (e - x) / s for e, x, s in zip(errors, exact[f], stderrs)],
+            "sme_exact_z": None if f not in sme_exact else [
+                (m - x) / s for m, x, s in zip(table.reference_means[k, -1].tolist(), sme_exact[f],
+                                              table.reference_stderrs[k, -1].tolist())]})
+    limits = {lim.part.value: {"control": lim.control, "best": _finite(lim.best),
+                               "best_test": lim.best_test,
+                               "per_test": {t: _finite(x) for t, x in lim.per_test.items()}}
+              for lim in result.detection_limits.values()}
+    controls = [{"name": c.name, "why": c.why, "hard": c.hard,
+                 "rejected": c.rejected,
+                 "rejected_by": sorted(f for f, r in c.rejected_by.items() if r),
+                 "errors": {f: c.weak_errors.errors[k, -1].tolist()
+                            for k, f in enumerate(c.weak_errors.names)},
+                 "stderrs": {f: c.weak_errors.stderrs[k, -1].tolist()
+                             for k, f in enumerate(c.weak_errors.names)},
+                 "lower_t": {f: _finite(v.lower_t) for f, v in c.verdicts.items()}}
                 for c in result.controls.values()]
     return {"plugin": name, "order": order, "command": command, "paths": paths,
             "lrs": lrs, "horizon": run["horizon"], "method": run["method"],
-            "seconds": result.seconds, "fits": fits, "unfitted": dict(result.unfitted),
-            "unfitted_verdicts": unfitted, "controls": controls,
+            "steps_per_lr": run["steps_per_lr"], "alpha": result.settings["alpha"],
+            "seconds": result.seconds, "tests": tests, "limits": limits, "controls": controls,
             "control_note": "" if result.controls else result.control_note,
-            "verdict": result.verdict.value}
+            "verdict": result.verdict.value, "reasons": list(result.reasons)}
+
+
+def _finite(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def exact_errors(algorithm, lrs, horizon: float, order: int) -> dict[str, list[float]]:
+    """Closed-form weak errors of the plug-in's test functions, where it has them."""
+    import torch
+
+    from smetool.algorithms import HasExactMoments
+
+    if isinstance(algorithm, HasExactMoments):
+        return algorithm.exact_weak_errors(lrs, horizon, order)
+    moments = getattr(algorithm, "exact_moments", None)
+    if moments is None or order != 1:
+        return {}
+    try:  # heavy-ball SGD: exact whenever its base problem is
+        model = moments()
+    except TypeError:
+        return {}
+    errors = model.weak_errors(algorithm.initial_state(1, dtype=torch.float64)[0].numpy(),
+                               list(lrs), horizon, orders=[order])
+    return {n: errors.series(n, order).tolist() for n in errors.names
+            if n in algorithm.test_functions()}
 
 
 # ----------------------------------------------------------------------------- benchmarks
@@ -613,6 +660,24 @@ def _verdict(case: dict) -> str:
     return "inconclusive" + (f" ({_cell('; '.join(reasons))})" if reasons else "")
 
 
+def _mc_row(c: dict) -> str:
+    """A table row of a Monte-Carlo order: its errors' range, series coefficients, slope, verdict."""
+    fit = ("no fit | – " if c["slope"] is None else
+           f"{c['slope']:.3f} | [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]")
+    sr = c["series"]
+    return (f"| `{c['solver']}` | {c['kind']} | {_cell(c['problem'])} | {c['theory']:g} | "
+            f"{c['paths']:,} | {_fmt(c['steps'][0])} … {_fmt(c['steps'][-1])} | "
+            f"{c['min_snr']:.1f} | {_coef(sr, 'lower')} | {_coef(sr, 'leading')} | {fit} | "
+            f"{_verdict(c)} |")
+
+
+def _coef(series: dict, which: str) -> str:
+    value, se = series[which], series[f"{which}_stderr"]
+    if value is None or se is None or not (math.isfinite(value) and math.isfinite(se)):
+        return "–"
+    return f"{value:+.3g} ± {se:.2g} ({value / se:+.1f})" if se > 0 else f"{value:+.3g}"
+
+
 def render(record: dict) -> str:
     """The page, from the record alone (a test checks that the committed page is this)."""
     m = record["machine"]
@@ -638,11 +703,13 @@ def render(record: dict) -> str:
         + (" with uncommitted changes" if m["uncommitted_changes"] else "") + ".", "",
         "How each verdict is computed is in the script's docstring; in short: exact references "
         f"pass when their last local slope is within {EXACT_TOLERANCE} of the theoretical order; "
-        "a Monte-Carlo order passes only with power — every error resolved "
-        f"(|e| ≥ {MC_MIN_SNR:g} SE), no sign change, and an interval that contains the order "
-        "*and* excludes the neighbouring order a wrong scheme or SME would show; it fails when no "
-        "interval is consistent with the order, and is inconclusive otherwise. A plug-in run "
-        "passes when every test function passes.", "",
+        "a Monte-Carlo order is judged by the series test (`smetool.judge_series`): the errors "
+        "are fitted as a series c_(p−s) h^(p−s) + c_p h^p + … (s = 1 for weak, ½ for strong "
+        "errors) with an allowance for the truncated terms, and the claim **fails** when the "
+        f"lower term is demanded (level α = {MC_ALPHA:g} per row), **passes** when it is not and "
+        "c_p is resolved, and is **inconclusive** otherwise. A plug-in run passes when no test "
+        "function fails, every one's errors are an acceptable series, one resolves c_p, and "
+        "every negative control is failed.", "",
     ]
     for section in record["sections"]:
         lines += [f"## {section['title']}", ""]
@@ -663,17 +730,12 @@ def render(record: dict) -> str:
                       "on the same Brownian path (a control variate with known mean), independent "
                       "seeds per step; strong errors `E|Y_T − X_T|` on one Brownian path per "
                       "sample refined across the steps (torchsde `BrownianInterval`).", "",
-                      f"| solver | order | problem | theory | paths | h | min \\|e\\|/SE | slope | "
+                      f"| solver | order | problem | theory | paths | h | min \\|e\\|/SE | "
+                      "c_lower (t) | c_p (t) | slope | "
                       f"{section['confidence']:.0%} CI | passes |",
-                      "|---|---|---|---|---|---|---|---|---|---|"]
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
             for c in section["cases"]:
-                fit = ("no fit | – " if c["slope"] is None else
-                       f"{c['slope']:.3f} | [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]")
-                lines.append(
-                    f"| `{c['solver']}` | {c['kind']} | {_cell(c['problem'])} | {c['theory']:g} | "
-                    f"{c['paths']:,} | "
-                    f"{_fmt(c['steps'][0])} … {_fmt(c['steps'][-1])} | {c['min_snr']:.1f} | "
-                    f"{fit} | {_verdict(c)} |")
+                lines.append(_mc_row(c))
         elif kind == "problems":
             lines += [f"Command: `{section['command']}`. The problems are "
                       "`smetool.exact.sde_problems`: SciML's SDEProblemLibrary problems with "
@@ -694,64 +756,81 @@ def render(record: dict) -> str:
                              f"| {slopes} | {_verdict(c)} |")
             lines += ["", "Monte Carlo (weak: exact solution on the same path as control variate, "
                       "independent seeds per step; strong: one Brownian path per sample shared by "
-                      "every step). A row passes when every error is resolved (|e| ≥ "
-                      f"{section['min_snr']:g} SE) and the {section['confidence']:.0%} interval "
-                      "contains the declared order and excludes the neighbouring one. Heun's "
+                      "every step; their series test's level is approximate). The verdict is the "
+                      "series test, as above. Heun's "
                       "strong order on the SciML additive problems is not listed: its "
                       "trapezoidal step integrates their noise exactly to O(h²) (the propagated "
                       "noise coefficient is constant in time there); its declared strong order 1 "
                       "on additive noise is tested on a time-dependent OU "
                       "(`tests/test_solver_suite.py`).", "",
-                      "| solver | order | problem | theory | excluded | paths | h | "
-                      "min \\|e\\|/SE | slope | "
+                      f"| solver | order | problem | theory | paths | h | min \\|e\\|/SE | "
+                      "c_lower (t) | c_p (t) | slope | "
                       f"{section['confidence']:.0%} CI | passes |",
-                      "|---|---|---|---|---|---|---|---|---|---|---|"]
+                      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
             for c in section["cases"]:
-                if c["type"] != "mc":
-                    continue
-                fit = ("no fit | – " if c["slope"] is None else
-                       f"{c['slope']:.3f} | [{c['ci'][0]:.3f}, {c['ci'][1]:.3f}]")
-                lines.append(
-                    f"| `{c['solver']}` | {c['kind']} | {_cell(c['problem'])} | {c['theory']:g} | "
-                    f"{c['neighbour']:g} | {c['paths']:,} | "
-                    f"{_fmt(c['steps'][0])} … {_fmt(c['steps'][-1])} | {c['min_snr']:.1f} | "
-                    f"{fit} | {_verdict(c)} |")
+                if c["type"] == "mc":
+                    lines.append(_mc_row(c))
         elif kind == "plugins":
             lines += ["Each run is `smetool verify` (seed 0) at the plug-in's defaults for that "
                       "order; the command reproduces it. Both sides carry the small-noise control "
-                      "variates where the plug-in supports them; *variance reduction* is the "
-                      "factor by which they cut the variance of the error estimates, smallest and "
-                      "largest over the learning rates. *Corrected* is the order of the fit "
-                      "`log|e| = a + p log ε + c ε`, which allows for the next error term. A "
-                      "negative control is a wrong SME run on the same random numbers; *rejected "
-                      "by* lists the test functions whose verdict for it is fail.", "",
-                      "| command | test function | slope [95 % CI] | corrected [95 % CI] | "
-                      "min \\|e\\|/SE | variance reduction | seconds | verdict |",
-                      "|---|---|---|---|---|---|---|---|"]
+                      "variates where the plug-in supports them (*variance reduction*: the factor "
+                      "by which they cut the variance of the error estimates, smallest and largest "
+                      "over the learning rates); the SME's solver error is removed by Richardson "
+                      "extrapolation from steps h, 2h, 4h. The verdict of each test function is "
+                      "the series test at the run's level α (0.01 / K over K test functions): "
+                      "*c_lower* is the coefficient of lr^(p−1) (lr^0 at order 1) with its "
+                      "standard error including the truncation allowance — the test fails the SME "
+                      "when it is beyond the quantile — and *c_p* the leading coefficient. *exact "
+                      "\\|z\\|* is the largest distance of a measured error from its closed "
+                      "form, in its standard errors (where one exists; for `sgd-wd` the SME's "
+                      "norm law, the SME side's mean). The slope is the log–log picture.", "",
+                      "| command | test function | c_lower (t) | c_p (t) | terms | exact \\|z\\| "
+                      "| variance reduction | slope [95 % CI] | seconds | verdict |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
             for c in section["cases"]:
-                for f in c["fits"]:
-                    corr = ("–" if f["corrected"] is None else
-                            f"{f['corrected']['order']:.3f} [{f['corrected']['ci'][0]:.3f}, "
-                            f"{f['corrected']['ci'][1]:.3f}]")
+                for f in c["tests"]:
+                    sr = f["series"]
+                    zs = f.get("exact_z") or f.get("sme_exact_z")
+                    exact = "–" if not zs else f"{max(abs(z) for z in zs):.2f}"
+                    slope = ("–" if f["slope"] is None else
+                             f"{f['slope']:.3f} [{f['ci'][0]:.3f}, {f['ci'][1]:.3f}]")
                     lo, hi = f["variance_reduction"]
                     lines.append(
-                        f"| `{c['command']}` | `{f['test_function']}` | {f['slope']:.3f} "
-                        f"[{f['ci'][0]:.3f}, {f['ci'][1]:.3f}] | {corr} | {f['min_snr']:.1f} | "
-                        f"{lo:.3g} – {hi:.3g} | {c['seconds']:.0f} | {_verdict(f)} |")
-                for f, why in c["unfitted"].items():
-                    lines.append(f"| `{c['command']}` | `{f}` | – | – | – | – | "
-                                 f"{c['seconds']:.0f} | inconclusive (no fit: {_cell(why)}) |")
-            lines += ["", "Negative controls:", "",
-                      "| command | wrong SME | expected slope | slopes | rejected by |",
-                      "|---|---|---|---|---|"]
+                        f"| `{c['command']}` | `{f['test_function']}` | {_coef(sr, 'lower')} | "
+                        f"{_coef(sr, 'leading')} | {sr['terms'] if sr['terms'] is not None else '–'} | "
+                        f"{exact} | {lo:.3g} – {hi:.3g} | {slope} | {c['seconds']:.0f} | "
+                        f"{_verdict(f)} |")
+                lines.append(f"| `{c['command']}` | **the check** | | | | | | | | "
+                             f"**{_verdict(c)}** |")
+            lines += ["", "Detection limits — the smallest relative error in a part of the SME that "
+                      "each run fails (from the control that scales that part, on the same random "
+                      "numbers):", "",
+                      "| command | part | limit | by | per test function |", "|---|---|---|---|---|"]
+            for c in section["cases"]:
+                for part, lim in c["limits"].items():
+                    best = "∞ (not seen)" if lim["best"] is None else f"**{100 * lim['best']:.2g} %**"
+                    per = ", ".join(f"`{t}` " + ("∞" if x is None else f"{100 * x:.2g} %")
+                                    for t, x in lim["per_test"].items())
+                    lines.append(f"| `{c['command']}` | {_cell(part)} | {best} | "
+                                 f"`{lim['best_test'] or '–'}` | {per} |")
+                if not c["limits"]:
+                    lines.append(f"| `{c['command']}` | – | – | – | " + (
+                        "order 1: the noise covariance enters the error only at O(lr²)" if
+                        c["order"] == 1 else "no control scales a part of the SME") + " |")
+            lines += ["", "Negative controls (wrong SMEs on the same random numbers; *hard* ones are "
+                      "built by `verify` from the detection limits). Each must be failed; "
+                      "*failed by* lists the test functions whose verdict for it is fail, with "
+                      "the t of the lower coefficient:", "",
+                      "| command | wrong SME | kind | failed by |", "|---|---|---|---|"]
             for c in section["cases"]:
                 for ctl in c["controls"]:
-                    slopes = ", ".join(f"`{f}` {v:.2f}" for f, v in ctl["slopes"].items())
-                    rejected = ", ".join(f"`{f}`" for f in ctl["rejected_by"]) or "**none**"
+                    by = ", ".join(f"`{f}` ({ctl['lower_t'][f]:+.1f})" if ctl["lower_t"][f]
+                                   is not None else f"`{f}`" for f in ctl["rejected_by"])
                     lines.append(f"| `{c['command']}` | {_cell(ctl['name'] + ': ' + ctl['why'])} "
-                                 f"| {ctl['expected_slope']:g} | {slopes} | {rejected} |")
+                                 f"| {'hard' if ctl['hard'] else 'declared'} | "
+                                 f"{by or '**none — not rejected**'} |")
                 if not c["controls"]:
-                    lines.append(f"| `{c['command']}` | – | – | – | {_cell(c['control_note'])} |")
+                    lines.append(f"| `{c['command']}` | – | – | {_cell(c['control_note'])} |")
         elif kind == "benchmarks":
             lines += ["Times are medians over repeats in the same run; ratios compare contenders "
                       "of the same run. This machine may be shared, so absolute times are "

@@ -60,6 +60,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0; got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0; got {value}")
+    return value
+
+
+def _probability(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1); got {text!r}") from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1); got {value:g}")
+    return value
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -124,6 +144,16 @@ def _common_verify_options() -> argparse.ArgumentParser:
         "supports)")
     add("--no-controls", action="store_true",
         help="do not run the plug-in's negative controls (wrong SMEs that must be rejected)")
+    add("--no-hard-controls", action="store_true",
+        help="at order 2, do not run the hard controls (Σ off by twice the detection limit, "
+        "diagonal Σ, half the drift correction) in a second pass")
+    add("--false-failure", type=_probability, default=0.01,
+        help="probability that a right SME fails the check (split over the test functions)")
+    add("--noise-modes", type=_nonnegative_int, default=2,
+        help="at order 2, test functions added along the leading eigenvectors of Σ")
+    add("--no-extrapolation", action="store_true",
+        help="estimate the SME by its finest solve instead of the Richardson combination of "
+        "steps h, 2h, 4h (the solver-error column then shows the finest level's error)")
     add("--out", default=None,
         help="folder for result.json, errors.csv, errors.png and citation.bib (default: print only)")
     add("--json", default=None, help="also write the JSON result to this path")
@@ -319,7 +349,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             chunk_size=args.chunk_size, dtype=dtype, device=args.device, progress=not args.quiet,
             compile={"auto": None, "on": True, "off": False}[args.compile],
             checkpoint=args.checkpoint_dir, variance_reduction=args.variance_reduction,
-            controls=not args.no_controls, executor=executor,
+            controls=not args.no_controls, hard_controls=not args.no_hard_controls,
+            false_failure=args.false_failure, noise_modes=args.noise_modes,
+            extrapolate=False if args.no_extrapolation else None, executor=executor,
             settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options},
         )
     print(result.table())

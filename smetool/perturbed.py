@@ -57,6 +57,11 @@ class NoiseScaled(SDE):
     def drift(self, t: float, x: Tensor) -> Tensor:
         return self.sde.drift(t, x)
 
+    @property
+    def drift_source(self) -> SDE:
+        """The SDE whose drift this one uses unchanged (its linearisation can be shared)."""
+        return getattr(self.sde, "drift_source", self.sde)
+
     def diffusion(self, t: float, x: Tensor) -> Tensor:
         scale = self.factor if self.noise_kind is NoiseKind.COVARIANCE else self._root
         return scale * self.sde.diffusion(t, x)
@@ -95,9 +100,19 @@ class DiagonalNoise(SDE):
     def drift(self, t: float, x: Tensor) -> Tensor:
         return self.sde.drift(t, x)
 
+    @property
+    def drift_source(self) -> SDE:
+        """The SDE whose drift this one uses unchanged (its linearisation can be shared)."""
+        return getattr(self.sde, "drift_source", self.sde)
+
     def diffusion(self, t: float, x: Tensor) -> Tensor:
-        cov = noise_covariance(self.sde, t, x)
-        return torch.diagonal(cov, dim1=-2, dim2=-1).clamp_min(0.0).sqrt()
+        g = self.sde.diffusion(t, x)
+        if self.sde.noise_kind is NoiseKind.COVARIANCE:
+            variance = torch.diagonal(g, dim1=-2, dim2=-1)
+        else:  # diag(B Bᵀ) without forming B Bᵀ
+            B = diffusion_matrix(self.sde, g, x.shape[0])
+            variance = (B * B).sum(dim=-1)
+        return variance.clamp_min(0.0).sqrt()
 
     def __repr__(self) -> str:
         return f"DiagonalNoise({self.sde!r})"

@@ -131,14 +131,13 @@ def enumerate_outcomes():
 def decisive_order_one(result, order: float = 1.0) -> list[str]:
     """What keeps a :class:`~smetool.VerifyResult` from passing with power, or ``[]``.
 
-    The project's verdict (:func:`smetool.stats.judge_order`): per test function, every error
-    point resolved at ≥ 5 SE, no sign change, and an interval (the straight slope's or the
-    curvature-corrected fit's) that contains ``order`` and excludes the neighbouring orders.
+    The project's verdict (:attr:`smetool.VerifyResult.verdict`): no test function's weak error
+    demands a lower-order term (the series test, :func:`smetool.judge_series`), every test
+    function's errors are an acceptable series, one resolves the leading coefficient, and every
+    negative control is failed.
     """
     assert result.order == order, (result.order, order)
-    problems = [f"{name}: not fitted ({why})" for name, why in result.unfitted.items()]
-    problems += [f"{name}: {v}" for name, v in result.verdicts.items() if not v.passed]
-    return problems
+    return list(result.reasons)
 
 
 class WithSME(Algorithm):

@@ -141,10 +141,9 @@ def test_sde_pieces(algo):
 @pytest.mark.parametrize("name", ["rmsprop", "adam"])
 def test_verify_default_run_passes_with_power_and_rejects_its_negative_control(name):
     """``smetool verify rmsprop|adam`` (seed 0, the defaults): every test function passes the
-    project's verdict (every point ≥ 5 SE, an interval containing 1 and excluding 0 and 2, no
-    sign change), and the SDE whose second moment forgets the noise is rejected by at least one
-    test function. Order 1 in τ = η²: symmetric noise has no third moment, so the O(η) term of
-    the general bound cancels."""
+    series test (no O(1) term in the weak error, its O(τ) term resolved), and the SDE whose
+    second moment forgets the noise is failed by at least one test function. Order 1 in τ = η²:
+    symmetric noise has no third moment, so the O(η) term of the general bound cancels."""
     spec = plugins()[name]
     algo = spec.build(dtype=torch.float64, device="cpu")
     result = verify(algo, spec.lrs, horizon=spec.horizon, n_paths=spec.n_paths,
@@ -152,7 +151,7 @@ def test_verify_default_run_passes_with_power_and_rejects_its_negative_control(n
     assert result.verdict.value == "pass", result.table()
     assert all(v.passed for v in result.verdicts.values()), result.table()
     (control,) = result.controls.values()
-    assert any(control.rejected.values()), result.table()
+    assert control.rejected, result.table()
     # the discrete side carried control variates: reduced variance on every row
     assert all(row.variance_reduction > 10 for row in result.rows), result.table()
 

@@ -51,7 +51,7 @@ def test_every_plugin_starts_float32_from_the_float64_point_rounded(name):
 
 
 def _means(alg, dtype):
-    r = smetool.verify(alg, (0.04, 0.02), 400, horizon=0.2, steps_per_lr=2, controls=False,
+    r = smetool.verify(alg, (0.04, 0.02), 400, horizon=0.2, steps_per_lr=4, controls=False,
                        seed=5, dtype=dtype, progress=False)
     t = r.weak_errors
     return torch.stack([t.approx_means, t.reference_means]), torch.stack(
@@ -198,7 +198,7 @@ def test_platen_on_a_wide_dropout_factor_is_refused_before_anything_runs():
 
 def test_verify_records_the_device():
     alg = smetool.DropoutAlgorithm.verification_default(width=4)
-    r = smetool.verify(alg, (0.04, 0.02), 50, horizon=0.04, steps_per_lr=2, controls=False,
+    r = smetool.verify(alg, (0.04, 0.02), 50, horizon=0.04, steps_per_lr=4, controls=False,
                        progress=False)
     info = r.settings["device_info"]
     assert r.settings["device"] == "cpu" and info == r.weak_errors.device
@@ -244,7 +244,7 @@ def test_euler_increment_is_drift_times_h_plus_the_noise():
 def test_compiled_dropout_kernels_agree_with_eager_to_round_off():
     # About a minute of compilation on a laptop core (the reason compile is off on the CPU).
     alg = smetool.DropoutAlgorithm.verification_default()
-    kwargs = dict(horizon=0.04, steps_per_lr=2, controls=False, seed=3, progress=False)
+    kwargs = dict(horizon=0.04, steps_per_lr=4, controls=False, seed=3, progress=False)
     for order in (1, 2):
         eager = smetool.verify(alg, (0.04, 0.02), 64, order=order, **kwargs)
         compiled = smetool.verify(alg, (0.04, 0.02), 64, order=order, compile=True, **kwargs)
@@ -276,7 +276,7 @@ def test_benchmark_runs_in_its_fast_mode(tmp_path, script):
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 def test_cuda_verify_repeats_bit_for_bit_and_records_the_gpu(dtype):
     alg = smetool.DropoutAlgorithm.verification_default(dtype=dtype, device="cuda")
-    kwargs = dict(horizon=0.2, steps_per_lr=2, seed=1, dtype=dtype, device="cuda", progress=False)
+    kwargs = dict(horizon=0.2, steps_per_lr=4, seed=1, dtype=dtype, device="cuda", progress=False)
     matmul = torch.backends.cuda.matmul
     saved = matmul.fp32_precision
     matmul.fp32_precision = "tf32"  # the chunks must run without it all the same
@@ -308,7 +308,7 @@ def test_cuda_chunks_come_from_the_free_memory():
 @pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA device")
 def test_cuda_compiled_kernels_agree_with_eager_and_the_gbm_benchmark_runs(tmp_path):
     alg = smetool.DropoutAlgorithm.verification_default(device="cuda")
-    kwargs = dict(horizon=0.04, steps_per_lr=2, controls=False, seed=3, device="cuda",
+    kwargs = dict(horizon=0.04, steps_per_lr=4, controls=False, seed=3, device="cuda",
                   progress=False)
     eager = smetool.verify(alg, (0.04, 0.02), 4_096, order=2, compile=False, **kwargs)
     compiled = smetool.verify(alg, (0.04, 0.02), 4_096, order=2, compile=True, **kwargs)

@@ -41,3 +41,11 @@ def test_nav_pages_exist():
         if line.strip().startswith("- ") and line.strip().endswith(".md"):
             page = line.split(":")[-1].strip()
             assert (ROOT / "docs" / page).exists(), page
+
+
+def test_the_readme_numbers_are_the_rendering_of_the_validation_record():
+    """The README's measured table is generated from docs/validation.json (the commit it names):
+    a number typed by hand, or a record regenerated without re-rendering, fails here."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "readme_numbers.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

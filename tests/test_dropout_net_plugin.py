@@ -169,7 +169,7 @@ def test_cli_verifies_dropout_net_on_the_toy_task(capsys):
 def test_cli_runs_on_digits_with_mlp_and_cnn(capsys):
     for model in ("mlp", "cnn"):
         code = main(["verify", "dropout-net", "--model", model, "--width", "3", "--n-samples", "10",
-                     "--lrs", "0.04,0.02", "--horizon", "0.04", "--paths", "20", "--quiet"])
+                     "--lrs", "0.04,0.02", "--horizon", "0.08", "--paths", "20", "--quiet"])
         assert code == 0
 
 

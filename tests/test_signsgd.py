@@ -79,8 +79,8 @@ def test_negative_controls_are_rejected(index, with_sme):
     wrong = with_sme(algo, lambda lr: algo.negative_controls(lr, 1)[index].sde)
     result = verify(wrong, [1 / 16, 1 / 32, 1 / 64], 3_000, horizon=0.75, steps_per_lr=2,
                     seed=0, progress=False)
-    for fit in result.fits.values():  # an O(1) drift error: the slope is near 0, not 1
-        assert not fit.contains(1.0) and min(abs(e) / s for e, s in zip(fit.errors, fit.stderrs)) > 5
+    for name, verdict in result.verdicts.items():  # an O(1) drift error: an O(1) term
+        assert verdict.failed and "an O(1) term" in verdict.reasons[0], (name, verdict)
 
 
 @pytest.mark.slow
@@ -93,11 +93,12 @@ def test_default_verification_decides_order_one_with_power(decisive):
 
 def test_a_reduced_verification_contains_order_one():
     # The fast variant of the slow test: a fifth of the paths and the three largest lrs. With
-    # fewer points the CI is wide; it must contain 1 (a wrong drift gives slope ≈ 0, see above).
+    # fewer points the series test has less power; no test function may fail (a wrong drift
+    # fails every one, see above).
     spec = get_plugin("signsgd")
     result = verify(spec.build(), spec.lrs[:3], 30_000, horizon=spec.horizon,
                     steps_per_lr=spec.steps_per_lr, seed=0, progress=False)
-    assert all(fit.contains(1.0) for fit in result.fits.values()) and not result.unfitted
+    assert not any(v.failed for v in result.verdicts.values()), result.table()
 
 
 def test_citations_name_the_signsgd_papers():

@@ -80,6 +80,8 @@ class ScalarQuadraticSGD(SeparableStochasticGradient, HasExactMoments):
         ``s ≥ 0``.
     x0 : float
         The initial point (``≠ 0``).
+    dtype : torch.dtype
+        Of the states when :meth:`initial_state` is given none.
 
     Examples
     --------
@@ -92,8 +94,10 @@ class ScalarQuadraticSGD(SeparableStochasticGradient, HasExactMoments):
     references = (LI_TAI_E_2019,)
     sme_orders = (1, 2)
 
-    def __init__(self, curvature: float = 1.0, noise: float = 1.0, x0: float = 1.0):
+    def __init__(self, curvature: float = 1.0, noise: float = 1.0, x0: float = 1.0, *,
+                 dtype: torch.dtype = torch.float64):
         owner = type(self).__name__
+        self.dtype = dtype
         self.curvature = check_positive(curvature, "curvature", owner)
         self.noise = check_nonnegative(noise, "noise", owner)
         if not (isinstance(x0, (int, float)) and math.isfinite(x0) and x0 != 0):
@@ -103,7 +107,7 @@ class ScalarQuadraticSGD(SeparableStochasticGradient, HasExactMoments):
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> Tensor:
         n_paths = check_positive_int(n_paths, "n_paths")
-        return torch.full((n_paths, 1), self.x0, dtype=dtype or torch.float64, device=device)
+        return torch.full((n_paths, 1), self.x0, dtype=dtype or self.dtype, device=device)
 
     def draw_gradient_noise(self, n_paths: int, generator: torch.Generator, *,
                             dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -144,7 +148,7 @@ class ScalarQuadraticSGD(SeparableStochasticGradient, HasExactMoments):
 
 def _factory(*, dtype: torch.dtype, device: Any, curvature: float,
              noise: float) -> ScalarQuadraticSGD:
-    return ScalarQuadraticSGD(curvature=curvature, noise=noise)
+    return ScalarQuadraticSGD(curvature=curvature, noise=noise, dtype=dtype)
 
 
 def _positive(name: str):

@@ -182,6 +182,16 @@ class SGDWeightDecay(SeparableStochasticGradient):
         return ScaleInvariantNorms(n0, self.weight_decay, self.problem.noise_std, self.problem.dim,
                                    float(w0[cos_axis]) ** 2 / n0)
 
+    def exact_sme_expectations(self, lrs: Any, horizon: float, order: int
+                               ) -> dict[str, list[float]]:
+        """``E g(W_T)`` of the SME in closed form, where known: ``"norm_sq"``, from its
+        deterministic norm law (Li, Lyu & Arora 2020; :meth:`norms`). The discrete side's norm is
+        not closed-form when the loss is not flat."""
+        if order != 1:
+            raise ValueError(f"sgd-wd: `order` must be 1; got {order!r}.")
+        law = self.norms()
+        return {"norm_sq": [law.sme_moments(float(lr), float(horizon))["norm_sq"] for lr in lrs]}
+
     def test_functions(self) -> dict[str, TestFunction]:
         """``"norm_sq"`` (``‖w‖²``) and ``"w[2]"``; ``(P, d) -> (P,)``.
 

@@ -29,7 +29,8 @@ _RUN_KEYS = frozenset({"lrs", "horizon", "n_paths", "steps_per_lr", "method"})
 RESERVED_OPTIONS = frozenset({
     "lrs", "horizon", "paths", "order", "steps_per_lr", "method", "seed", "device", "dtype",
     "chunk_size", "out", "json", "plot", "checkpoint_dir", "quiet", "help", "workers",
-    "scheduler", "variance_reduction", "controls", "debug",
+    "scheduler", "variance_reduction", "controls", "debug", "no_hard_controls", "false_failure",
+    "noise_modes", "no_extrapolation",
 })
 """Option names taken by ``smetool verify`` itself."""
 

@@ -255,8 +255,34 @@ def _noise_free_path(sde: SDE, solver: Solver, x0: Tensor, t0: float, dt: float,
     return torch.stack(path)
 
 
+_DRIFT_LINEARIZATIONS: OrderedDict[tuple, tuple[Any, Tensor, Tensor]] = OrderedDict()
+_DRIFT_ENTRIES = 8
+"""Noise-free paths and drift Jacobians kept per process, by the SDE whose drift they are of
+(an SME and its hard controls with a scaled or diagonal noise share one drift)."""
+
+
+def _drift_linearization(sde: SDE, solver: Solver, x0: Tensor, t0: float, dt: float,
+                         n: int) -> tuple[Tensor, Tensor]:
+    """``θ̄`` ``(n + 1, D)`` and ``∂b(t_j, θ̄_j)`` ``(n, D, D)``, once per drift and grid."""
+    source = getattr(sde, "drift_source", sde)
+    key = (id(source), type(solver).__name__, float(t0), float(dt), int(n), str(x0.dtype),
+           str(x0.device), x0.detach().cpu().numpy().tobytes())
+    with _DERIVATIVES_LOCK:
+        found = _DRIFT_LINEARIZATIONS.get(key)
+    if found is not None:
+        return found[1], found[2]
+    mean = _noise_free_path(sde, solver, x0, t0, dt, n)
+    J = torch.stack([row_jacobian(_DriftAt(sde, t0 + j * dt), mean[j]) for j in range(n)])
+    with _DERIVATIVES_LOCK:
+        _DRIFT_LINEARIZATIONS[key] = (source, mean, J)  # holding the source keeps its id its own
+        while len(_DRIFT_LINEARIZATIONS) > _DRIFT_ENTRIES:
+            _DRIFT_LINEARIZATIONS.popitem(last=False)
+    return mean, J
+
+
 def linearize_sde(sde: SDE, method: Solver | str | None, x0: Tensor, t0: float, dt: float,
-                  n: int, *, quadratic: bool) -> tuple[Tensor, LinearTangent, Tensor | None]:
+                  n: int, *, quadratic: bool, levels: int | None = None
+                  ) -> Any:
     """The noise-free path of an SDE scheme and the linear maps of its tangent, precomputed.
 
     Parameters
@@ -272,6 +298,14 @@ def linearize_sde(sde: SDE, method: Solver | str | None, x0: Tensor, t0: float, 
     quadratic : bool
         Also ``B_j = σ(t_j, θ̄_j)`` for the Gaussian tangent ``δ`` and its covariance recursion
         ``C_{j+1} = A_j C_j A_jᵀ + dt B_j B_jᵀ``.
+    levels : int, optional
+        Also the maps of the coarser grids ``2 dt, 4 dt, …`` (``levels`` grids in all, the
+        fine one first; :func:`~smetool.integrate.solve_coupled`): each coarse step ``k`` of
+        size ``2^l dt`` uses ``A = I + 2^l dt ∂b`` and ``B = σ`` at the *fine* noise-free path's
+        point at its start, so the drift's Jacobian (``2D`` drift evaluations per point) is
+        computed once per fine step for every grid. Any deterministic matrices keep the control
+        variates' means at zero; these differ from the coarse path's own by ``O(dt²)``, which
+        costs no measurable variance.
 
     Returns
     -------
@@ -283,28 +317,44 @@ def linearize_sde(sde: SDE, method: Solver | str | None, x0: Tensor, t0: float, 
     covariance : Tensor (n + 1, D, D) or None
         ``C_j = E δ_j δ_jᵀ`` (with ``quadratic``).
 
+    With ``levels``, a tuple of such triples, one per grid (the coarse ones' ``mean`` is the
+    fine path at their grid points).
+
     Raises
     ------
     ValueError
-        SAMPLED noise (no increments to share) or ``D > DENSE_LIMIT``.
+        SAMPLED noise (no increments to share), ``D > DENSE_LIMIT``, or ``n`` not a multiple of
+        ``2^{levels−1}``.
     """
     if sde.noise_kind is NoiseKind.SAMPLED:
         raise ValueError(f"{sde!r}: SAMPLED noise has no Brownian increments for a tangent.")
     D = x0.numel()
     if D > DENSE_LIMIT:
         raise ValueError(f"the tangent's dense maps need D ≤ {DENSE_LIMIT}; got D = {D}.")
+    count = 1 if levels is None else int(levels)
+    if count < 1 or n % 2 ** (count - 1):
+        raise ValueError(f"`n` ({n}) must be a multiple of 2^(levels − 1) = {2 ** (count - 1)}.")
     solver = as_solver(method)
-    mean = _noise_free_path(sde, solver, x0, t0, dt, n)
+    mean, J = _drift_linearization(sde, solver, x0, t0, dt, n)
     eye = torch.eye(D, dtype=x0.dtype, device=x0.device)
-    A = torch.stack([eye + dt * row_jacobian(_DriftAt(sde, t0 + j * dt), mean[j])
-                     for j in range(n)])
-    if not quadratic:
-        return mean, LinearTangent(A), None
-    B = torch.stack([diffusion_matrix(sde, sde.diffusion(t0 + j * dt, mean[j].reshape(1, D)), 1)[0]
-                     for j in range(n)])
-    C = torch.zeros(D, D, dtype=x0.dtype, device=x0.device)
-    covs = [C]
-    for j in range(n):
-        C = A[j] @ C @ A[j].T + dt * B[j] @ B[j].T
-        covs.append(C)
-    return mean, LinearTangent(A, B), torch.stack(covs)
+    B = None
+    if quadratic:
+        B = torch.stack([diffusion_matrix(sde, sde.diffusion(t0 + j * dt,
+                                                             mean[j].reshape(1, D)), 1)[0]
+                         for j in range(n)])
+    out: list[tuple[Tensor, LinearTangent, Tensor | None]] = []
+    for level in range(count):
+        stride = 2**level
+        h = dt * stride
+        A = eye + h * J[::stride]
+        if B is None:
+            out.append((mean[::stride], LinearTangent(A), None))
+            continue
+        Bl = B[::stride]
+        C = torch.zeros(D, D, dtype=x0.dtype, device=x0.device)
+        covs = [C]
+        for k in range(A.shape[0]):
+            C = A[k] @ C @ A[k].T + h * Bl[k] @ Bl[k].T
+            covs.append(C)
+        out.append((mean[::stride], LinearTangent(A, Bl), torch.stack(covs)))
+    return out[0] if levels is None else tuple(out)

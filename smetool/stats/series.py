@@ -196,7 +196,7 @@ class SeriesVerdict:
     Attributes
     ----------
     verdict : Verdict
-    order : int
+    order : float
         The claimed order ``p``.
     alpha : float
         The false-failure probability of this test; ``z = z_{1−α/2}``.
@@ -217,10 +217,12 @@ class SeriesVerdict:
         Student-t on its degrees of freedom (its standard error inflated for the lack of fit).
     fit_level : float
         The goodness-of-fit level the series were held to.
+    spacing : float
+        Of the powers of the series (1 for weak errors).
     """
 
     verdict: Verdict
-    order: int
+    order: float
     alpha: float
     z: float
     terms: int | None
@@ -233,6 +235,7 @@ class SeriesVerdict:
     reasons: tuple[str, ...] = ()
     lower_quantile: float = math.nan
     fit_level: float = FIT_LEVEL
+    spacing: float = 1.0
 
     @property
     def acceptable(self) -> bool:
@@ -273,23 +276,27 @@ class SeriesVerdict:
         return f"{text} ({'; '.join(self.reasons)})" if self.reasons else text
 
 
-def judge_series(steps: Any, errors: Any, stderrs: Any, order: int, *, alpha: float = 0.01,
-                 fit_level: float | None = None) -> SeriesVerdict:
-    """Judge the claim "weak order ``order``" from errors at several steps (the module's rule).
+def judge_series(steps: Any, errors: Any, stderrs: Any, order: float, *, alpha: float = 0.01,
+                 fit_level: float | None = None, spacing: float = 1.0) -> SeriesVerdict:
+    """Judge the claim "error of order ``order``" from errors at several steps (the module's rule).
 
     Parameters
     ----------
     steps, errors, stderrs : array-like, (L,)
         Steps (learning rates), signed Monte-Carlo errors, their (positive) standard errors;
         independent across steps. ``L ≥ 3``.
-    order : int
-        ``p ≥ 1``.
+    order : float
+        ``p``: an integer ≥ 1 for a weak order; a multiple of ``spacing`` in general.
     alpha : float
         The probability that a right claim is failed by this test, in (0, 1).
     fit_level : float, optional
         The goodness-of-fit level of the series, in (0, 1); default ``alpha`` (a right series is
         then left without a model with probability about ``alpha``; the truncation allowance,
         not the χ² test, guards the tested coefficient against a series cut too short).
+    spacing : float
+        ``s``, the spacing of the powers: the series is ``c_{p−s} h^{p−s} + c_p h^p +
+        c_{p+s} h^{p+s} + …``. 1 for weak errors (an expansion in the step); 0.5 for strong errors
+        of schemes whose expansion goes in powers of ``√h`` (Euler–Maruyama's strong order ½).
 
     Returns
     -------
@@ -298,8 +305,8 @@ def judge_series(steps: Any, errors: Any, stderrs: Any, order: int, *, alpha: fl
     Raises
     ------
     ValueError
-        Bad inputs (see :func:`fit_series`), an order below 1, or ``alpha``/``fit_level`` not in
-        (0, 1).
+        Bad inputs (see :func:`fit_series`), an order that is not a positive multiple of
+        ``spacing``, or ``alpha``/``fit_level`` not in (0, 1).
 
     Examples
     --------
@@ -310,24 +317,35 @@ def judge_series(steps: Any, errors: Any, stderrs: Any, order: int, *, alpha: fl
     ('pass', 2)
     """
     h, e, s = _checked(steps, errors, stderrs)
-    if isinstance(order, bool) or int(order) != order or order < 1:
-        raise ValueError(f"`order` must be an integer ≥ 1; got {order!r}.")
+    if not (isinstance(spacing, (int, float)) and not isinstance(spacing, bool)
+            and math.isfinite(spacing) and spacing > 0):
+        raise ValueError(f"`spacing` must be a positive number; got {spacing!r}.")
+    ratio = order / spacing if isinstance(order, (int, float)) and not isinstance(order, bool) \
+        else math.nan
+    if not (math.isfinite(ratio) and ratio >= 1 and abs(ratio - round(ratio)) < 1e-9):
+        raise ValueError(f"`order` must be a positive multiple of spacing={spacing:g} (an integer "
+                         f"≥ 1 for a weak order); got {order!r}.")
     for value, label in ((alpha, "alpha"), (alpha if fit_level is None else fit_level, "fit_level")):
         if not (isinstance(value, (int, float)) and 0 < value < 1):
             raise ValueError(f"`{label}` must be in (0, 1); got {value!r}.")
     fit_level = float(alpha) if fit_level is None else fit_level
-    p, L = int(order), len(h)
+    p, d, L = float(order), float(spacing), len(h)
+    lower_power = p - d
     z = float(stats.norm.ppf(1.0 - alpha / 2.0))
     nan = math.nan
     if L < 3:
         return SeriesVerdict(Verdict.INCONCLUSIVE, p, float(alpha), z, None, None, None, nan, nan,
                              nan, nan, (f"the series test needs ≥ 3 steps; got {L}",), nan,
-                             fit_level)
-    ext = _best_model(h, e, s, p - 1, range(2, L), fit_level, alpha)
-    red = _best_model(h, e, s, p, range(1, L), fit_level, alpha)
+                             fit_level, d)
+    ext = _best_model(h, e, s, lower_power, d, range(2, L), fit_level, alpha)
+    red = _best_model(h, e, s, p, d, range(1, L), fit_level, alpha)
     K = len(ext.fit.powers) - 1
     args = (p, float(alpha), z, K, ext.fit, red.fit, ext.coef, ext.se, red.coef, red.se)
-    term = "an O(1) term" if p == 1 else f"a term of order {p - 1}"
+    extra = (ext.quantile, fit_level, d)
+
+    def term(q: float) -> str:
+        return "an O(1) term" if q == 0 else f"a term of order {q:g}"
+
     t_lower = ext.coef / ext.se if ext.se > 0 else math.inf
     if abs(t_lower) > ext.quantile:
         how = "" if ext.acceptable else (
@@ -335,34 +353,36 @@ def judge_series(steps: Any, errors: Any, stderrs: Any, order: int, *, alpha: fl
             f"standard error × {math.sqrt(ext.fit.inflation):.3g}, Student-t on {ext.fit.dof} "
             f"degree(s) of freedom)")
         return SeriesVerdict(Verdict.FAIL, *args, (
-            f"the errors demand {term}: c_{p - 1} = {ext.coef:.3g} ± {ext.se:.2g} "
-            f"({t_lower:+.1f} SE, beyond ±{ext.quantile:.3g}){how}",), ext.quantile, fit_level)
-    for q in range(p - 2, -1, -1):  # an error of lower order still: O(1), O(h), …
-        lower = _best_model(h, e, s, q, range(2, L), fit_level, alpha) if not ext.acceptable \
-            else None
-        if lower is not None and lower.acceptable and abs(lower.coef) > z * lower.se:
+            f"the errors demand {term(lower_power)}: c[h^{lower_power:g}] = {ext.coef:.3g} ± "
+            f"{ext.se:.2g} ({t_lower:+.1f} SE, beyond ±{ext.quantile:.3g}){how}",), *extra)
+    q = lower_power - d
+    while not ext.acceptable and q > -1e-9:  # an error of lower order still: O(1), O(h), …
+        lower = _best_model(h, e, s, q, d, range(2, L), fit_level, alpha)
+        if lower.acceptable and abs(lower.coef) > z * lower.se:
             return SeriesVerdict(Verdict.FAIL, *args, (
-                f"the errors demand a term of order {q}: c_{q} = {lower.coef:.3g} ± "
-                f"{lower.se:.2g} ({lower.coef / lower.se:+.1f} SE, beyond ±{z:.3g}); no series "
-                f"from h^{p - 1} fits",), ext.quantile, fit_level)
+                f"the errors demand {term(q)}: c[h^{q:g}] = {lower.coef:.3g} ± {lower.se:.2g} "
+                f"({lower.coef / lower.se:+.1f} SE, beyond ±{z:.3g}); no series from "
+                f"h^{lower_power:g} fits",), *extra)
+        q -= d
     if not ext.acceptable:
         return SeriesVerdict(Verdict.INCONCLUSIVE, *args, (
-            f"no series h^{p - 1} … h^{p + L - 3} fits the errors at level {fit_level:g}: "
-            "the errors are not a smooth series in the step at their standard errors (more "
-            "steps, or steps closer together, describe them)",), ext.quantile, fit_level)
-    if not red.acceptable and _best_model(h, e, s, p, range(1, L), alpha, alpha).fit.p_value < alpha:
+            f"no series from h^{lower_power:g} with up to {L - 1} terms fits the errors at level "
+            f"{fit_level:g}: the errors are not a smooth series in the step at their standard "
+            "errors (more steps, or steps closer together, describe them)",), *extra)
+    if not red.acceptable and not _best_model(h, e, s, p, d, range(1, L), alpha,
+                                              alpha).acceptable:
         return SeriesVerdict(Verdict.FAIL, *args, (
-            f"no series from h^{p} fits the errors even at level {alpha:.2g}, while one from "
-            f"h^{p - 1} does",), ext.quantile, fit_level)
+            f"no series from h^{p:g} fits the errors even at level {alpha:.2g}, while one from "
+            f"h^{lower_power:g} does",), *extra)
     if not red.acceptable:
         return SeriesVerdict(Verdict.INCONCLUSIVE, *args, (
-            f"no series from h^{p} fits the errors at level {fit_level:g}",), ext.quantile, fit_level)
+            f"no series from h^{p:g} fits the errors at level {fit_level:g}",), *extra)
     t_leading = red.coef / red.se if red.se > 0 else math.inf
     if not abs(t_leading) >= z:
         return SeriesVerdict(Verdict.INCONCLUSIVE, *args, (
-            f"c_{p} = {red.coef:.3g} ± {red.se:.2g} is not resolved "
-            f"({abs(t_leading):.1f} SE < {z:.2f})",), ext.quantile, fit_level)
-    return SeriesVerdict(Verdict.PASS, *args, (), ext.quantile, fit_level)
+            f"c[h^{p:g}] = {red.coef:.3g} ± {red.se:.2g} is not resolved "
+            f"({abs(t_leading):.1f} SE < {z:.2f})",), *extra)
+    return SeriesVerdict(Verdict.PASS, *args, (), *extra)
 
 
 @dataclass(frozen=True)
@@ -374,19 +394,18 @@ class _Model:
     acceptable: bool
 
 
-def _best_model(h: np.ndarray, e: np.ndarray, s: np.ndarray, first: int, terms: range,
-                level: float, alpha: float) -> _Model:
-    """The series ``h^first … h^{first+n−1}`` (``n`` terms, in ``terms``) used for its first
-    coefficient:
-    among those whose χ² is acceptable at ``level``, the one with the smallest truncation-aware
-    standard error; when none is, the one with the narrowest interval ``quantile · SE``, its
-    standard error inflated by ``√(χ²/dof)`` and referred to Student-t on its degrees of freedom
-    (a lack of fit widens the interval, never narrows it)."""
+def _best_model(h: np.ndarray, e: np.ndarray, s: np.ndarray, first: float, spacing: float,
+                terms: range, level: float, alpha: float) -> _Model:
+    """The series ``h^first, h^{first+s}, …`` (``n`` terms, ``n`` in ``terms``) used for its first
+    coefficient: among those whose χ² is acceptable at ``level``, the one with the smallest
+    truncation-aware standard error; when none is, the one with the narrowest interval
+    ``quantile · SE``, its standard error inflated by ``√(χ²/dof)`` and referred to Student-t on
+    its degrees of freedom (a lack of fit widens the interval, never narrows it)."""
     z = float(stats.norm.ppf(1.0 - alpha / 2.0))
     models = []
-    for k in terms:
-        fit = fit_series(h, e, s, range(first, first + k))
-        coef, se = _with_truncation(h, e, s, fit, first)
+    for n in terms:
+        fit = fit_series(h, e, s, [first + k * spacing for k in range(n)])
+        coef, se = _with_truncation(h, e, s, fit, first, spacing)
         ok = fit.fits(level)
         q = z if ok else float(stats.t.ppf(1.0 - alpha / 2.0, fit.dof)) if fit.dof > 0 else math.inf
         models.append(_Model(fit, coef, se, q, ok))
@@ -397,14 +416,14 @@ def _best_model(h: np.ndarray, e: np.ndarray, s: np.ndarray, first: int, terms: 
 
 
 def _with_truncation(h: np.ndarray, e: np.ndarray, s: np.ndarray, fit: SeriesFit,
-                     power: float) -> tuple[float, float]:
+                     power: float, spacing: float = 1.0) -> tuple[float, float]:
     """``(ĉ, √V)`` of the term ``h^power`` in ``fit``, ``V`` its variance plus the bias the next
-    omitted term ``c_{q+1} h^{q+1}`` (``q`` the model's highest power) can cause: ``β² τ²`` with
-    ``β`` the term's coefficient in the fit of ``h^{q+1}`` by the model and
-    ``τ² = ĉ_{q+1}² + SE²`` from the model with ``h^{q+1}`` added (no allowance when that model has
-    more terms than steps)."""
+    omitted term ``c_{q+s} h^{q+s}`` (``q`` the model's highest power) can cause: ``β² τ²`` with
+    ``β`` the term's coefficient in the fit of ``h^{q+s}`` by the model and
+    ``τ² = ĉ_{q+s}² + SE²`` from the model with ``h^{q+s}`` added (no allowance when that model
+    has more terms than steps)."""
     coef, se = fit.coefficient(power)
-    following = fit.powers[-1] + 1.0
+    following = fit.powers[-1] + spacing
     if len(fit.powers) + 1 > len(h):
         return coef, se
     c_next, se_next = fit_series(h, e, s, (*fit.powers, following)).coefficient(following)
@@ -432,7 +451,7 @@ def detection_limit(verdict: SeriesVerdict, steps: Any, differences: Any, stderr
     if verdict.extended is None or not math.isfinite(verdict.lower_stderr * verdict.lower_quantile):
         return math.inf
     fit = fit_series(steps, differences, stderrs, verdict.extended.powers)
-    sens, sens_se = fit.coefficient(verdict.order - 1)
+    sens, sens_se = fit.coefficient(verdict.order - verdict.spacing)
     if not abs(sens) > verdict.z * sens_se:
         return math.inf
     return verdict.lower_quantile * verdict.lower_stderr * abs(change) / abs(sens)

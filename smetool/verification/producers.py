@@ -226,10 +226,9 @@ class CoupledSMEProducer(SharedWork):
         def compute() -> tuple[tuple[Tensor, LinearTangent, Tensor | None], ...]:
             x0 = self.algorithm.initial_state(1, dtype=self.dtype, device=self.device)[0]
             quadratic = self.variance_reduction is VarianceReduction.QUADRATIC
-            return tuple(
-                linearize_sde(self.sde, self.solver, x0, 0.0, self.h * 2**level,
-                              round(self.horizon / (self.h * 2**level)), quadratic=quadratic)
-                for level in range(self.levels))
+            return linearize_sde(self.sde, self.solver, x0, 0.0, self.h,
+                                 round(self.horizon / self.h), quadratic=quadratic,
+                                 levels=self.levels)
         return self.shared("lin", compute)
 
     def one_step(self) -> CoupledSMEProducer:

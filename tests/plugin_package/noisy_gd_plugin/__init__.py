@@ -58,7 +58,7 @@ PLUGIN = PluginSpec(
     lrs=(0.2, 0.1, 0.05),
     horizon=1.0,
     n_paths=4_000,
-    steps_per_lr=2,
+    steps_per_lr=4,
     options=(Option("sigma", float, 0.5, "gradient-noise scale"),),
     algorithm=NoisyGD,
 )
