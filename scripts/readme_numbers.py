@@ -1,10 +1,14 @@
-"""Render the README's table of measured numbers from the validation record, or check it.
+"""Render the measured numbers in the README and the tutorials from the validation record, or
+check them.
 
-    python scripts/readme_numbers.py          # rewrite the block between the markers in README.md
-    python scripts/readme_numbers.py --check  # exit 1 when README.md differs from the rendering
+    python scripts/readme_numbers.py          # rewrite the generated blocks
+    python scripts/readme_numbers.py --check  # exit 1 when a document differs from the rendering
 
 The numbers come from ``docs/validation.json`` (``make validation``), the record of the commit it
-names, so the README cannot drift from what was measured: the test suite runs ``--check``.
+names, so the prose cannot drift from what was measured: the test suite runs ``--check``. The
+blocks sit between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` markers: ``numbers`` in
+README.md (the dropout checks of ``make demo``), ``report:PLUGIN-ORDER`` in the tutorials (the
+report ``smetool verify`` printed in the validation run).
 """
 
 from __future__ import annotations
@@ -61,21 +65,52 @@ def render(record: dict) -> str:
     return "\n".join(lines)
 
 
+def _report(record: dict, key: str) -> str:
+    name, order = key.rsplit("-", 1)
+    plugins = next(s for s in record["sections"] if s["kind"] == "plugins")
+    case = next(c for c in plugins["cases"] if c["plugin"] == name and c["order"] == int(order))
+    return "\n".join([f"<!-- report:{key}:begin -->", "", "```", case["report"], "```", "",
+                      f"<!-- report:{key}:end -->"])
+
+
+def rendered(text: str, record: dict) -> str:
+    """``text`` with every generated block replaced by its rendering."""
+    if BEGIN in text:
+        start, stop = text.index(BEGIN), text.index(END) + len(END)
+        text = text[:start] + render(record) + text[stop:]
+    marker = "<!-- report:"
+    pos = 0
+    while (start := text.find(marker, pos)) >= 0:
+        key = text[start + len(marker):text.index(":begin", start)]
+        end_tag = f"<!-- report:{key}:end -->"
+        stop = text.index(end_tag, start) + len(end_tag)
+        block = _report(record, key)
+        text = text[:start] + block + text[stop:]
+        pos = start + len(block)
+    return text
+
+
+DOCUMENTS = ("README.md", "docs/tutorial-verify-dropout.md")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="fail when README.md is stale")
     args = parser.parse_args(argv)
     record = json.loads((ROOT / "docs" / "validation.json").read_text())
-    readme = (ROOT / "README.md").read_text()
-    start, stop = readme.index(BEGIN), readme.index(END) + len(END)
-    updated = readme[:start] + render(record) + readme[stop:]
-    if args.check:
-        if updated != readme:
-            print("README.md's numbers differ from docs/validation.json; run "
-                  "python scripts/readme_numbers.py", file=sys.stderr)
-            return 1
-        return 0
-    (ROOT / "README.md").write_text(updated)
+    stale = []
+    for name in DOCUMENTS:
+        path = ROOT / name
+        text = path.read_text()
+        updated = rendered(text, record)
+        if updated != text:
+            stale.append(name)
+            if not args.check:
+                path.write_text(updated)
+    if args.check and stale:
+        print(f"{', '.join(stale)}: the generated numbers differ from docs/validation.json; run "
+              "python scripts/readme_numbers.py", file=sys.stderr)
+        return 1
     return 0
 
 

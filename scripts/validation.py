@@ -584,7 +584,8 @@ def plugin_case(name: str, order: int, fast: bool, device: str) -> dict:
             "steps_per_lr": run["steps_per_lr"], "alpha": result.settings["alpha"],
             "seconds": result.seconds, "tests": tests, "limits": limits, "controls": controls,
             "control_note": "" if result.controls else result.control_note,
-            "verdict": result.verdict.value, "reasons": list(result.reasons)}
+            "verdict": result.verdict.value, "reasons": list(result.reasons),
+            "report": result.table()}
 
 
 def _finite(x: float) -> float | None:
