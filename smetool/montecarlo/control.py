@@ -256,7 +256,7 @@ def _noise_free_path(sde: SDE, solver: Solver, x0: Tensor, t0: float, dt: float,
 
 
 _DRIFT_LINEARIZATIONS: OrderedDict[tuple, tuple[Any, Tensor, Tensor]] = OrderedDict()
-_DRIFT_ENTRIES = 8
+_DRIFT_ENTRIES = 4
 """Noise-free paths and drift Jacobians kept per process, by the SDE whose drift they are of
 (an SME and its hard controls with a scaled or diagonal noise share one drift)."""
 
@@ -318,7 +318,8 @@ def linearize_sde(sde: SDE, method: Solver | str | None, x0: Tensor, t0: float, 
         ``C_j = E δ_j δ_jᵀ`` (with ``quadratic``).
 
     With ``levels``, a tuple of such triples, one per grid (the coarse ones' ``mean`` is the
-    fine path at their grid points).
+    fine path at their grid points), each covariance ``(1, D, D)``: only ``C_n`` at the end of
+    the grid is kept (for ``D`` in the hundreds the whole recursion is gigabytes).
 
     Raises
     ------
@@ -355,6 +356,8 @@ def linearize_sde(sde: SDE, method: Solver | str | None, x0: Tensor, t0: float, 
         covs = [C]
         for k in range(A.shape[0]):
             C = A[k] @ C @ A[k].T + h * Bl[k] @ Bl[k].T
-            covs.append(C)
-        out.append((mean[::stride], LinearTangent(A, Bl), torch.stack(covs)))
+            if levels is None:
+                covs.append(C)
+        out.append((mean[::stride], LinearTangent(A, Bl),
+                    torch.stack(covs) if levels is None else C.unsqueeze(0)))
     return out[0] if levels is None else tuple(out)

@@ -241,7 +241,7 @@ class CoupledSMEProducer(SharedWork):
                 k = 2 ** (self.levels - 1 - level)
                 short.append((mean[:k + 1], LinearTangent(
                     maps.A[:k], None if maps.B is None else maps.B[:k]),
-                    None if cov is None else cov[:k + 1]))
+                    None if cov is None else cov[-1:]))  # a probe's values are discarded
             cache["lin"] = tuple(short)
         return dataclasses.replace(self, horizon=2 ** (self.levels - 1) * self.h, _cache=cache)
 
