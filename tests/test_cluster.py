@@ -31,7 +31,7 @@ from smetool.montecarlo import read_checkpoint  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 LRS = (0.04, 0.02)
 N_PATHS, CHUNK = 64, 16  # 4 chunks per learning rate
-RUN = dict(horizon=0.2, order=2, steps_per_lr=4, method="heun", seed=5, chunk_size=CHUNK,
+RUN = dict(horizon=0.2, order=2, steps_per_lr=4, method="heun", seed=5, chunk_size=CHUNK, noise_modes=0,
            progress=False)
 
 

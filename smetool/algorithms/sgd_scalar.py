@@ -52,7 +52,13 @@ class Power:
 
 
 class ScalarQuadraticSME(SDE):
-    """``dX = μ X dt + √lr s X dW`` (DIAGONAL noise): the SME of :class:`ScalarQuadraticSGD`."""
+    """``dX = μ X dt + √lr s X dW`` (DIAGONAL noise): the SME of :class:`ScalarQuadraticSGD`,
+    ``μ = −λ`` (order 1) or ``−λ − lr λ²/2`` (order 2).
+
+    References
+    ----------
+    Q. Li, C. Tai, W. E, JMLR 20 (2019) — the SMEs of SGD, orders 1 and 2.
+    """
 
     noise_kind = NoiseKind.DIAGONAL
 
@@ -82,6 +88,12 @@ class ScalarQuadraticSGD(SeparableStochasticGradient, HasExactMoments):
         The initial point (``≠ 0``).
     dtype : torch.dtype
         Of the states when :meth:`initial_state` is given none.
+
+    References
+    ----------
+    Q. Li, C. Tai, W. E, "Stochastic modified equations and dynamics of stochastic gradient
+    algorithms I: mathematical foundations", JMLR 20 (2019) — SGD on quadratics with
+    multiplicative noise and its SMEs.
 
     Examples
     --------
