@@ -39,8 +39,11 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, jvp, vmap
 
-from ..checks import check_positive_int
+from ..checks import check_batch_size, check_positive_int
 from ..device import functorch_exclusive
+from .landscape import FiniteSum, Units
+from .net_units import FirstLayer, lecun_init, odd_activations
+from .spectral import dense_hessian
 
 __all__ = ["NetDropoutModel", "MaskSlot", "DropoutLayer", "LOSSES", "mse_loss", "cross_entropy_loss"]
 
@@ -114,7 +117,7 @@ def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(parent, child, new)
 
 
-class NetDropoutModel:
+class NetDropoutModel(FiniteSum):
     """Full-batch dropout training of a user's ``nn.Module`` on fixed data, batched over paths.
 
     Parameters
@@ -133,6 +136,11 @@ class NetDropoutModel:
         ``"cross_entropy"``.
     loss : {"mse", "cross_entropy"}
         ``"mse"`` is ``1/(2n) Σ_i ‖f(x_i) − y_i‖²``; ``"cross_entropy"`` the mean over the data.
+    batch_size : int, optional
+        ``B`` of the landscape's minibatch gradients (SGD, SAM, SignSGD on this network); ``None``
+        (default): none, full-batch dropout needs no minibatch.
+    label : str, optional
+        A short name for reports (default: the module's class name).
 
     Attributes
     ----------
@@ -161,7 +169,8 @@ class NetDropoutModel:
     algorithm", ICLR 2024.
     """
 
-    def __init__(self, module: nn.Module, X: Tensor, y: Tensor, *, loss: str = "mse"):
+    def __init__(self, module: nn.Module, X: Tensor, y: Tensor, *, loss: str = "mse",
+                 batch_size: int | None = None, label: str | None = None):
         if not isinstance(module, nn.Module):
             raise TypeError(f"`module` must be a torch.nn.Module; got {type(module).__name__}.")
         X, y = torch.as_tensor(X), torch.as_tensor(y)
@@ -219,6 +228,10 @@ class NetDropoutModel:
         self._sizes = [p.numel() for _, p in net.named_parameters()]
         self.theta0 = torch.cat([p.detach().reshape(-1) for _, p in net.named_parameters()])
         self._mask_keys = [f"{layer.name}.mask" for layer in self.layers]
+        self.batch_size = None if batch_size is None else check_batch_size(
+            batch_size, self.n_points, "NetDropoutModel")
+        self.label = label or type(module).__name__
+        self._units: FirstLayer | None = None
 
     @staticmethod
     def _layer_inputs(net: nn.Module, names: list[str], x: Tensor) -> dict[str, tuple[int, ...]]:
@@ -398,6 +411,65 @@ class NetDropoutModel:
         ones = tuple(t[0] for t in self.ones_masks(1, theta))
         return hvp(lambda th: self.loss_one(th, ones, X, y), theta, vec)
 
+
+    # ----------------------------------------------------------------------------- landscape
+    def gradient(self, theta: Tensor) -> Tensor:
+        """``∇R_S(θ)``, ``(P, D)`` (the :class:`~smetool.models.landscape.Landscape` contract)."""
+        return self.loss_grad(theta)
+
+    def _loss_fn(self, like: Tensor) -> Callable[[Tensor], Tensor]:
+        X, y = self.data(like)
+        ones = tuple(t[0] for t in self.ones_masks(1, like))
+        return lambda th: self.loss_one(th, ones, X, y)
+
+    def hessian_matrix(self, theta: Tensor) -> Tensor:
+        """``∇²R_S(θ)`` by forward-over-reverse differentiation, ``(P, D, D)``."""
+        self.check_theta(theta)
+        return dense_hessian(self._loss_fn(theta), theta)
+
+    def hvp(self, theta: Tensor, V: Tensor) -> Tensor:
+        """``∇²R_S(θ_p) v`` for blocks ``V (P, s, D)``, :attr:`hessian_chunk` rows per call."""
+        P, s, D = V.shape
+        rows, flat = theta.repeat_interleave(s, dim=0), V.reshape(P * s, D)
+        c = self.hessian_chunk
+        out = [self.loss_hvp(t, v) for t, v in zip(rows.split(c), flat.split(c))]
+        return torch.cat(out).reshape(P, s, D)
+
+    @functorch_exclusive
+    def weighted_gradient(self, theta: Tensor, weights: Tensor) -> Tensor:
+        """``∇ Σ_i w_pi ℓ_i(θ_p)`` (no dropout), ``(P, D)``: one backward pass per path."""
+        self.check_theta(theta)
+        X, y = self.data(theta)
+        ones = tuple(t[0] for t in self.ones_masks(1, theta))
+        fn = lambda th, w: (w * self._sample_losses_one(th, ones, X, y)).sum()  # noqa: E731
+        return vmap(grad(fn))(theta, weights)
+
+    def random_init(self, generator: torch.Generator) -> Tensor:
+        """Every weighted layer ``N(0, 1/fan_in)``, biases 0, other parameters as in
+        :attr:`theta0`, drawn layer by layer in module order (the built-in networks'
+        initialisation); ``(D,)`` float64."""
+        net = lecun_init(copy.deepcopy(self.module), generator)
+        return torch.cat([p.detach().reshape(-1) for _, p in net.named_parameters()]).double()
+
+    def units(self, theta: Tensor) -> Units:
+        """The first ``nn.Linear``/``nn.Conv`` layer's units (:class:`~.net_units.FirstLayer`)."""
+        if self._units is None:
+            self._units = FirstLayer(self.module, self.parameter_slices(),
+                                     odd_activations(self.module, (MaskSlot,)))
+        return self._units(theta)
+
+    @functorch_exclusive
+    def accuracy(self, theta: Tensor) -> Tensor | None:
+        """The share of data points whose largest output is the target class, ``(P,)``; ``None``
+        for a network with one output."""
+        self.check_theta(theta)
+        X, y = self.data(theta)
+        ones = tuple(t[0] for t in self.ones_masks(1, theta))
+        out = vmap(lambda th: self.forward_one(th, ones, X))(theta)
+        if out.ndim != 3 or out.shape[2] < 2:
+            return None
+        labels = y if self.loss_name == "cross_entropy" else y.argmax(dim=-1)
+        return (out.argmax(dim=-1) == labels).to(theta.dtype).mean(dim=1)
 
 @functorch_exclusive
 def hvp(fn: Callable[[Tensor], Tensor], theta: Tensor, vec: Tensor) -> Tensor:
