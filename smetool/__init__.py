@@ -19,8 +19,6 @@ from .algorithms import (
     dropout_net,
     sqrt_scaling_rule,
 )
-from .analysis.network import NetworkReport, analyze_network
-from .analysis.report import AnalysisReport, analyze_dropout
 from .bibliography import Reference
 from .brownian import (
     GaussianIncrements,
