@@ -19,6 +19,7 @@ from .algorithms import (
     dropout_net,
     sqrt_scaling_rule,
 )
+from .analysis import StudyReport, analyze, compare
 from .bibliography import Reference
 from .brownian import (
     GaussianIncrements,
@@ -141,8 +142,7 @@ __all__ = [
     "RMSprop",
     "Adam",
     "sqrt_scaling_rule",
-    "AnalysisReport",
-    "analyze_dropout",
-    "NetworkReport",
-    "analyze_network",
+    "StudyReport",
+    "analyze",
+    "compare",
 ]

@@ -61,11 +61,18 @@ def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     return parse
 
 
+def _data(text: str) -> str:
+    if text not in DATASETS and not text.endswith(".npz"):
+        raise argparse.ArgumentTypeError(f"must be one of {', '.join(DATASETS)} or an .npz file; "
+                                         f"got {text!r}")
+    return text
+
+
 NETWORK_OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
     "model": (_choice(NETWORKS), "a built-in network to train on instead of the plug-in's own "
               "problem: " + ", ".join(NETWORKS)),
-    "data": (_choice(DATASETS), "the network's data: digits (scikit-learn's bundled) or toy "
-             "(the 1-D task) (default: the network's)"),
+    "data": (_data, "the network's data: digits (scikit-learn's bundled), toy (the 1-D task) or "
+             "an .npz file with arrays X (n, d) and y (n,) (default: the network's)"),
     "width": (_positive_int, "hidden units (MLP, two-layer) or channels (CNN) (default: the "
               "network's)"),
     "keep_prob": (_positive_float, "keep probability p of the network's dropout layers "
@@ -192,8 +199,9 @@ def _options(spec: PluginSpec, args: argparse.Namespace) -> dict[str, Any]:
 def _network(args: argparse.Namespace, options: dict[str, Any], *, test: int = 0):
     """The built-in network of the command line; a plug-in's own option of the same name sets
     it too."""
-    kw = {name: options.get(name, getattr(args, f"net_{name}", None)) for name in NETWORK_OPTIONS}
-    model = kw.pop("model")
+    kw: dict[str, Any] = {name: options.get(name, getattr(args, f"net_{name}", None))
+                          for name in NETWORK_OPTIONS}
+    model: str = kw.pop("model")
     kw = {k: v for k, v in kw.items() if v is not None}
     return model, builtin_network(model, test=test, **kw)
 
@@ -213,12 +221,17 @@ def _analyze(spec: PluginSpec, args: argparse.Namespace, out: Path) -> int:
     assert spec.analysis is not None
     options = _options(spec, args)
     model = getattr(args, "net_model", None)
+    given = [_flag(n) for n in NETWORK_OPTIONS if getattr(args, f"net_{n}", None) is not None]
+    if model is None and given:
+        raise ValueError(f"{', '.join(given)} set the network of --model; name one "
+                         f"({', '.join(NETWORKS)}).")
     if model is None:
         algorithm = spec.build_for_analysis(**options)
         landscape: Landscape = algorithm.landscape()  # type: ignore[attr-defined]
         inits = initial_points(landscape, args.seeds or OWN_SEEDS, args.seed)
         lr, ref_lr, steps = spec.analysis.lr, None, spec.analysis.steps
         built: dict[str, Any] = {"problem": "own"}
+        used = {**spec.defaults(), **options}
     else:
         model, (landscape, _) = _network(args, options)
         setting = NETWORK_SETTINGS[model]
@@ -227,11 +240,11 @@ def _analyze(spec: PluginSpec, args: argparse.Namespace, out: Path) -> int:
         lr = spec.analysis.network_lr or setting.lr
         ref_lr, steps = setting.lr, setting.steps
         built = {"problem": "network", "model": model}
+        used = {**spec.defaults(), **spec.analysis.network_options, **options}
     report = analyze(algorithm, inits, lr=args.lr or lr, steps=args.steps or steps,
                      windows=args.windows, reference_lr=args.reference_lr or ref_lr,
                      settings=_settings(args), label=spec.name, progress=not args.quiet,
-                     out_dir=out, config={"plugin": spec.name, "built": built,
-                                          "options": {**spec.defaults(), **options}})
+                     out_dir=out, config={"plugin": spec.name, "built": built, "options": used})
     return _finish(report, out)
 
 

@@ -4,14 +4,14 @@ import pytest
 import torch
 from torch.func import hessian, vmap
 
+from smetool.models.dropout_problem import default_problem
+from smetool.models.two_layer import TwoLayerNet
 from smetool.models.two_layer_hessian import (
     expected_loss_hessian,
     implicit_regularizer_hessian,
     loss_hessian,
     output_jacobian,
 )
-from smetool.models.dropout_problem import default_problem
-from smetool.models.two_layer import TwoLayerNet
 
 SMOOTH = ["tanh", "sigmoid", "softplus", "gelu", "identity"]
 

@@ -19,7 +19,7 @@ gradient descent", ICLR 2021. Q. Li, C. Tai, W. E, JMLR 20 (2019).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -212,7 +212,7 @@ class MinibatchSGD(_OnLandscape, SeparableStochasticGradient):
 
     name = "sgd"
     references = (LI_TAI_E_2019, SMITH_2021_ORIGIN)
-    sme_orders = ()
+    sme_orders: ClassVar[tuple[int, ...]] = ()
 
     def __init__(self, landscape: Landscape, theta0: Any, weight_decay: float = 0.0):
         owner = type(self).__name__

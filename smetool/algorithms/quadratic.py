@@ -19,7 +19,6 @@ class QuadraticClosedForms(HasLandscape):
     """Mix-in: ``problem`` is the landscape; :meth:`quadratic` the noisy quadratic of the closed
     forms."""
 
-    name: str
     problem: Landscape
 
     def landscape(self) -> Landscape:
@@ -35,7 +34,8 @@ class QuadraticClosedForms(HasLandscape):
         """
         if not isinstance(self.problem, NoisyQuadratic):
             where = self.problem.label or type(self.problem).__name__
-            raise ValueError(f"{self.name} on {where}: the exact mean step and the SME need a "
+            raise ValueError(f"{getattr(self, 'name', type(self).__name__)} on {where}: the exact "
+                             "mean step and the SME need a "
                              "NoisyQuadratic; the step itself runs on any landscape.")
         return self.problem
 

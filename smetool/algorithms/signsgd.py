@@ -72,7 +72,7 @@ class SignSGDSME(SDE):
 
     def __init__(self, algorithm: SignSGD, lr: float):
         self.algorithm, self.lr = algorithm, check_lr(lr, "SignSGDSME")
-        self.noise_dim = algorithm.problem.dim
+        self.noise_dim = algorithm.quadratic().dim
 
     def drift(self, t: float, x: Tensor) -> Tensor:
         m, _ = _sign_moments(self.algorithm.problem.gradient(x), self.algorithm.sigma.to(x))

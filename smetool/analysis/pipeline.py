@@ -97,9 +97,11 @@ def _run(kind: str, runs: list[Run], inits: Tensor, *, steps: int, target: float
                 algorithm, inits, lr=lr, steps=steps, generator=gen, target=target,
                 check_every=check_every, label=label, progress=bar.update)
             if W and label != REFERENCE:  # random trajectory data: further steps, every iterate
-                windows[label] = train(algorithm, traj.final, lr=lr, steps=W, generator=gen,
-                                       check_every=W, keep_last=W, label=label,
-                                       progress=bar.update).window
+                window = train(algorithm, traj.final, lr=lr, steps=W, generator=gen,
+                               check_every=W, keep_last=W, label=label,
+                               progress=bar.update).window
+                assert window is not None
+                windows[label] = window
     clock.append(time.perf_counter())
     study = Study(landscape, inits, {label: a for label, a, _ in runs}, trajectories, REFERENCE,
                   settings, windows, test)

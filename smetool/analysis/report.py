@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ class StudyReport:
             lines += [f"  {f.line()}" for f in group.values()]
         return "\n".join(lines)
 
-    def write(self, out_dir: str | Path) -> StudyReport:
+    def write(self, out_dir: str | os.PathLike) -> StudyReport:
         """Write ``report.json``, ``loss.png`` and one ``MEASURE.png`` per measure into
         ``out_dir``; return the report with :attr:`files` set."""
         out = Path(out_dir)

@@ -38,12 +38,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..algorithms.gradient import MinibatchSGD
 from ..checks import check_lr, check_positive_int
+from ..integrate import solve
 from ..models.landscape import Landscape
-from ..models.noisy_quadratic import NoisyQuadratic
 from ..noise import psd_factor
-from .training import train
+from ..sde import FunctionSDE, NoiseKind
 from .variance_flatness import sample_principal_components, variance_flatness_from_samples
 
 __all__ = ["WindowScan", "window_scan", "linear_surrogate", "flat_noise_share", "detrend",
@@ -200,16 +199,15 @@ def flat_noise_share(hessian: Tensor, covariance: Tensor, lr: float,
 
 def linear_surrogate(center: Tensor, hessian: Tensor, covariance: Tensor, lr: float, burn: int,
                      window: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """The linearized noisy dynamics about ``center``, with a given Hessian and noise covariance.
+    """The linearized SME about ``center``, with a given Hessian and noise covariance.
 
-    ``x_{k+1} = (I − ε H⁺) x_k + ε Σ^{1/2} z_k``, ``x_0 = 0``, ``z_k ~ N(0, I_D)``: the SME's
-    linearization (order-1 drift ``−∇L``, noise covariance ``ε² Σ`` per step) about ``θ_c``, with
-    ``H⁺`` the Hessian with its negative eigenvalues set to 0 (those directions random-walk, as
-    they do, slowly, in the real dynamics). It is minibatch SGD on the noisy quadratic
-    ``½ (θ − θ_c)ᵀ H⁺ (θ − θ_c)`` with gradient noise ``Σ^{1/2} z``
-    (:class:`~smetool.models.NoisyQuadratic`), run by the analyses' one training loop, one path
-    per seed. ``burn`` steps are run first (as long as the real run's training), then ``window``
-    steps are recorded.
+    ``dX = −H⁺ (X − θ_c) dt + √ε Σ^{1/2} dW`` (the SME's order-1 drift ``−∇L`` linearized about
+    ``θ_c``, noise covariance ``ε Σ``), with ``H⁺`` the Hessian with its negative eigenvalues set
+    to 0 (those directions random-walk, as they do, slowly, in the real dynamics), integrated by
+    Euler–Maruyama with the step ``h = ε`` of the algorithm (:func:`smetool.solve`): step ``k`` is
+    ``x_{k+1} = (I − ε H⁺) x_k + ε Σ^{1/2} z_k``, the dynamics without drift or nonlinearity.
+    ``burn`` steps are run first (as long as the real run's training), then ``window`` steps are
+    recorded.
 
     Parameters
     ----------
@@ -233,11 +231,12 @@ def linear_surrogate(center: Tensor, hessian: Tensor, covariance: Tensor, lr: fl
     burn, window = check_positive_int(burn, "burn"), check_positive_int(window, "window")
     lam, V = _clamped_eigen(hessian)
     H = V @ torch.diag_embed(lam.clamp_min(0.0)) @ V.transpose(1, 2)
-    root = psd_factor(0.5 * (covariance + covariance.transpose(1, 2)))
-    runs = []
-    for p in range(center.shape[0]):
-        model = NoisyQuadratic(0.5 * (H[p] + H[p].T), center[p], root[p], dtype=center.dtype)
-        rule = MinibatchSGD(model, center[p])
-        runs.append(train(rule, center[p:p + 1], lr=lr, steps=burn + window, generator=generator,
-                          keep_last=window).window[:, 0])
-    return torch.stack(runs, dim=1), (lam < 0).sum(dim=1)
+    root = math.sqrt(lr) * psd_factor(0.5 * (covariance + covariance.transpose(1, 2)))
+    # path p's coefficients are row p (the solver probes shapes on a prefix of the paths)
+    sme = FunctionSDE(
+        lambda t, x: -torch.einsum("pde,pe->pd", H[: len(x)], x - center[: len(x)]),
+        lambda t, x: root[: len(x)], noise_kind=NoiseKind.ADDITIVE, noise_dim=root.shape[2])
+    steps = burn + window
+    sol = solve(sme, center, (0.0, steps * lr), dt=lr, generator=generator,
+                save_at=[k * lr for k in range(burn + 1, steps + 1)])
+    return sol.xs, (lam < 0).sum(dim=1)

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..checks import check_keep_prob, check_positive_int
 from .builtin_nets import PLACEMENTS, cnn, mlp
-from .data import DIGITS_SIZE, digits_data, toy_data
+from .data import DIGITS_SIZE, digits_data, load_npz, toy_data
 from .dropout_problem import DropoutProblem
 from .landscape import Landscape
 from .net_dropout import NetDropoutModel
@@ -87,8 +87,9 @@ def builtin_network(model: str = "mlp", data: str | None = None, *, width: int |
         tanh layers of ``width`` units) or :func:`~smetool.models.builtin_nets.cnn` (``width``
         channels) as a :class:`~smetool.models.NetDropoutModel` with the squared loss on one-hot
         targets.
-    data : {"digits", "toy"}, optional
-        The first ``n_samples`` digits (8×8 images for the CNN) or the embedded 1-D task; default
+    data : {"digits", "toy"} or path, optional
+        The first ``n_samples`` digits (8×8 images for the CNN), the embedded 1-D task, or an
+        ``.npz`` file with arrays ``X (n, d)`` and ``y (n,)`` (regression, squared loss); default
         the network's (:data:`NETWORK_SETTINGS`).
     width, n_samples : int, optional
         Default the network's.
@@ -119,39 +120,49 @@ def builtin_network(model: str = "mlp", data: str | None = None, *, width: int |
     if model not in NETWORKS:
         raise ValueError(f"`model` must be one of {', '.join(NETWORKS)}; got {model!r}.")
     setting = NETWORK_SETTINGS[model]
-    data = setting.data if data is None else data
-    if data not in DATASETS:
-        raise ValueError(f"`data` must be one of {', '.join(DATASETS)}; got {data!r}.")
+    data = setting.data if data is None else str(data)
+    if data not in DATASETS and not data.endswith(".npz"):
+        raise ValueError(f"`data` must be one of {', '.join(DATASETS)} or an .npz file; got "
+                         f"{data!r}.")
     width = setting.width if width is None else check_positive_int(width, "width")
     n = setting.n_samples if n_samples is None else check_positive_int(n_samples, "n_samples")
     keep_prob = check_keep_prob(keep_prob)
     if placement not in PLACEMENTS:
         raise ValueError(f"`placement` must be one of {', '.join(PLACEMENTS)}; got {placement!r}.")
     test = int(test)
-    if data == "toy" and (model == "cnn" or test):
-        raise ValueError(f"`data`='toy' is a 1-D regression task: it takes model='mlp' or "
+    regression = data != "digits"
+    if regression and (model == "cnn" or test):
+        raise ValueError(f"`data`={data!r} is a regression task: it takes model='mlp' or "
                          f"'two-layer' and no held-out points; got model={model!r}, test={test}.")
-    if model == "two-layer" and data != "toy":
-        raise ValueError("`model`='two-layer' is the 1-D task's network in closed form: it takes "
-                         f"data='toy'; got {data!r}.")
+    if model == "two-layer" and data == "digits":
+        raise ValueError("`model`='two-layer' is a one-output network in closed form: it takes "
+                         "data='toy' or an .npz file; got 'digits'.")
     if data == "digits" and n + test > DIGITS_SIZE:
         raise ValueError(f"`n_samples` + `test` must be at most {DIGITS_SIZE} digits; got {n} + "
                          f"{test}.")
-    ds = toy_data(dtype=dtype) if data == "toy" else digits_data(
-        n + test, image=model == "cnn", one_hot=True, dtype=dtype)
+    if data == "toy":
+        ds = toy_data(dtype=dtype)
+    elif data == "digits":
+        ds = digits_data(n + test, image=model == "cnn", one_hot=True, dtype=dtype)
+    else:
+        ds = load_npz(data, dtype=dtype)
+    if model == "two-layer" and ds.y.shape[1] != 1:
+        raise ValueError(f"`model`='two-layer' has one output; `y` of {data!r} has {ds.y.shape[1]}.")
+    n = n if data == "digits" else ds.X.shape[0]
     batch = None if batch_size is None else min(check_positive_int(batch_size, "batch_size"), n)
     if model == "two-layer":
         problem = DropoutProblem(ds.X, ds.y[:, 0], width=width, keep_prob=keep_prob,
                                  batch_size=batch)
+        problem.label = f"two-layer ({ds.name})"
         return problem, None
 
     def module() -> nn.Module:
         if model == "mlp":
             return mlp(ds.X.shape[1], width, ds.n_classes, keep_prob=keep_prob, depth=depth,
-                       placement=placement, out_bias=data != "toy")
+                       placement=placement, out_bias=data == "digits")
         return cnn(width, ds.n_classes, keep_prob=keep_prob, placement=placement)
 
-    label = f"{model} ({ds.name.split('[')[0]}[:{n}])" if data == "digits" else f"{model} (toy)"
+    label = f"{model} (digits[:{n}])" if data == "digits" else f"{model} ({ds.name})"
     train = NetDropoutModel(module().to(dtype), ds.X[:n], ds.y[:n], loss="mse",
                             batch_size=batch, label=label)
     held = None if not test else NetDropoutModel(

@@ -36,9 +36,12 @@ class TestAccuracy(Measure):
         return study.test is not None and study.test.accuracy(study.inits[:1]) is not None
 
     def run(self, study: Study) -> Measurement:
-        assert study.test is not None
-        test = {label: study.test.accuracy(study.final(label)) for label in study.algorithms}
-        train = {label: study.landscape.accuracy(study.final(label)) for label in study.algorithms}
+        test, train = {}, {}
+        for label in study.algorithms:
+            on_test = study.test.accuracy(study.final(label)) if study.test is not None else None
+            on_train = study.landscape.accuracy(study.final(label))
+            assert on_test is not None and on_train is not None  # applies() checked it
+            test[label], train[label] = on_test, on_train
         ref = study.reference
         findings = {}
         for label in study.others:

@@ -16,6 +16,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ...bibliography import ZHANG_XU_2024_IMPLICIT
 from ..condensation import cosine_similarity, unit_orientations
@@ -44,6 +45,7 @@ class Condensation(Measure):
         units, orient = {}, {}
         for key, theta in ends.items():
             u = study.landscape.units(theta)
+            assert u is not None  # applies() checked it
             units[key] = u
             orient[key] = unit_orientations(u.weights, u.amplitude,
                                             threshold=study.settings.threshold,
@@ -70,7 +72,7 @@ class Condensation(Measure):
             W = units[key].weights[:1]
             cos = cosine_similarity(W)[0].cpu().numpy()
             if W.shape[-1] == 2:  # sort by orientation (mod π: antipodal = same line)
-                order = np.argsort(np.mod(np.arctan2(W[0, :, 1], W[0, :, 0]).numpy(), math.pi))
+                order = np.argsort(np.mod(torch.atan2(W[0, :, 1], W[0, :, 0]).numpy(), math.pi))
                 cos = cos[np.ix_(order, order)]
             im = ax.imshow(cos, vmin=-1, vmax=1, cmap="RdBu_r")
             ax.set_title(f"{key}: {int(orient[key].count[0])} orientations (seed 0)", fontsize=8)

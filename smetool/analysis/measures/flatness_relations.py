@@ -54,6 +54,7 @@ class FlatnessRelations(Measure):
             "gradient": (study.noise(label), study.final(label))}
         window = study.windows.get(label)
         for T in study.settings.windows if window is not None else ():
+            assert window is not None
             for flat in (False, True) if study.settings.detrended else (False,):
                 part = detrend(window[-T:]) if flat else window[-T:]
                 out[f"trajectory@{T}" + ("-detrended" if flat else "")] = (

@@ -45,7 +45,8 @@ class ImplicitRegularizer(Measure):
                   BARRETT_DHERIN_2021)
 
     def run(self, study: Study) -> Measurement:
-        data, findings = {}, {}
+        data: dict[str, dict] = {}
+        findings = {}
         ref = study.reference
         for label in study.others:
             algorithm = study.algorithms[label]
