@@ -34,7 +34,7 @@ class Regularizer:
     Attributes
     ----------
     name : str
-        Short, for tables (``"R_1"``, ``"rho E|grad f_g|"``).
+        Short, for tables (``"R_1"``, ``"ρ E‖∇f_γ‖"``).
     formula : str
         One line: what ``R`` is and where it comes from.
     value : callable

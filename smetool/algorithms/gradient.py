@@ -83,7 +83,7 @@ def sgd_regularizer(landscape: Landscape, lr: float, weight_decay: float = 0.0) 
                                          shift=wd * theta if wd else None)
         return 0.25 * lr * mean + 0.5 * wd * (theta * theta).sum(dim=1), 0.25 * lr * se
 
-    return Regularizer("(lr/4)E|grad f_g|^2", "the minibatch-gradient norm of SGD's modified loss"
+    return Regularizer("(lr/4) E‖∇f_γ‖²", "the minibatch-gradient norm of SGD's modified loss"
                        + (" plus (wd/2)|theta|^2" if wd else ""), value, (SMITH_2021_ORIGIN,))
 
 
@@ -176,7 +176,7 @@ class GradientDescent(_OnLandscape, Algorithm):
         the ``(lr/4)‖∇f‖²`` term (slope 1)."""
         if order == 2:
             return (NegativeControl("order-1 SME", GradientFlow(self._landscape, lr, 1), 1.0,
-                                    "misses the implicit gradient regularizer (lr/4)|grad f|^2"),)
+                                    "misses the implicit gradient regularizer (lr/4)‖∇f‖²"),)
         return super().negative_controls(lr, order)
 
     def implicit_regularizer(self, lr: float) -> Regularizer:
@@ -187,7 +187,7 @@ class GradientDescent(_OnLandscape, Algorithm):
             g = self._landscape.gradient(theta)
             return 0.25 * lr * (g * g).sum(dim=1)
 
-        return Regularizer("(lr/4)|grad f|^2", "implicit gradient regularization of the "
+        return Regularizer("(lr/4) ‖∇f‖²", "implicit gradient regularization of the "
                            "order-2 modified equation", closed_form(value), (BARRETT_DHERIN_2021,))
 
     def __repr__(self) -> str:

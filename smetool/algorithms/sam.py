@@ -299,7 +299,7 @@ class USAM(_SAMFamily, HasExactMoments):
 
     def implicit_regularizer(self, lr: float) -> Regularizer:
         """``(ρ/2) E_γ‖∇f_γ‖²``, by minibatch draws (Compagnoni et al. 2023)."""
-        return self._norm_regularizer("(rho/2)E|grad f_g|^2", 2.0, 0.5 * self.rho)
+        return self._norm_regularizer("(ρ/2) E‖∇f_γ‖²", 2.0, 0.5 * self.rho)
 
     def __repr__(self) -> str:
         return f"USAM({self.problem!r}, rho={self.rho:g})"
@@ -361,7 +361,7 @@ class SAM(_SAMFamily):
 
     def implicit_regularizer(self, lr: float) -> Regularizer:
         """``ρ E_γ‖∇f_γ‖``, by minibatch draws (Compagnoni et al. 2023)."""
-        return self._norm_regularizer("rho E|grad f_g|", 1.0, self.rho)
+        return self._norm_regularizer("ρ E‖∇f_γ‖", 1.0, self.rho)
 
     def __repr__(self) -> str:
         return f"SAM({self.problem!r}, rho={self.rho:g}, sigma={self.sigma:g})"

@@ -91,6 +91,10 @@ class Measure(abc.ABC):
         """Draw ``path`` (a PNG) from the measurement; return whether a figure was written."""
         return False
 
+    def columns(self, measurement: Measurement) -> dict[str, dict[str, Any]]:
+        """Per-seed quantities for the report's table: column name → algorithm → ``(P,)``."""
+        return {}
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
 

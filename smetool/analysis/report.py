@@ -8,15 +8,19 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
+from scipy import stats
+
 from ..bibliography import Reference, unique_references
 from ..jsonutil import json_safe
 from .figures import loss_figure
-from .findings import VERDICTS, Finding
+from .findings import CONFIDENCE, VERDICTS, Finding
 from .measure import Measure, Measurement
 from .study import Study
 from .training import Trajectory
 
-__all__ = ["StudyReport"]
+__all__ = ["StudyReport", "markdown_table", "interval_text"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,25 @@ class StudyReport:
                 out.setdefault(label, {}).update(group)
         return out
 
+    @property
+    def columns(self) -> dict[str, dict[str, Any]]:
+        """The table's per-seed quantities: column → algorithm → ``(P,)`` (measures in order)."""
+        out: dict[str, dict[str, Any]] = {}
+        for m in self.measures:
+            if m.name in self.measurements:
+                out.update(m.columns(self.measurements[m.name]))
+        return out
+
+    def table(self) -> str:
+        """Markdown: every quantity per algorithm, then every finding (:func:`markdown_table`)."""
+        return markdown_table(self.to_dict())
+
     def to_dict(self) -> dict:
         """Strict JSON (no NaN: non-finite numbers are ``null``)."""
         return json_safe({
             "kind": self.kind,
             "config": self.config,
+            "table": self.columns,
             "findings": {label: {k: f.to_dict() for k, f in group.items()}
                          for label, group in self.findings.items()},
             "trajectories": {k: t.to_dict() for k, t in self.trajectories.items()},
@@ -97,7 +115,8 @@ class StudyReport:
             if m.name in self.measurements and m.figure(self.measurements[m.name], self.study,
                                                         path):
                 files.append(path)
-        files.append(out / "report.json")
+        files += [out / "table.md", out / "report.json"]
+        (out / "table.md").write_text(self.table())
         report = replace(self, files=tuple(str(f) for f in files))
         (out / "report.json").write_text(json.dumps(report.to_dict(), indent=1, allow_nan=False))
         return report
@@ -108,6 +127,42 @@ class StudyReport:
         return (f"StudyReport({self.kind}, {self.config['landscape']}, "
                 f"algorithms={list(self.trajectories)}, "
                 + ", ".join(f"{k} {n}" for k, n in counts.items()) + ")")
+
+
+def markdown_table(record: dict) -> str:
+    """The tables of a report's JSON record (:meth:`StudyReport.to_dict`): every quantity per
+    algorithm (mean and 98 % t-interval over the seeds), then every finding with its verdict and
+    its negative control's."""
+    columns, labels = record["table"], list(record["trajectories"])
+    lines = ["| algorithm | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for label in labels:
+        cells = [interval_text(col.get(label)) for col in columns.values()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "| algorithm | finding (claimed sign) | per-seed mean [98 % interval] | "
+              "verdict | control |", "|---|---|---|---|---|"]
+    for label, group in record["findings"].items():
+        for f in group.values():
+            low, high = f["interval"]
+            numbers = "n/a" if low is None else f"{f['mean']:+.3g} [{low:+.3g}, {high:+.3g}]"
+            ctrl = f["control"]["verdict"] if f["control"] is not None else "–"
+            claim = f["claim"].replace("|", "\\|")
+            lines.append(f"| {label} | {claim} ({'< 0' if f['sign'] < 0 else '> 0'}) | "
+                         f"{numbers} | **{f['verdict']}** | {ctrl} |")
+    return "\n".join(lines) + "\n"
+
+
+def interval_text(values: Any) -> str:
+    """``mean [low, high]``: the mean of per-seed values and its 98 % t-interval (``n/a`` with
+    fewer than 2 finite values)."""
+    if values is None:
+        return "n/a"
+    x = np.asarray([np.nan if v is None else v for v in np.ravel(
+        values.cpu().numpy() if isinstance(values, torch.Tensor) else values)], dtype=float)
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return "n/a"
+    half = stats.t.ppf(0.5 + CONFIDENCE / 2, x.size - 1) * x.std(ddof=1) / np.sqrt(x.size)
+    return f"{x.mean():.4g} [{x.mean() - half:.4g}, {x.mean() + half:.4g}]"
 
 
 def collect_references(study: Study, measures: tuple[Measure, ...]) -> tuple[Reference, ...]:

@@ -14,6 +14,7 @@ ICLR 2021.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ...bibliography import FORET_2021_SAM, ZHANG_XU_2024_IMPLICIT
 from ..figures import figure, per_algorithm
@@ -54,6 +55,9 @@ class TestAccuracy(Measure):
                 f"{float(train[ref].mean()):.3f}); per-seed difference")}
         data = {label: {"test": test[label], "train": train[label]} for label in study.algorithms}
         return Measurement(self.name, data, findings)
+
+    def columns(self, measurement: Measurement) -> dict[str, dict[str, Any]]:
+        return {"test accuracy": {k: v["test"] for k, v in measurement.data.items()}}
 
     def figure(self, measurement: Measurement, study: Study, path: Path) -> bool:
         labels = list(study.algorithms)

@@ -14,6 +14,7 @@ ICML 2019.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ...bibliography import ZHANG_2021_VARIANCE, ZHU_2019_ANISOTROPIC
 from ..alignment import alignment_from_samples, rotated_alignment
@@ -54,6 +55,9 @@ class Alignment(Measure):
                 f"{float(res.baseline_mean.mean()):.3f} ± {float(res.baseline_sd.mean()):.3f} "
                 f"(min z {float(z.min()):.1f}); α − baseline")}
         return Measurement(self.name, data, findings)
+
+    def columns(self, measurement: Measurement) -> dict[str, dict[str, Any]]:
+        return {"α(H, Σ)": {k: v["alpha"] for k, v in measurement.data.items()}}
 
     def figure(self, measurement: Measurement, study: Study, path: Path) -> bool:
         labels = [label for label in study.algorithms if label in measurement.data]

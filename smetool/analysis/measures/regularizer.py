@@ -19,6 +19,7 @@ ICLR 2021; E. M. Compagnoni et al., ICML 2023; D. G. T. Barrett, B. Dherin, ICLR
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ...algorithms.capabilities import HasLandscape
 from ...bibliography import (
@@ -68,6 +69,11 @@ class ImplicitRegularizer(Measure):
                 f"{float(gd.mean()):.4g} at {ref}'s (Monte-Carlo SE ≤ "
                 f"{float(max(own_se.max(), gd_se.max())):.2g}); per-seed difference")}
         return Measurement(self.name, data, findings)
+
+    def columns(self, measurement: Measurement) -> dict[str, dict[str, Any]]:
+        kept = {k: v for k, v in measurement.data.items() if v["regularizer"] is not None}
+        return {"R (own end points)": {k: v["own"] for k, v in kept.items()},
+                "R (GD's end points)": {k: v["reference"] for k, v in kept.items()}}
 
     def figure(self, measurement: Measurement, study: Study, path: Path) -> bool:
         labels = [k for k, v in measurement.data.items() if v["regularizer"] is not None]

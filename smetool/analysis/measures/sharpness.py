@@ -15,6 +15,7 @@ Z. Zhang, Z.-Q. J. Xu, IEEE TPAMI 46(6), 2024; Z. Zhang, H. Zhou, Z.-Q. J. Xu, a
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ...bibliography import FORET_2021_SAM, ZHANG_2021_VARIANCE, ZHANG_XU_2024_IMPLICIT
 from ..figures import figure, per_algorithm
@@ -55,6 +56,11 @@ class Sharpness(Measure):
                 f"{float(g.top[:, 0].mean()):.4g}; per-seed difference")
             findings[label] = {"flatter": flat, "lower_top_eigenvalue": top}
         return Measurement(self.name, data, findings)
+
+    def columns(self, measurement: Measurement) -> dict[str, dict[str, Any]]:
+        data = measurement.data
+        return {"tr H": {k: v["trace"] for k, v in data.items()},
+                "λ_max": {k: [row[0] for row in v["top"]] for k, v in data.items()}}
 
     def figure(self, measurement: Measurement, study: Study, path: Path) -> bool:
         labels = list(study.algorithms)

@@ -18,6 +18,7 @@ ICML 2019; Y. Feng, Y. Tu, PNAS 118(9), 2021.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -66,6 +67,9 @@ class VariancePrinciple(Measure):
                 permuted_slopes(lam, var, study.generator(self.name, label)),
                 detail=f"{text}; per-seed slope of log variance on log curvature")}
         return Measurement(self.name, data, findings, objects)
+
+    def columns(self, measurement: Measurement) -> dict[str, dict[str, Any]]:
+        return {"variance-principle slope": {k: v["slopes"] for k, v in measurement.data.items()}}
 
     def figure(self, measurement: Measurement, study: Study, path: Path) -> bool:
         labels = list(measurement.data)
