@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from smetool.algorithms import DropoutAlgorithm, GradientDescent, MinibatchSGD
-from smetool.analysis.training import Trajectory, train
+from smetool.algorithms.training import Trajectory, train
 from smetool.models.dropout_problem import DropoutProblem, default_problem
 
 

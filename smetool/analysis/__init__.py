@@ -2,7 +2,8 @@
 
 :func:`analyze` (one algorithm against gradient descent) and :func:`compare` (several algorithms
 trained to the same loss) in :mod:`.pipeline`, built on the one training loop
-(:mod:`.training`, :meth:`Algorithm.step <smetool.algorithms.Algorithm.step>`) and the landscape
+(:mod:`smetool.algorithms.training`, :meth:`Algorithm.step
+<smetool.algorithms.Algorithm.step>`) and the landscape
 contract (:class:`~smetool.models.landscape.Landscape`); the trained state shared by the measures
 in :mod:`.study`; the measures themselves in :mod:`.measures` (one module each, found by
 :func:`~.measure.registered_measures`); findings with their verdicts and negative controls in
@@ -41,7 +42,7 @@ from .measure import Measure, Measurement, registered_measures
 from .pipeline import REFERENCE, analyze, compare, initial_points
 from .report import StudyReport
 from .study import HessianSummary, Settings, Study, hessian_summary
-from .training import Trajectory, train
+from ..algorithms.training import Trajectory, train
 from .trajectory_windows import (
     WindowScan,
     detrend,

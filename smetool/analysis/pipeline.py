@@ -9,7 +9,7 @@
   ``"compare"`` study (sharpness, the variance principle, alignment, the implicit regularizer,
   test accuracy).
 
-Both train with the one loop (:func:`~smetool.analysis.training.train`, on
+Both train with the one loop (:func:`~smetool.algorithms.training.train`, on
 :meth:`Algorithm.step <smetool.algorithms.Algorithm.step>`), hand the trained
 :class:`~smetool.analysis.study.Study` to every :class:`~smetool.analysis.measure.Measure` of the
 study and return a :class:`~smetool.analysis.report.StudyReport`. Every random number comes from
@@ -42,7 +42,7 @@ from ..models.landscape import Landscape
 from .measure import registered_measures
 from .report import StudyReport, collect_references
 from .study import STREAM_TRAINING, Settings, Study, init_seeds, seeded_generator
-from .training import Trajectory, landscape_of, train
+from ..algorithms.training import Trajectory, landscape_of, train
 
 __all__ = ["analyze", "compare", "initial_points", "REFERENCE"]
 
@@ -96,7 +96,7 @@ def _run(kind: str, runs: list[Run], inits: Tensor, *, steps: int, target: float
             trajectories[label] = traj = train(
                 algorithm, inits, lr=lr, steps=steps, generator=gen, target=target,
                 check_every=check_every, label=label, progress=bar.update)
-            if W and label != REFERENCE:  # random trajectory data: further steps, every iterate
+            if W and i:  # random trajectory data of the compared (not the reference, run 0)
                 window = train(algorithm, traj.final, lr=lr, steps=W, generator=gen,
                                check_every=W, keep_last=W, label=label,
                                progress=bar.update).window

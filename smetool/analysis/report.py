@@ -18,7 +18,7 @@ from .figures import loss_figure
 from .findings import CONFIDENCE, VERDICTS, Finding
 from .measure import Measure, Measurement
 from .study import Study
-from .training import Trajectory
+from ..algorithms.training import Trajectory
 
 __all__ = ["StudyReport", "markdown_table", "interval_text"]
 

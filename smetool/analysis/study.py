@@ -33,7 +33,7 @@ from ..jsonutil import json_safe
 from ..models.landscape import Landscape
 from ..models.spectral import dense_matvec, hutchpp_trace, lanczos_top
 from ..montecarlo.engine import chunk_seed
-from .training import Trajectory
+from ..algorithms.training import Trajectory
 from .variance import update_samples
 
 __all__ = ["STREAM_INITS", "STREAM_TRAINING", "STREAM_MEASURES", "Settings", "HessianSummary",

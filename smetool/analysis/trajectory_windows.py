@@ -120,7 +120,7 @@ def window_scan(landscape: Landscape, trajectory: Tensor, windows: tuple[int, ..
     landscape : Landscape
         Supplies the loss ``R_S`` and its Hessian–vector products.
     trajectory : Tensor, (T_max, P, D)
-        Consecutive iterates (e.g. :attr:`~smetool.analysis.training.Trajectory.window`,
+        Consecutive iterates (e.g. :attr:`~smetool.algorithms.training.Trajectory.window`,
         :func:`linear_surrogate`).
     windows : tuple of int
         Lengths, each in ``[n_components + 1, T_max]``.

@@ -166,7 +166,7 @@ def trajectory_covariance(trajectory: Tensor) -> CovarianceEstimate:
     ----------
     trajectory : Tensor, (T, P, D) or (T, D)
         Parameters at ``T ≥ 2`` recorded steps (time first, as produced by
-        :attr:`smetool.analysis.training.Trajectory.window`).
+        :attr:`smetool.algorithms.training.Trajectory.window`).
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""The one training loop of the analyses: :func:`train`, built on :meth:`Algorithm.step`.
+"""The one training loop of smetool's analyses: :func:`train`, built on :meth:`Algorithm.step`.
 
 Every path starts at its own row of ``θ0 (P, D)`` (one initialisation per seed) and is advanced by
 the plug-in's own step, batched over paths, for a fixed number of steps or until its training loss
@@ -21,10 +21,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..algorithms.base import Algorithm
-from ..algorithms.capabilities import HasLandscape
 from ..checks import check_lr, check_nonnegative_int, check_positive, check_positive_int
 from ..jsonutil import json_safe
+from .base import Algorithm
+from .capabilities import HasLandscape
 
 __all__ = ["Trajectory", "train", "landscape_of"]
 
