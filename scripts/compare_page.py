@@ -63,7 +63,7 @@ def render(record: dict) -> str:
     algos = [k for k in record["trajectories"] if k != cfg["reference"]]
     lrs = ", ".join(f"{k} {v:g}" for k, v in cfg["lrs"].items())
     opts = "; ".join(f"{k}: " + ", ".join(f"{o}={v}" for o, v in d.items())
-                     for k, d in cfg["options"].items() if d)
+                     for k, d in cfg["network_options"].items() if d) or "none"
     steps = {k: t["stopped"] for k, t in record["trajectories"].items()}
     reached = sum(all(t["reached"]) for t in record["trajectories"].values())
     held = sum(f["control"]["verdict"] == "holds"
@@ -80,8 +80,8 @@ def render(record: dict) -> str:
         "Compagnoni et al. 2023). This page measures all of them on one network, with one code "
         "path, each algorithm against gradient descent (GD) from the same initialisations and at "
         "the same training loss.", "",
-        f"Regenerate it with `{record['command']}` and `python scripts/compare_page.py "
-        f"--render-only` ({record['seconds'] / 60:.1f} min on {record['machine']['platform']}, "
+        f"Regenerate it with `python scripts/compare_page.py`, which runs `{record['command']}` "
+        f"({record['seconds'] / 60:.1f} min on {record['machine']['platform']}, "
         f"{record['machine']['date_utc']} UTC, commit `{record['machine']['commit'] or 'n/a'}`, "
         f"{record['machine']['threads']} thread; a machine shared with other jobs).", "",
         "## Protocol", "",
@@ -91,7 +91,9 @@ def render(record: dict) -> str:
         f"{s['seed']}), shared by every algorithm; each path trains until its training loss "
         f"first falls to {cfg['target']:.4g} (checked every 10 steps; {reached} of "
         f"{len(record['trajectories'])} algorithms reached it on every seed) and stops there. "
-        f"Learning rates: {lrs}; options: {opts}. Steps to the target per seed: "
+        f"Learning rates: {lrs}; options other than the declared defaults: {opts}; SGD, SAM and "
+        f"SignSGD draw minibatches of {cfg['batch_size']} points, dropout keeps each hidden unit "
+        "with probability 0.9. Steps to the target per seed: "
         + "; ".join(f"{k} {v}" for k, v in steps.items()) + ".",
         f"* **Measures** at the end points: the Hessian of the training loss (dense, exact), "
         f"{s['n_noise']} draws of each algorithm's step at each end point (its noise, "

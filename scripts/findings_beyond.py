@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WINDOWS = (100, 1000)
 SCAN = (100, 300, 1000, 3000, 10000)
 LONG_STEPS = 100_000
+PAGE_FIGURES = ("variance_flatness", "loss", "sharpness")
 
 
 def _git(*args: str) -> str:
@@ -77,6 +78,9 @@ def architecture(key: str, cfg: dict, fast: bool, figures: Path | None):
                      label="dropout", config={"network": cfg}, **kw)
     if figures is not None:
         report = report.write(figures / key)
+        for path in map(Path, report.files):  # the page shows these figures; the JSON is ours
+            if path.stem not in PAGE_FIGURES:
+                path.unlink()
     record = report.to_dict()
     del record["files"]
     return report, record
@@ -259,7 +263,7 @@ def render(record: dict) -> str:
                      "data, per seed), `R_S` along training, and the Hessian's trace and top "
                      "eigenvalue at the end points (dropout and GD).")
         lines.append("")
-        for fig in ("variance_flatness", "loss", "sharpness"):
+        for fig in PAGE_FIGURES:
             lines.append(f"![{NAMES[a['key']]} {fig}](figures/beyond/{a['key']}/{fig}.png)")
             lines.append("")
     return "\n".join(lines) + "\n"
@@ -349,8 +353,9 @@ def explanation_section(record: dict) -> list[str]:
         "findings table): the sign turns once the window exceeds the "
         "relaxation times of the sharp directions.",
         f"6. **The linear noise structure alone.** The linearized dynamics "
-        "`x ← (I − ε ∇²L_S⁺) x + ε F z` with the exact `∇²L_S` (negative curvature set to 0) and "
-        "the exact dropout noise factor `F` (`Σ = F Fᵀ`) — no drift, no nonlinearity — give the "
+        "`x ← (I − ε ∇²L_S⁺) x + ε Σ^{1/2} z` (the linearized SME, Euler–Maruyama with step ε) "
+        "with the exact `∇²L_S` (negative curvature set to 0) and the exact dropout noise "
+        "covariance `Σ` — no drift, no nonlinearity — give the "
         f"same verdict on the interval relation as the real dynamics at {agree} of the "
         f"{len(T)} window lengths (row 5): at T = {t_short} it "
         f"{said(ex['surrogate'], 'interval', i_short, -1)}, at T = {t_long} "

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from .algorithms.spec import Option, PluginSpec
+from .algorithms.training import landscape_of
 from .analysis import REFERENCE, Settings, StudyReport, analyze, compare, initial_points
 from .bibliography import format_citation
-from .models.landscape import Landscape
 from .models.networks import DATASETS, NETWORK_SETTINGS, NETWORKS, builtin_network
 
 __all__ = ["add_analysis_commands", "run_analysis", "OWN_SEEDS", "NETWORK_OPTIONS",
@@ -227,7 +227,7 @@ def _analyze(spec: PluginSpec, args: argparse.Namespace, out: Path) -> int:
                          f"({', '.join(NETWORKS)}).")
     if model is None:
         algorithm = spec.build_for_analysis(**options)
-        landscape: Landscape = algorithm.landscape()  # type: ignore[attr-defined]
+        landscape = landscape_of(algorithm)
         inits = initial_points(landscape, args.seeds or OWN_SEEDS, args.seed)
         lr, ref_lr, steps = spec.analysis.lr, None, spec.analysis.steps
         built: dict[str, Any] = {"problem": "own"}
@@ -256,7 +256,7 @@ def _compare(table: dict[str, PluginSpec], args: argparse.Namespace, out: Path) 
     model, (landscape, test) = _network(args, {}, test=args.test)
     setting = NETWORK_SETTINGS[model]
     inits = initial_points(landscape, args.seeds or setting.n_seeds, args.seed)
-    runs = []
+    runs, used = [], {}
     for name in names:
         if name not in table:
             raise ValueError(f"unknown plug-in {name!r}; the plug-ins are "
@@ -267,14 +267,13 @@ def _compare(table: dict[str, PluginSpec], args: argparse.Namespace, out: Path) 
                              "compared on a network.")
         runs.append((name, spec.build_on(landscape, inits[0]),
                      spec.analysis.network_lr or setting.lr))
+        used[name] = dict(spec.analysis.network_options)  # the others at their defaults
     target = args.target or COMPARE_TARGET_FRACTION * float(landscape.loss(inits).median())
     report = compare(runs, inits, target=target, max_steps=args.max_steps,
                      reference_lr=setting.lr, test=test, check_every=args.check_every,
                      settings=_settings(args), progress=not args.quiet, out_dir=out,
-                     config={"model": model, "test_points": args.test,
-                             "options": {n: {**table[n].defaults(),
-                                             **table[n].analysis.network_options}  # type: ignore[union-attr]
-                                         for n in names}})
+                     config={"model": model, "test_points": args.test, "network_options": used,
+                             "batch_size": getattr(landscape, "batch_size", None)})
     return _finish(report, out)
 
 
