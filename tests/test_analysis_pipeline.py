@@ -236,7 +236,7 @@ def test_analysis_report_structure_and_strict_json(small_report, tmp_path):
     written = rep.write(tmp_path)
     names = sorted(p.rsplit("/", 1)[-1] for p in written.files)
     assert names == ["alignment.png", "condensation.png", "loss.png", "regularizer.png",
-                     "report.json", "sharpness.png", "variance_flatness.png",
+                     "report.json", "sharpness.png", "table.md", "variance_flatness.png",
                      "variance_principle.png"]
     assert "NaN" not in (tmp_path / "report.json").read_text()
 
@@ -333,7 +333,7 @@ def test_argument_errors(one_thread):
         analyze(algorithm, inits[:1], lr=0.1, steps=2, progress=False)
     with pytest.raises(ValueError, match="`model` must be one of two-layer, mlp, cnn"):
         builtin_network("resnet")
-    with pytest.raises(ValueError, match="`data`='toy' is a 1-D regression task"):
+    with pytest.raises(ValueError, match="`data`='toy' is a regression task"):
         builtin_network("cnn", "toy")
     with pytest.raises(ValueError, match="labels must be distinct and not 'gd'"):
         compare([("gd", gd, 0.1)], inits, target=0.1, max_steps=2, reference_lr=0.1)

@@ -352,6 +352,7 @@ def builtin_problem(*, model: str = "mlp", data: str = "digits", keep_prob: floa
                   out_scale=out_scale, seed=init_seed)
     algo = dropout_net(net.to(dtype=dtype, device=device), ds.X.to(dtype=dtype, device=device),
                        ds.y.to(device=device), loss=loss, drift_masks=drift_masks)
+    algo.model.label = f"{model} ({ds.name})"
     return algo
 
 

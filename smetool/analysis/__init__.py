@@ -13,6 +13,7 @@ data), :mod:`.variance_flatness`, :mod:`.alignment` (``α(H, Σ)`` with a Haar b
 :mod:`.condensation` and :mod:`.trajectory_windows`.
 """
 
+from ..algorithms.training import Trajectory, train
 from .alignment import (
     AlignmentResult,
     alignment,
@@ -42,7 +43,6 @@ from .measure import Measure, Measurement, registered_measures
 from .pipeline import REFERENCE, analyze, compare, initial_points
 from .report import StudyReport
 from .study import HessianSummary, Settings, Study, hessian_summary
-from ..algorithms.training import Trajectory, train
 from .trajectory_windows import (
     WindowScan,
     detrend,

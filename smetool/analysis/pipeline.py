@@ -37,12 +37,12 @@ from tqdm.auto import tqdm
 
 from ..algorithms.base import Algorithm
 from ..algorithms.gradient import GradientDescent
+from ..algorithms.training import Trajectory, landscape_of, train
 from ..checks import check_lr, check_positive, check_positive_int
 from ..models.landscape import Landscape
 from .measure import registered_measures
 from .report import StudyReport, collect_references
 from .study import STREAM_TRAINING, Settings, Study, init_seeds, seeded_generator
-from ..algorithms.training import Trajectory, landscape_of, train
 
 __all__ = ["analyze", "compare", "initial_points", "REFERENCE"]
 

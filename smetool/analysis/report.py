@@ -12,13 +12,13 @@ import numpy as np
 import torch
 from scipy import stats
 
+from ..algorithms.training import Trajectory
 from ..bibliography import Reference, unique_references
 from ..jsonutil import json_safe
 from .figures import loss_figure
 from .findings import CONFIDENCE, VERDICTS, Finding
 from .measure import Measure, Measurement
 from .study import Study
-from ..algorithms.training import Trajectory
 
 __all__ = ["StudyReport", "markdown_table", "interval_text"]
 

@@ -28,12 +28,12 @@ import torch
 from torch import Tensor
 
 from ..algorithms.base import Algorithm
+from ..algorithms.training import Trajectory
 from ..checks import check_positive_int
 from ..jsonutil import json_safe
 from ..models.landscape import Landscape
 from ..models.spectral import dense_matvec, hutchpp_trace, lanczos_top
 from ..montecarlo.engine import chunk_seed
-from ..algorithms.training import Trajectory
 from .variance import update_samples
 
 __all__ = ["STREAM_INITS", "STREAM_TRAINING", "STREAM_MEASURES", "Settings", "HessianSummary",

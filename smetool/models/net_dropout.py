@@ -33,7 +33,6 @@ import copy
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -42,80 +41,20 @@ from torch.func import functional_call, grad, jacrev, jvp, vmap
 from ..checks import check_batch_size, check_positive_int
 from ..device import functorch_exclusive
 from .landscape import FiniteSum, Units
+from .net_parts import (
+    CHANNEL_DROPOUTS,
+    LOSSES,
+    DropoutLayer,
+    MaskSlot,
+    cross_entropy_loss,
+    dropout_layers,
+    mse_loss,
+    set_submodule,
+)
 from .net_units import FirstLayer, lecun_init, odd_activations
 from .spectral import dense_hessian
 
 __all__ = ["NetDropoutModel", "MaskSlot", "DropoutLayer", "LOSSES", "mse_loss", "cross_entropy_loss"]
-
-_CHANNEL_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-
-
-def mse_loss(out: Tensor, y: Tensor) -> Tensor:
-    """``1/(2n) Σ_i ‖f(x_i) − y_i‖²`` (the papers' scaling; ``torch.nn.MSELoss`` is ``1/(nC) Σ``)."""
-    e = out - y
-    return 0.5 * (e * e).sum() / out.shape[0]
-
-
-def cross_entropy_loss(out: Tensor, y: Tensor) -> Tensor:
-    """``(1/n) Σ_i −log softmax(f(x_i))_{y_i}`` for integer labels ``y`` (as ``nn.CrossEntropyLoss``)."""
-    return torch.nn.functional.cross_entropy(out, y)
-
-
-LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "mse": mse_loss, "cross_entropy": cross_entropy_loss}
-"""Loss names: ``"mse"`` (regression, ``y`` of the outputs' shape or ``(n,)`` for one output) and
-``"cross_entropy"`` (classification, integer labels ``y (n,)``)."""
-
-
-class MaskSlot(nn.Module):
-    """Stands in for a dropout layer: multiplies its input by the buffer ``mask`` (``1 + η``),
-    which :class:`NetDropoutModel` supplies per path through ``functional_call``."""
-
-    def __init__(self, unit_shape: tuple[int, ...] = ()):
-        super().__init__()
-        self.register_buffer("mask", torch.ones(unit_shape))
-
-    mask: Tensor
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.mask
-
-
-@dataclass(frozen=True)
-class DropoutLayer:
-    """One dropout layer of a network.
-
-    Attributes
-    ----------
-    name : str
-        Its name in the module (``"2"``, ``"features.drop"``).
-    keep_prob : float
-        ``p = 1 − q`` for ``nn.Dropout(q)``.
-    mask_shape : tuple of int
-        The shape of one mask (the layer's feature shape for ``nn.Dropout``, ``(C, 1, …)`` for the
-        channel-wise ``nn.Dropout1d/2d/3d``).
-    """
-
-    name: str
-    keep_prob: float
-    mask_shape: tuple[int, ...]
-
-    @property
-    def units(self) -> int:
-        """Independent Bernoulli variables in one mask."""
-        return math.prod(self.mask_shape)
-
-
-def _dropout_layers(module: nn.Module) -> list[tuple[str, nn.modules.dropout._DropoutNd]]:
-    return [(name, sub) for name, sub in module.named_modules()
-            if isinstance(sub, (nn.Dropout, *_CHANNEL_DROPOUTS))]
-
-
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)
-
 
 class NetDropoutModel(FiniteSum):
     """Full-batch dropout training of a user's ``nn.Module`` on fixed data, batched over paths.
@@ -203,7 +142,7 @@ class NetDropoutModel(FiniteSum):
                 raise ValueError(f"`y` must have the module's output shape per example, {out_shape}, "
                                  f"for loss='mse'; got {tuple(y.shape[1:])}.")
             y = y.reshape(y.shape[0], *out_shape)
-        found = _dropout_layers(net)
+        found = dropout_layers(net)
         if not found:
             raise ValueError("`module` must contain an nn.Dropout layer (or Dropout1d/2d/3d); got "
                              f"none in {type(module).__name__}.")
@@ -215,10 +154,10 @@ class NetDropoutModel(FiniteSum):
                 raise ValueError(f"dropout layer {name!r} has p = {q:g} (drops everything); torch's "
                                  "p is the drop probability, smetool's keep probability is 1 − p.")
             shape = shapes[name]
-            if isinstance(layer, _CHANNEL_DROPOUTS):
+            if isinstance(layer, CHANNEL_DROPOUTS):
                 shape = (shape[0],) + (1,) * (len(shape) - 1)
             layers.append(DropoutLayer(name, 1.0 - q, tuple(shape)))
-            _set_submodule(net, name, MaskSlot(tuple(shape)).to(dtype=X.dtype, device=X.device))
+            set_submodule(net, name, MaskSlot(tuple(shape)).to(dtype=X.dtype, device=X.device))
         self.module = net
         self.X, self.y, self.loss_name = X, y, loss
         self.loss_fn = LOSSES[loss]
