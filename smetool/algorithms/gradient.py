@@ -83,8 +83,10 @@ def sgd_regularizer(landscape: Landscape, lr: float, weight_decay: float = 0.0) 
                                          shift=wd * theta if wd else None)
         return 0.25 * lr * mean + 0.5 * wd * (theta * theta).sum(dim=1), 0.25 * lr * se
 
-    return Regularizer("(lr/4) E‖∇f_γ‖²", "the minibatch-gradient norm of SGD's modified loss"
-                       + (" plus (wd/2)|theta|^2" if wd else ""), value, (SMITH_2021_ORIGIN,))
+    name = "(lr/4) E‖∇f_γ + λθ‖² + (λ/2)‖θ‖²" if wd else "(lr/4) E‖∇f_γ‖²"
+    return Regularizer(name, "the minibatch-gradient norm of SGD's modified loss"
+                       + (" plus the weight decay's (λ/2)‖θ‖²" if wd else ""), value,
+                       (SMITH_2021_ORIGIN,))
 
 
 class GradientFlow(SDE):
