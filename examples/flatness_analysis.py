@@ -5,7 +5,7 @@ measures at the end points: the Hessian trace (dropout finds flatter minima), th
 dropout gradient noise against interval flatness along its principal directions (the noise is
 small where the loss is flat), and the alignment alpha(H, Sigma) of the noise with the Hessian
 against a random-eigenbasis baseline. `smetool analyze dropout` does all of this and more, with
-margins and figures; this script shows the building blocks.
+verdicts, negative controls and figures; this script shows the building blocks.
 
     python examples/flatness_analysis.py [--fast]
 """
@@ -14,12 +14,13 @@ import argparse
 
 import torch
 
+from smetool.algorithms import DropoutAlgorithm, GradientDescent
 from smetool.analysis import (
     alignment_with_baseline,
-    gradient_noise_covariance,
     hessian_spectrum,
-    loss_hessian,
+    sample_covariance,
     train,
+    update_samples,
     variance_flatness,
 )
 from smetool.models.dropout_problem import default_problem
@@ -32,22 +33,24 @@ def main(argv=None):
     steps, seeds = (400, 2) if args.fast else (20_000, 4)
     # keep_prob is the probability of KEEPING a neuron: 0.9 is torch.nn.Dropout(0.1).
     problem, theta0 = default_problem(keep_prob=0.9)
-    net, X, y = problem.net, problem.X, problem.y
     gen = torch.Generator().manual_seed(0)
     # The seeds share theta0 and differ in their dropout masks (GD is the same on every seed).
     inits = theta0.repeat(seeds, 1)
-    ends = {method: train(problem, inits, method=method, lr=0.2, steps=steps,
-                          generator=gen).final for method in ("dropout", "gd")}
+    # The problem is the landscape both algorithms train (its loss R_S, its exact Hessian).
+    dropout = DropoutAlgorithm(problem, theta0)
+    ends = {algo.name: train(algo, inits, lr=0.2, steps=steps, generator=gen).final
+            for algo in (dropout, GradientDescent(problem, theta0))}
 
     for method, theta in ends.items():
-        spectrum = hessian_spectrum(loss_hessian(net, theta, X, y), k=3)
+        spectrum = hessian_spectrum(problem.hessian_matrix(theta), k=3)
         print(f"{method:>8}: training loss {problem.loss(theta).mean():.2e}, "
               f"Hessian trace {spectrum.trace.mean():.3f}, "
               f"top eigenvalue {spectrum.top_eigenvalues[:, 0].mean():.3f}")
 
     theta = ends["dropout"]
-    H = loss_hessian(net, theta, X, y)
-    noise = gradient_noise_covariance(problem, theta, 500 if args.fast else 2000, gen)
+    H = problem.hessian_matrix(theta)
+    # random gradient data: dropout gradients at the end points, (θ − step(θ))/lr
+    noise = sample_covariance(update_samples(dropout, theta, 0.2, 500 if args.fast else 2000, gen))
     vf = variance_flatness(noise.covariance, theta, problem.loss, H, n_components=8)
     fit = vf.pooled_interval
     if fit is not None:

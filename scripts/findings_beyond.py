@@ -9,8 +9,9 @@ trajectory relations.
 The run writes ``findings_beyond.json`` (everything measured, with the settings, seeds and
 timings) and ``findings-beyond.md`` (rendered from the JSON alone, so the page holds no typed
 number) into ``--out`` (default ``docs/``), and the figures into ``<out>/figures/beyond/``.
-Each verdict is decided by :func:`smetool.analysis.verdicts.decide` on the per-seed values stored
-next to it (a 98 % two-sided t-interval over the seeds). No seed was chosen because it passed.
+Each verdict is decided by :func:`smetool.analysis.findings.decide` on the per-seed values stored
+next to it (a 98 % two-sided t-interval over the seeds). No seed was chosen because it passed;
+every random number comes from SeedSequence of seed 0 (:mod:`smetool.analysis.study`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 WINDOWS = (100, 1000)
 SCAN = (100, 300, 1000, 3000, 10000)
 LONG_STEPS = 100_000
+PAGE_FIGURES = ("variance_flatness", "loss", "sharpness")
 
 
 def _git(*args: str) -> str:
@@ -51,67 +53,80 @@ def machine() -> dict:
 
 
 def settings(fast: bool) -> dict:
-    from smetool.analysis.subjects import BUILTIN_SETTINGS
+    from smetool.models.networks import NETWORK_SETTINGS
 
     if not fast:
-        return {k: dict(v) for k, v in BUILTIN_SETTINGS.items()}
+        return {k: {"lr": v.lr, "steps": v.steps, "n_seeds": v.n_seeds, "width": v.width,
+                    "n_samples": v.n_samples} for k, v in NETWORK_SETTINGS.items()}
     return {"two-layer": {"lr": 0.2, "steps": 200, "n_seeds": 3, "width": 16, "n_samples": 16},
             "mlp": {"lr": 0.1, "steps": 40, "n_seeds": 3, "width": 4, "n_samples": 16},
             "cnn": {"lr": 0.2, "steps": 20, "n_seeds": 3, "width": 2, "n_samples": 16}}
 
 
 def architecture(key: str, cfg: dict, fast: bool, figures: Path | None):
-    from smetool.analysis.network import analyze_network
-    from smetool.analysis.network_figures import write_network_figures
-    from smetool.analysis.subjects import builtin_subject
+    from smetool.algorithms import get_plugin
+    from smetool.analysis import Settings, analyze, initial_points
+    from smetool.models.networks import builtin_network
 
-    subject, inits = builtin_subject(key, "toy" if key == "two-layer" else "digits",
-                                     n_seeds=cfg["n_seeds"], width=cfg["width"],
-                                     n_samples=cfg["n_samples"])
-    kw = dict(windows=(20, 40), n_grad_samples=16, n_components=4) if fast else dict(
-        windows=WINDOWS)
-    report = analyze_network(subject, inits, lr=cfg["lr"], steps=cfg["steps"], progress=False,
-                             config={"settings": cfg}, **kw)
+    landscape, _ = builtin_network(key, "toy" if key == "two-layer" else "digits",
+                                   width=cfg["width"], n_samples=cfg["n_samples"])
+    inits = initial_points(landscape, cfg["n_seeds"])
+    algorithm = get_plugin("dropout").build_on(landscape, inits[0])
+    kw = dict(windows=(20, 40), settings=Settings(n_noise=16, n_components=4, n_eigen=6)) \
+        if fast else dict(windows=WINDOWS)
+    report = analyze(algorithm, inits, lr=cfg["lr"], steps=cfg["steps"], progress=False,
+                     label="dropout", config={"network": cfg}, **kw)
     if figures is not None:
-        (figures / key).mkdir(parents=True, exist_ok=True)
-        write_network_figures(report, figures / key)
+        report = report.write(figures / key)
+        for path in map(Path, report.files):  # the page shows these figures; the JSON is ours
+            if path.stem not in PAGE_FIGURES:
+                path.unlink()
     record = report.to_dict()
     del record["files"]
-    return subject, report, record
+    return report, record
 
 
-def explanation(subject, report, cfg: dict, fast: bool) -> dict:
+def explanation(report, cfg: dict, fast: bool) -> dict:
     """The two-layer trajectory relations against the window length, measured five ways."""
-    import torch
-
+    from smetool.analysis import train
+    from smetool.analysis.study import seeded_generator
     from smetool.analysis.trajectory_windows import (
         flat_noise_share,
         linear_surrogate,
-        run_window,
         window_scan,
     )
+    from smetool.models.two_layer_hessian import expected_loss_hessian
 
     scan = (20, 40, 80) if fast else SCAN
     long_steps = 100 if fast else LONG_STEPS
     K = 4 if fast else 10
-    lr, gen = cfg["lr"], torch.Generator().manual_seed(3000)
-    theta = report.final["dropout"]
+    lr = cfg["lr"]
+    gen = seeded_generator(0, 3)  # the explanation's own stream (key 3: after the analyses')
+    problem, algorithm = report.study.landscape, report.study.algorithms["dropout"]
+    theta = report.trajectories["dropout"].final
     out: dict = {"lr": lr, "steps": cfg["steps"], "windows": list(scan), "n_components": K}
     t0 = time.perf_counter()
-    run = run_window(subject, theta, lr, scan[-1], gen)
-    out["real"] = window_scan(subject, run, scan, n_components=K,
+
+    def run(start, steps: int, keep: int):
+        return train(algorithm, start, lr=lr, steps=steps, generator=gen, check_every=steps,
+                     keep_last=keep)
+
+    real = run(theta, scan[-1], scan[-1]).window
+    out["real"] = window_scan(problem, real, scan, n_components=K,
                               extra_levels=(math.e,)).to_dict()
-    surrogate, clamped = linear_surrogate(subject.problem, theta, lr, cfg["steps"], scan[-1], gen)
-    out["surrogate"] = window_scan(subject, surrogate, scan, n_components=K).to_dict()
+    H = expected_loss_hessian(problem.net, theta, problem.X, problem.y, problem.keep_prob)
+    sigma = problem.noise_covariance(theta)
+    surrogate, clamped = linear_surrogate(theta, H, sigma, lr, cfg["steps"], scan[-1], gen)
+    out["surrogate"] = window_scan(problem, surrogate, scan, n_components=K).to_dict()
     out["surrogate_clamped"] = clamped.tolist()
     out["flat_noise"] = {}
     for T in (scan[0], scan[2]):
-        share, count = flat_noise_share(subject.problem, theta, lr, T)
+        share, count = flat_noise_share(H, sigma, lr, T)
         out["flat_noise"][str(T)] = {"share": share.tolist(), "count": count.tolist()}
-    longer = run_window(subject, run[-1], lr, long_steps, gen)[-1]
+    longer = run(real[-1], long_steps, 0).final
     out["long_steps"] = cfg["steps"] + scan[-1] + long_steps
-    run_long = run_window(subject, longer, lr, scan[-1], gen)
-    out["long"] = window_scan(subject, run_long, scan, n_components=K).to_dict()
+    out["long"] = window_scan(problem, run(longer, scan[-1], scan[-1]).window, scan,
+                              n_components=K).to_dict()
     out["seconds"] = round(time.perf_counter() - t0, 1)
     return out
 
@@ -169,6 +184,15 @@ def _mean_ci(values: list) -> str:
     return f"{x.mean():+.2f} [{x.mean() - half:+.2f}, {x.mean() + half:+.2f}]"
 
 
+def _found(a: dict) -> dict:
+    """The dropout findings of one architecture's record (each with its control)."""
+    return a["report"]["findings"]["dropout"]
+
+
+def _config(a: dict) -> dict:
+    return a["report"]["config"]
+
+
 def render(record: dict) -> str:
     archs = record["architectures"]
     lines = ["<!-- generated by scripts/findings_beyond.py from docs/findings_beyond.json; "
@@ -180,7 +204,8 @@ def render(record: dict) -> str:
         "relations, on random gradient data and on random trajectory data), that the noise "
         "covariance is aligned with the Hessian, and that dropout condenses the neurons. This "
         "page decides each finding on three networks with the same code "
-        "(`smetool.analysis.analyze_network`): the two-layer net of `smetool analyze dropout`, a "
+        "(`smetool.analysis.analyze`, as `smetool analyze dropout --model NAME`): the two-layer "
+        "net of the 1-D task, a "
         "one-hidden-layer tanh MLP and a small tanh CNN on scikit-learn's bundled 8×8 digits.",
         "",
         f"Regenerate everything with `{record['command']}` ({record['seconds'] / 60:.1f} min on "
@@ -188,17 +213,18 @@ def render(record: dict) -> str:
         f"`{record['machine']['commit'] or 'n/a'}`; timings from a machine shared with other "
         "jobs).", "", "## Protocol", ""]
     for a in archs:
-        c, cfg = a["settings"], a["report"]["config"]
+        c, cfg = a["settings"], _config(a)
         lines.append(f"* **{NAMES[a['key']]}**: D = {cfg['n_params']} parameters, "
                      f"{c['n_seeds']} seeds, keep probability 0.9, learning rate {c['lr']:g}, "
                      f"{c['steps']:,} full-batch steps of dropout and of GD from the same "
                      f"initializations, Hessian {cfg['hessian_method']}, "
-                     f"{cfg['n_grad_samples']} mask gradients (random gradient data), trajectory "
-                     f"windows of {' and '.join(str(w) for w in cfg['windows'])} further dropout "
+                     f"{cfg['settings']['n_noise']} mask gradients (random gradient data), "
+                     f"trajectory windows of "
+                     f"{' and '.join(str(w) for w in cfg['settings']['windows'])} further dropout "
                      f"steps (also linearly detrended).")
     lines += [
         "",
-        f"Variances are taken along the {archs[0]['report']['config']['n_components']} leading "
+        f"Variances are taken along the {_config(archs[0])['settings']['n_components']} leading "
         "principal directions of each seed's data; "
         "*interval flatness* is the width of the interval around the centre (the end point for "
         "gradient data, the window mean for trajectory data) on which `R_S ≤ 2 R_S(centre)` "
@@ -214,30 +240,30 @@ def render(record: dict) -> str:
         "## Findings", "",
         "| finding (papers' sign) | network | per-seed mean | 98 % interval | verdict | "
         "control | details |", "|---|---|---|---|---|---|---|"]
-    order = list(archs[0]["report"]["findings"])
+    order = list(_found(archs[0]))
     for name in order:
         for a in archs:
-            f = a["report"]["findings"].get(name)
+            f = _found(a).get(name)
             if f is None:
                 continue
-            c = a["report"]["controls"][name]
+            c = f["control"]
             detail = f["detail"].split("; mean ")[0].replace("|", "/")
             sign = "< 0" if f["sign"] < 0 else "> 0"
             lines.append(f"| {f['claim']} ({sign}) | {NAMES[a['key']]} | {_f(f['mean'])} | "
                          f"[{_f(f['interval'][0])}, {_f(f['interval'][1])}] | **{f['verdict']}** | "
                          f"{c['verdict']} | {detail} |")
-    total = sum(len(a["report"]["controls"]) for a in archs)
-    held = sum(c["verdict"] == "holds" for a in archs for c in a["report"]["controls"].values())
+    total = sum(len(_found(a)) for a in archs)
+    held = sum(f["control"]["verdict"] == "holds" for a in archs for f in _found(a).values())
     lines += ["", f"Negative controls that held: {held} of {total} (each has a false-positive "
               "probability of about 1 % under its null).", ""]
     lines += explanation_section(record)
     lines += ["", "## Figures", ""]
     for a in archs:
         lines.append(f"**{NAMES[a['key']]}**: variance against flatness (gradient and trajectory "
-                     "data, per seed), `R_S` along training, and the top of the Hessian spectrum "
-                     "at the end points.")
+                     "data, per seed), `R_S` along training, and the Hessian's trace and top "
+                     "eigenvalue at the end points (dropout and GD).")
         lines.append("")
-        for fig in ("variance_flatness", "loss", "spectrum"):
+        for fig in PAGE_FIGURES:
             lines.append(f"![{NAMES[a['key']]} {fig}](figures/beyond/{a['key']}/{fig}.png)")
             lines.append("")
     return "\n".join(lines) + "\n"
@@ -250,7 +276,7 @@ def explanation_section(record: dict) -> list[str]:
     T = ex["windows"]
     t_short, t_long = sorted(ex["flat_noise"], key=int)
     i_short, i_long = T.index(int(t_short)), T.index(int(t_long))
-    two = record["architectures"][0]["report"]["findings"]
+    two = _found(record["architectures"][0])
 
     def said(scan, key, i, sign):  # the verdict of a scan cell, in words, with its numbers
         return f"{_verdict(scan['slopes'][key][i], sign)} ({_mean_ci(scan['slopes'][key][i])})"
@@ -289,7 +315,7 @@ def explanation_section(record: dict) -> list[str]:
     share = {t: np.asarray(v["share"]) for t, v in ex["flat_noise"].items()}
     count = {t: np.asarray(v["count"]) for t, v in ex["flat_noise"].items()}
     beta = np.log(geo[i_long] / geo[i_short]) / np.log(int(t_long) / int(t_short))
-    n_params = record["architectures"][0]["report"]["config"]["n_params"]
+    n_params = _config(record["architectures"][0])["n_params"]
     agree = sum(_verdict(ex["surrogate"]["slopes"]["interval"][i], -1)
                 == _verdict(ex["real"]["slopes"]["interval"][i], -1) for i in range(len(T)))
     e_gap = np.nanmax(np.abs(np.nanmean(np.asarray(ex["real"]["slopes"]["interval"], float), 1)
@@ -327,8 +353,9 @@ def explanation_section(record: dict) -> list[str]:
         "findings table): the sign turns once the window exceeds the "
         "relaxation times of the sharp directions.",
         f"6. **The linear noise structure alone.** The linearized dynamics "
-        "`x ← (I − ε ∇²L_S⁺) x + ε F z` with the exact `∇²L_S` (negative curvature set to 0) and "
-        "the exact dropout noise factor `F` (`Σ = F Fᵀ`) — no drift, no nonlinearity — give the "
+        "`x ← (I − ε ∇²L_S⁺) x + ε Σ^{1/2} z` (the linearized SME, Euler–Maruyama with step ε) "
+        "with the exact `∇²L_S` (negative curvature set to 0) and the exact dropout noise "
+        "covariance `Σ` — no drift, no nonlinearity — give the "
         f"same verdict on the interval relation as the real dynamics at {agree} of the "
         f"{len(T)} window lengths (row 5): at T = {t_short} it "
         f"{said(ex['surrogate'], 'interval', i_short, -1)}, at T = {t_long} "
@@ -340,7 +367,7 @@ def explanation_section(record: dict) -> list[str]:
 
 def _conclusion(ex: dict, beta1: float) -> str:
     """The summary of the explanation, worded from the verdicts of the scan (not typed)."""
-    from smetool.analysis.verdicts import decide
+    from smetool.analysis.findings import decide
 
     T = ex["windows"]
 
@@ -386,15 +413,16 @@ def _deeper(record: dict) -> list[str]:
 
     out = []
     for a in record["architectures"][1:]:
-        rep, T = a["report"], a["report"]["config"]["windows"]
+        rep, T = a["report"], _config(a)["settings"]["windows"]
         verdicts = ", ".join(
-            f"{WORD[rep['findings'][f'variance_interval_trajectory@{t}']['verdict']]} at "
+            f"{WORD[_found(a)[f'variance_interval_trajectory@{t}']['verdict']]} at "
             f"T = {t:,}"
             for t in T)
-        beta = [float(np.median(np.asarray(rep["growth"][f"trajectory@{t}"], float)[:, 0]))
+        flat = rep["measurements"]["variance_flatness"]["dropout"]
+        beta = [float(np.median(np.asarray(flat[f"trajectory@{t}"]["growth"], float)[:, 0]))
                 for t in T]
-        loss = np.asarray(rep["loss"]["dropout"]["loss"], float)  # (checkpoints, P)
-        steps = np.asarray(rep["loss"]["dropout"]["steps"])
+        loss = np.asarray(rep["trajectories"]["dropout"]["loss"], float)  # (checkpoints, P)
+        steps = np.asarray(rep["trajectories"]["dropout"]["steps"])
         j = int(np.searchsorted(steps, 0.9 * steps[-1]))
         drop = float(np.median(1 - loss[-1] / loss[j]))
         out.append(f"On the {NAMES[a['key']]} the interval relation on trajectory data "
@@ -409,7 +437,7 @@ def _deeper(record: dict) -> list[str]:
 
 
 def _verdict(values, sign: int) -> str:
-    from smetool.analysis.verdicts import decide
+    from smetool.analysis.findings import decide
 
     v = decide("scan", "scan", values, sign).verdict
     return {"holds": "holds", "fails": "is reversed", "inconclusive": "is undecided"}[v]
@@ -436,6 +464,8 @@ def main(argv=None) -> int:
         return 0
     import torch
 
+    from smetool.jsonutil import json_safe
+
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     figures = out / "figures" / "beyond"
@@ -446,15 +476,15 @@ def main(argv=None) -> int:
                     "architectures": []}
     for key, cfg in settings(args.fast).items():
         print(f"[findings] {key} ...", flush=True)
-        subject, report, rec = architecture(key, cfg, args.fast, figures)
+        report, rec = architecture(key, cfg, args.fast, figures)
         record["architectures"].append({"key": key, "settings": cfg, "report": rec})
         print(report.summary(), flush=True)
         if key == "two-layer":
             print("[findings] trajectory relations vs window ...", flush=True)
-            record["explanation"] = explanation(subject, report, cfg, args.fast)
+            record["explanation"] = json_safe(explanation(report, cfg, args.fast))
     record["seconds"] = round(time.perf_counter() - t0, 1)
     scan_figure(record, figures / "window_scan.png")
-    (out / "findings_beyond.json").write_text(json.dumps(record, indent=1, allow_nan=True))
+    (out / "findings_beyond.json").write_text(json.dumps(record, indent=1, allow_nan=False))
     (out / "findings-beyond.md").write_text(render(record))
     print(f"wrote {out / 'findings_beyond.json'} and {out / 'findings-beyond.md'} "
           f"({record['seconds']:.0f} s)")

@@ -21,8 +21,7 @@ from .algorithms import (
     dropout_net,
     sqrt_scaling_rule,
 )
-from .analysis.network import NetworkReport, analyze_network
-from .analysis.report import AnalysisReport, analyze_dropout
+from .analysis import StudyReport, analyze, compare
 from .bibliography import Reference
 from .brownian import (
     GaussianIncrements,
@@ -159,8 +158,7 @@ __all__ = [
     "RMSprop",
     "Adam",
     "sqrt_scaling_rule",
-    "AnalysisReport",
-    "analyze_dropout",
-    "NetworkReport",
-    "analyze_network",
+    "StudyReport",
+    "analyze",
+    "compare",
 ]

@@ -33,6 +33,9 @@ __all__ = [
     "BERNSTEIN_2018_SIGNSGD",
     "COMPAGNONI_2025_ADAPTIVE",
     "LI_LYU_ARORA_2020",
+    "BARRETT_DHERIN_2021",
+    "SMITH_2021_ORIGIN",
+    "ZHU_2019_ANISOTROPIC",
 ]
 
 
@@ -218,3 +221,23 @@ LI_LYU_ARORA_2020 = Reference.of(
     "Learning Rate",
     author="Li, Zhiyuan and Lyu, Kaifeng and Arora, Sanjeev",
     booktitle="Advances in Neural Information Processing Systems", volume="33", year="2020")
+
+BARRETT_DHERIN_2021 = Reference.of(
+    "barrett2021implicit", "inproceedings",
+    title="Implicit Gradient Regularization",
+    author="Barrett, David G. T. and Dherin, Benoit",
+    booktitle="International Conference on Learning Representations (ICLR)", year="2021")
+
+SMITH_2021_ORIGIN = Reference.of(
+    "smith2021origin", "inproceedings",
+    title="On the Origin of Implicit Regularization in Stochastic Gradient Descent",
+    author="Smith, Samuel L. and Dherin, Benoit and Barrett, David G. T. and De, Soham",
+    booktitle="International Conference on Learning Representations (ICLR)", year="2021")
+
+ZHU_2019_ANISOTROPIC = Reference.of(
+    "zhu2019anisotropic", "inproceedings",
+    title="The Anisotropic Noise in Stochastic Gradient Descent: Its Behavior of Escaping from "
+    "Sharp Minima and Regularization Effects",
+    author="Zhu, Zhanxing and Wu, Jingfeng and Yu, Bing and Wu, Lei and Ma, Jinwen",
+    booktitle="Proceedings of the 36th International Conference on Machine Learning (ICML)",
+    series="Proceedings of Machine Learning Research", volume="97", year="2019")

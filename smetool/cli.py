@@ -15,11 +15,7 @@ import torch
 
 from .algorithms.registry import get_plugin, plugin_errors, plugins
 from .algorithms.spec import Option, PluginSpec
-from .analysis.network import NETWORK_REFERENCES, analyze_network
-from .analysis.report import REFERENCES as ANALYSIS_REFERENCES
-from .analysis.report import analyze_dropout
-from .analysis.subjects import ARCHITECTURES, BUILTIN_SETTINGS, builtin_subject
-from .bibliography import format_citation
+from .cli_analysis import add_analysis_commands, run_analysis
 from .montecarlo import dask_executor
 from .solvers import SOLVERS
 from .verification import VerifyResult, verify
@@ -92,13 +88,6 @@ def _positive_float(text: str) -> float:
 
 def _lr_list(text: str) -> list[float]:
     return [_positive_float(t) for t in text.replace(",", " ").split()]
-
-
-def _window_list(text: str) -> tuple[int, ...]:
-    values = tuple(_positive_int(t) for t in text.replace(",", " ").split())
-    if not values or min(values) < 20:
-        raise argparse.ArgumentTypeError(f"must be step counts ≥ 20; got {text!r}")
-    return values
 
 
 def _output_dir(path: str | None) -> Path | None:
@@ -207,7 +196,7 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="smetool",
         description="Stochastic modified equations of training algorithms: verify weak orders, "
-        "list solvers and plug-ins, analyse dropout.",
+        "list solvers and plug-ins, analyse and compare algorithms.",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -234,49 +223,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="List the SDE solvers (weak and strong order, noise kinds) and the plug-ins "
         "(SME orders, problem, papers).")
 
-    ana = sub.add_parser(
-        "analyze",
-        help="the dropout papers' analyses (flatness, variance-flatness, alignment, condensation)",
-        description="Train dropout GD and plain GD from several initialisations, then measure "
-        "flatness, the variance-flatness relations on gradient and trajectory data, "
-        "Hessian-variance alignment and condensation, each finding with a verdict (holds / fails "
-        "/ inconclusive) from the seed-to-seed spread; writes report.json and the figures.\n\n"
-        "Without --model: the embedded 1-D two-layer problem in closed form (or --data FILE.npz), "
-        "with the implicit regulariser and the alignment along training.\n"
-        "With --model two-layer|mlp|cnn (or --data digits|toy): any built-in network, Hessians "
-        "by Hessian-vector products (Lanczos when D is large), trajectory windows of several "
-        "lengths with their growth exponents, a negative control for every verdict. Defaults "
-        "per model: " + "; ".join(
-            f"{m}: lr {d['lr']:g}, {d['steps']} steps, {d['n_seeds']} seeds, width {d['width']}"
-            for m, d in BUILTIN_SETTINGS.items()) + ".",
-        formatter_class=_HelpFormatter,
-    )
-    ana.add_argument("algorithm", choices=("dropout",), help="only 'dropout' for now")
-    ana.add_argument("--out", default="out/analysis",
-                     help="folder for report.json, the figures and citation.bib")
-    ana.add_argument("--model", choices=ARCHITECTURES, default=None,
-                     help="a built-in network (see above; default: the embedded problem)")
-    ana.add_argument("--data", default=None,
-                     help="digits or toy (built-in data, for --model), or an .npz file with "
-                     "arrays X (n, d) and y (n,) for the embedded two-layer analysis "
-                     "(default: the embedded 1-D task)")
-    ana.add_argument("--keep-prob", type=float, default=None,
-                     help="keep probability p in (0, 1] (default: 0.9)")
-    ana.add_argument("--width", type=_positive_int, default=None,
-                     help="hidden neurons m, or CNN channels (default: 16; CNN 4)")
-    ana.add_argument("--n-samples", type=_positive_int, default=None,
-                     help="digits used, the first n (default: 64)")
-    ana.add_argument("--windows", type=_window_list, default=None,
-                     help="trajectory window lengths in steps, with --model (default: 100,1000)")
-    ana.add_argument("--lr", type=_positive_float, default=None,
-                     help="learning rate (default: 0.2; see above with --model)")
-    ana.add_argument("--steps", type=_positive_int, default=None,
-                     help="training steps (default: 20000; see above with --model)")
-    ana.add_argument("--seeds", type=_positive_int, default=None,
-                     help="independent initialisations (default: 8; see above with --model)")
-    ana.add_argument("--seed", type=int, default=0, help="random seed")
-    ana.add_argument("--quiet", action="store_true", help="no progress bars")
-    commands["analyze"] = ana
+    commands.update(add_analysis_commands(sub, table, _Parser, _HelpFormatter))
     parser.set_defaults(commands=commands)
     return parser
 
@@ -386,72 +333,26 @@ def _write_csv(result: VerifyResult, path: Path) -> None:
         writer.writerows(rows)
 
 
-def _cmd_analyze(args: argparse.Namespace) -> int:
-    if args.model is not None or args.data in ("digits", "toy"):
-        return _cmd_analyze_network(args)
-    if args.n_samples is not None or args.windows is not None:
-        raise CLIError("--n-samples and --windows need --model (the built-in networks).")
-    out = _output_dir(args.out)
-    assert out is not None  # --out has a default
-    options = {"lr": args.lr, "steps": args.steps, "n_seeds": args.seeds,
-               "keep_prob": args.keep_prob, "width": args.width}
-    report = analyze_dropout(
-        args.data, out_dir=out, seed=args.seed, progress=not args.quiet,
-        **{k: v for k, v in options.items() if v is not None},
-    )
-    print(report.summary())
-    (out / "citation.bib").write_text(format_citation(ANALYSIS_REFERENCES) + "\n")
-    print(f"wrote {out / 'report.json'}, {out / 'citation.bib'} and the figures in {out}")
-    return 0
-
-
-def _cmd_analyze_network(args: argparse.Namespace) -> int:
-    model = args.model or ("mlp" if args.data == "digits" else "two-layer")
-    data = args.data or ("toy" if model == "two-layer" else "digits")
-    if data not in ("digits", "toy"):
-        raise CLIError(f"--data must be digits or toy with --model; got {data!r} (an .npz file "
-                       "goes without --model).")
-    if model == "two-layer" and data != "toy":
-        raise CLIError("--model two-layer is the embedded 1-D task: --data toy (or leave it out).")
-    if args.seed < 0:
-        raise CLIError(f"--seed must be a non-negative integer; got {args.seed}.")
-    d = BUILTIN_SETTINGS[model]
-    out = _output_dir(args.out)
-    assert out is not None
-    built = {"model": model, "data": data, "n_seeds": args.seeds or d["n_seeds"],
-             "seed": args.seed, "width": args.width or d["width"],
-             "keep_prob": 0.9 if args.keep_prob is None else args.keep_prob,
-             "n_samples": args.n_samples or d["n_samples"]}
-    subject, inits = builtin_subject(**built)
-    report = analyze_network(
-        subject, inits, lr=float(args.lr or d["lr"]), steps=int(args.steps or d["steps"]),
-        windows=args.windows or (100, 1000), seed=args.seed, progress=not args.quiet,
-        out_dir=out, config={"built": built})
-    print(report.summary())
-    (out / "citation.bib").write_text(format_citation(NETWORK_REFERENCES) + "\n")
-    print(f"wrote {out / 'report.json'}, {out / 'citation.bib'} and the figures in {out}")
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``smetool`` command; returns the exit status (0 on success)."""
     parser = _build_parser()
     args, extra = parser.parse_known_args(argv)
     commands = args.commands
-    key = args.command if args.command != "verify" or not args.algorithm else f"verify {args.algorithm}"
+    key = f"{args.command} {args.algorithm}" if args.command in ("verify", "analyze") \
+        and getattr(args, "algorithm", None) else args.command
     if extra:  # name the command whose options these are not
         commands.get(key, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 0
-    if args.command == "verify" and not args.algorithm:
-        commands["verify"].error("name a plug-in: smetool verify ALGORITHM")
+    if args.command in ("verify", "analyze") and not args.algorithm:
+        commands[args.command].error(f"name a plug-in: smetool {args.command} ALGORITHM")
     try:
         if args.command == "list":
             return _cmd_list()
         if args.command == "verify":
             return _cmd_verify(args)
-        return _cmd_analyze(args)
+        return run_analysis(args, plugins(), _output_dir)
     except KeyboardInterrupt:
         print("smetool: interrupted", file=sys.stderr)
         return 130

@@ -8,12 +8,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from smetool.analysis.condensation import (
-    cosine_similarity_matrix,
-    effective_orientations,
-    is_odd_activation,
+    cosine_similarity,
     orientation_amplitude,
+    unit_orientations,
 )
-from smetool.models.two_layer import TwoLayerNet
+from smetool.models.two_layer import TwoLayerNet, is_odd
+
+
+def effective_orientations(net, theta, **kw):
+    """The two-layer net's neurons as units: input weights and ``|a_r| ‖w_r‖``."""
+    a, W = net.split(theta)
+    kw.setdefault("antipodal", is_odd(net.activation))
+    return unit_orientations(W, a.abs() * W.norm(dim=-1), **kw)
+
+
+def cosine_similarity_matrix(net, theta):
+    return cosine_similarity(net.split(theta)[1])
 
 
 def _theta(net, a, W):
@@ -43,7 +53,7 @@ def test_greedy_does_not_chain_but_components_does():
     net = TwoLayerNet(2, 8, "relu")  # not odd: antipodal off by default
     step = 0.25  # cos 0.25 = 0.969 > 0.95 between neighbours, cos 0.5 = 0.878 < 0.95
     th = _angles(net, [k * step for k in range(8)])
-    assert not is_odd_activation(net)
+    assert not is_odd(net.activation)
     assert effective_orientations(net, th, method="components").count.tolist() == [1]
     greedy = effective_orientations(net, th, method="greedy")
     assert greedy.count.tolist() == [4] and not greedy.antipodal  # leader at 0 takes its neighbour
@@ -84,12 +94,13 @@ def test_counts_are_invariant_under_permutation_and_rescaling(seed, m):
 def test_orientation_amplitude():
     net = TwoLayerNet(2, 3, "tanh")
     th = _theta(net, [2.0, -1.0, 0.5], [[0.0, 3.0], [-1.0, -0.0], [1.0, 1.0]])
-    oa = orientation_amplitude(net, th)
+    a, W = net.split(th)
+    oa = orientation_amplitude(W, a.abs() * W.norm(dim=-1))
     f64 = dict(dtype=torch.float64)
     assert torch.allclose(oa.amplitude, torch.tensor([[6.0, 1.0, 0.5 * math.sqrt(2)]], **f64))
     assert torch.allclose(oa.angle, torch.tensor([[math.pi / 2, math.pi, math.pi / 4]], **f64))
     assert torch.allclose(oa.direction.norm(dim=-1), torch.ones(1, 3, dtype=torch.float64))
-    assert orientation_amplitude(TwoLayerNet(3, 2), torch.zeros(1, 8, **f64)).angle is None
+    assert orientation_amplitude(torch.zeros(1, 2, 3, **f64), torch.zeros(1, 2, **f64)).angle is None
     assert "OrientationAmplitude" in repr(oa) and len(oa.to_dict()["amplitude"][0]) == 3
 
 

@@ -4,15 +4,14 @@ import pytest
 import torch
 from torch.func import hessian, vmap
 
-from smetool.analysis.hessian import (
+from smetool.models.dropout_problem import default_problem
+from smetool.models.two_layer import TwoLayerNet
+from smetool.models.two_layer_hessian import (
     expected_loss_hessian,
     implicit_regularizer_hessian,
     loss_hessian,
     output_jacobian,
-    problem_hessian,
 )
-from smetool.models.dropout_problem import default_problem
-from smetool.models.two_layer import TwoLayerNet
 
 SMOOTH = ["tanh", "sigmoid", "softplus", "gelu", "identity"]
 
@@ -62,17 +61,19 @@ def test_relu_away_from_kinks_matches_autograd():
     assert torch.allclose(loss_hessian(net, theta, X, y), ref, rtol=0, atol=1e-10)
 
 
-def test_problem_hessian_matches_autograd_of_expected_loss():
+def test_expected_loss_hessian_matches_autograd_and_the_landscape():
     problem, theta0 = default_problem()
     g = torch.Generator().manual_seed(3)
     theta = theta0 + 0.1 * torch.randn(3, theta0.numel(), generator=g, dtype=torch.float64)
     ref = vmap(hessian(lambda t: problem.expected_loss(t.unsqueeze(0))[0]))(theta)
-    H = problem_hessian(problem, theta, which="expected")
+    X, y, p = problem.X, problem.y, problem.keep_prob
+    H = expected_loss_hessian(problem.net, theta, X, y, p)
     assert torch.allclose(H, ref, rtol=0, atol=1e-10)
-    parts = problem_hessian(problem, theta, which="loss") + problem_hessian(
-        problem, theta, which="regularizer"
-    )
+    parts = loss_hessian(problem.net, theta, X, y) + implicit_regularizer_hessian(
+        problem.net, theta, X, p)
     assert torch.allclose(parts, H, rtol=0, atol=1e-12)
+    # the problem's landscape (R_S) is the first part, and its Hessian-vector products follow
+    assert torch.equal(problem.hessian_matrix(theta), loss_hessian(problem.net, theta, X, y))
 
 
 def test_no_dropout_regularizer_vanishes_and_hessian_symmetric():
@@ -99,6 +100,3 @@ def test_validation_messages():
         loss_hessian(net, theta, X, y[:3])
     with pytest.raises(ValueError, match="`theta` must have shape"):
         loss_hessian(net, theta[:, :4], X, y)
-    problem, theta0 = default_problem()
-    with pytest.raises(ValueError, match="`which` must be one of loss, regularizer, expected"):
-        problem_hessian(problem, theta0.unsqueeze(0), which="hess")

@@ -1,11 +1,13 @@
-"""Implicit regularizers R_1, R_2 and the batched dropout / explicit / GD runs."""
+"""The one training loop of the analyses (built on Algorithm.step) and the implicit regularizers
+the plug-ins declare: hand loops, the target stop, the non-finite check, exact references."""
 
 import itertools
 
 import pytest
 import torch
 
-from smetool.analysis.training import implicit_regularization, train
+from smetool.algorithms import DropoutAlgorithm, GradientDescent, MinibatchSGD
+from smetool.algorithms.training import Trajectory, train
 from smetool.models.dropout_problem import DropoutProblem, default_problem
 
 
@@ -18,84 +20,108 @@ def _one_thread():
     torch.set_num_threads(n)
 
 
-def _small(p=0.6, m=3):
+def _small(p=0.6, m=3, batch_size=None):
     X = torch.linspace(-1, 1, 5, dtype=torch.float64).unsqueeze(1)
-    problem = DropoutProblem(X, X[:, 0] ** 2, width=m, keep_prob=p)
+    problem = DropoutProblem(X, X[:, 0] ** 2, width=m, keep_prob=p, batch_size=batch_size)
     theta = torch.randn(2, problem.n_params, generator=torch.Generator().manual_seed(0),
                         dtype=torch.float64)
     return problem, theta
 
 
-def test_implicit_regularizers_against_enumeration():
-    problem, theta = _small()
-    m, p, lr = problem.width, problem.keep_prob, 0.05
-    res = implicit_regularization(problem, theta, lr)
-    masks = torch.tensor(list(itertools.product([0.0, 1.0], repeat=m)), dtype=torch.float64)
-    w = p ** masks.sum(1) * (1 - p) ** (m - masks.sum(1))
-    for i, t in enumerate(theta):
-        loss, G = problem.dropout_loss_grad(t.expand(len(masks), -1), masks / p)
-        EL = float((w * loss).sum())  # E R_S^drop = R_S + R_1
-        EG = (w[:, None] * G).sum(0)
-        second = float((w * (G * G).sum(1)).sum())  # E ‖∇R_S^drop‖²
-        assert res.expected_loss[i].item() == pytest.approx(EL, rel=1e-12)
-        assert res.grad_norm_sq[i].item() == pytest.approx(float(EG @ EG), rel=1e-10)
-        assert res.r2[i].item() == pytest.approx(lr / 4 * second, rel=1e-10)
-    h = problem.net.terms(theta, problem.X).h
-    r1 = (1 - p) / (2 * problem.n_points * p) * (h * h).sum(dim=(1, 2))
-    assert torch.allclose(res.r1, r1, atol=1e-14)
-    assert "ImplicitRegularization" in repr(res) and set(res.to_dict()) >= {"r1", "r2"}
-    with pytest.raises(ValueError, match="`lr` must be a positive finite number; got 0"):
-        implicit_regularization(problem, theta, 0)
-
-
-def test_gd_and_explicit_runs_match_hand_loops():
+def test_gd_run_matches_a_hand_loop_and_records_the_loss():
     problem, theta = _small()
     lr, steps = 0.1, 7
-    gd = train(problem, theta, method="gd", lr=lr, steps=steps, record_every=3)
-    ex = train(problem, theta, method="explicit", lr=lr, steps=steps)
-    t_gd, t_ex = theta.clone(), theta.clone()
+    gd = train(GradientDescent(problem, theta[0]), theta, lr=lr, steps=steps,
+               generator=torch.Generator(), check_every=3)
+    t = theta.clone()
     for _ in range(steps):
-        t_gd = t_gd - lr * problem.net.loss_grad(t_gd, problem.X, problem.y)[1]
-        t_ex = t_ex.detach().requires_grad_(True)
-        (g,) = torch.autograd.grad(problem.expected_loss(t_ex).sum(), t_ex)
-        t_ex = (t_ex - lr * g).detach()
-    assert torch.allclose(gd.final, t_gd, atol=1e-13)
-    assert torch.allclose(ex.final, t_ex, atol=1e-13)
-    assert gd.steps.tolist() == [0, 3, 6, 7] and gd.theta.shape == (4, 2, problem.n_params)
+        t = t - lr * problem.net.loss_grad(t, problem.X, problem.y)[1]
+    assert torch.allclose(gd.final, t, atol=1e-14)
+    assert gd.steps.tolist() == [0, 3, 6, 7] and gd.loss.shape == (4, 2)
     assert torch.allclose(gd.loss[-1], problem.loss(gd.final))
-    assert "Trajectory" in repr(gd) and gd.to_dict()["method"] == "gd"
+    assert gd.reached.all() and gd.stopped.tolist() == [7, 7] and gd.window is None
+    record = gd.to_dict()
+    assert record["label"] == "gd" and "final" not in record and isinstance(gd, Trajectory)
 
 
-def test_dropout_run_is_reproducible_and_reports_progress():
+def test_dropout_run_is_the_plugin_step_draw_for_draw():
     problem, theta0 = default_problem()
     theta = theta0.expand(3, -1)
+    algo = DropoutAlgorithm(problem, theta0)
     calls = []
-    a = train(problem, theta, method="dropout", lr=0.1, steps=300,
-              generator=torch.Generator().manual_seed(1), progress=calls.append)
-    b = train(problem, theta, method="dropout", lr=0.1, steps=300,
-              generator=torch.Generator().manual_seed(1), record_every=100)
+    a = train(algo, theta, lr=0.1, steps=300, generator=torch.Generator().manual_seed(1),
+              progress=calls.append, keep_last=5)
+    b = train(algo, theta, lr=0.1, steps=300, generator=torch.Generator().manual_seed(1),
+              check_every=100)
     assert torch.equal(a.final, b.final) and sum(calls) == 300
     assert not torch.equal(a.final[0], a.final[1])  # fresh masks per path
-    # one step by hand with the same generator state
+    assert a.window.shape == (5, 3, problem.n_params) and torch.equal(a.window[-1], a.final)
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
-    one = train(problem, theta, method="dropout", lr=0.1, steps=1, generator=g1)
+    one = train(algo, theta, lr=0.1, steps=1, generator=g1)
     assert torch.equal(one.final, problem.step(theta, 0.1, g2))
 
 
-def test_train_validation_and_divergence():
+def test_each_path_stops_where_it_first_reaches_the_target():
     problem, theta = _small()
-    with pytest.raises(ValueError, match="`method` must be one of dropout, explicit, gd; got 'sg"):
-        train(problem, theta, method="sgd", lr=0.1, steps=1)
-    with pytest.raises(ValueError, match="`steps` must be a non-negative integer; got -1"):
-        train(problem, theta, method="gd", lr=0.1, steps=-1)
-    with pytest.raises(ValueError, match="`record_every` must be a positive integer; got 0"):
-        train(problem, theta, method="gd", lr=0.1, steps=1, record_every=0)
-    with pytest.raises(ValueError, match="`generator` is required for method='dropout'"):
-        train(problem, theta, method="dropout", lr=0.1, steps=1)
-    with pytest.raises(ValueError, match="`theta0` must have shape \\(P, D\\)"):
-        train(problem, theta[0], method="gd", lr=0.1, steps=1)
+    theta = torch.cat([theta, 3 * theta])  # the scaled starts need more steps
+    gd = GradientDescent(problem, theta[0])
+    full = train(gd, theta, lr=0.1, steps=400, generator=torch.Generator(), check_every=1)
+    target = float(full.loss[0].min()) * 0.5
+    run = train(gd, theta, lr=0.1, steps=400, generator=torch.Generator(), target=target,
+                check_every=1)
+    first = [int(full.steps[torch.nonzero(full.loss[:, p] <= target)[0, 0]])
+             for p in range(theta.shape[0])]
+    assert run.stopped.tolist() == first and run.reached.all()
+    for p, k in enumerate(first):  # frozen at the iterate where the target was reached
+        at = train(gd, theta[p:p + 1], lr=0.1, steps=k, generator=torch.Generator())
+        assert torch.allclose(run.final[p], at.final[0], atol=1e-14)
+    never = train(gd, theta, lr=0.1, steps=3, generator=torch.Generator(), target=1e-12)
+    assert not never.reached.any() and never.stopped.tolist() == [3] * 4
+
+
+def test_arguments_and_divergence_are_one_line_errors():
+    problem, theta = _small()
+    gd = GradientDescent(problem, theta[0])
+    g = torch.Generator()
+    with pytest.raises(ValueError, match="`steps` must be a positive integer; got 0"):
+        train(gd, theta, lr=0.1, steps=0, generator=g)
+    with pytest.raises(ValueError, match="`theta0` must have shape \\(P, 9\\)"):
+        train(gd, theta[0], lr=0.1, steps=1, generator=g)
     with pytest.raises(ValueError, match="`lr` must be a positive finite number"):
-        train(problem, theta, method="gd", lr=float("inf"), steps=1)
-    with pytest.raises(ValueError, match="non-finite parameters by step"):
-        train(problem, 10 * theta, method="gd", lr=1e6, steps=50)
-    assert train(problem, theta, method="gd", lr=0.1, steps=0).steps.tolist() == [0]
+        train(gd, theta, lr=float("inf"), steps=1, generator=g)
+    with pytest.raises(ValueError, match="`target` must be a positive finite number; got -1.0"):
+        train(gd, theta, lr=0.1, steps=1, generator=g, target=-1.0)
+    with pytest.raises(TypeError, match="with a landscape \\(HasLandscape\\)"):
+        train(object(), theta, lr=0.1, steps=1, generator=g)
+    with pytest.raises(ValueError, match="gd training produced non-finite parameters by step"):
+        train(gd, 10 * theta, lr=1e6, steps=50, generator=g)
+
+
+def test_dropout_regularizer_is_r1_by_enumeration():
+    problem, theta = _small()
+    m, p = problem.width, problem.keep_prob
+    reg = DropoutAlgorithm(problem, theta[0]).implicit_regularizer(0.05)
+    value, se = reg.value(theta, torch.Generator())
+    masks = torch.tensor(list(itertools.product([0.0, 1.0], repeat=m)), dtype=torch.float64)
+    w = p ** masks.sum(1) * (1 - p) ** (m - masks.sum(1))
+    for i, t in enumerate(theta):
+        loss, _ = problem.dropout_loss_grad(t.expand(len(masks), -1), masks / p)
+        assert float(value[i]) == pytest.approx(float((w * loss).sum() - problem.loss(t[None])),
+                                                rel=1e-12)
+    assert torch.equal(se, torch.zeros(2, dtype=torch.float64)) and reg.name == "R_1"
+
+
+def test_gd_and_sgd_regularizers():
+    problem, theta = _small(batch_size=2)
+    lr = 0.2
+    g = problem.gradient(theta)
+    value, se = GradientDescent(problem, theta[0]).implicit_regularizer(lr).value(theta, None)
+    assert torch.allclose(value, lr / 4 * (g * g).sum(1)) and bool((se == 0).all())
+    # SGD's (lr/4) E‖∇f_γ‖²: E over B = 2 indices with replacement is ‖∇f‖² + tr Σ_1 / 2, exact
+    per = torch.stack([problem.weighted_gradient(theta, torch.nn.functional.one_hot(
+        torch.full((2,), i), 5).double()) for i in range(5)], dim=1)  # (P, n, D)
+    exact = (g * g).sum(1) + ((per - g[:, None]) ** 2).sum(-1).mean(1) / 2
+    sgd = MinibatchSGD(problem, theta[0]).implicit_regularizer(lr)
+    est, est_se = sgd.value(theta, torch.Generator().manual_seed(0))
+    # 64 draws per point: within 5 standard errors (false failure < 1e-6 per point)
+    assert bool(((est - lr / 4 * exact).abs() < 5 * est_se).all())

@@ -10,15 +10,24 @@ import math
 import pytest
 import torch
 
+from smetool.algorithms import DropoutAlgorithm, GradientDescent
 from smetool.analysis.variance import (
     fit_power_law,
-    gradient_noise_covariance,
     principal_components,
     sample_covariance,
-    sample_dropout_gradients,
     trajectory_covariance,
+    update_samples,
 )
 from smetool.models.dropout_problem import DropoutProblem
+
+
+def sample_dropout_gradients(problem, theta, n, generator, lr=0.05):
+    """Random gradient data of dropout: (θ − step)/lr, i.e. dropout gradients."""
+    return update_samples(DropoutAlgorithm(problem, theta[0]), theta, lr, n, generator)
+
+
+def gradient_noise_covariance(problem, theta, n, generator):
+    return sample_covariance(sample_dropout_gradients(problem, theta, n, generator))
 
 
 def _small_problem(p=0.7, m=4, seed=0):
@@ -59,15 +68,29 @@ def test_sampled_gradient_covariance_converges_to_exact_sigma():
     assert float(dev.max()) < 5.0
 
 
-def test_sample_dropout_gradients_shape_and_reproducibility():
+def test_update_samples_shape_reproducibility_and_chunking():
     problem, theta = _small_problem()
     a = sample_dropout_gradients(problem, theta, 7, torch.Generator().manual_seed(3))
     b = sample_dropout_gradients(problem, theta, 7, torch.Generator().manual_seed(3))
     assert a.shape == (2, 7, problem.n_params) and torch.equal(a, b)
+    # the dropout gradients themselves (masks drawn path-major, as one batch), up to the
+    # rounding of (θ − (θ − lr g))/lr
+    rows = theta.repeat_interleave(7, dim=0)
+    scale = problem.sample_scale(14, torch.Generator().manual_seed(3), dtype=theta.dtype,
+                                 device=theta.device)
+    g = problem.dropout_loss_grad(rows, scale)[1].reshape(2, 7, -1)
+    assert torch.allclose(a, g, rtol=0, atol=1e-12)
+    # chunks of the repeated rows draw the same numbers in the same order
+    c = update_samples(DropoutAlgorithm(problem, theta[0]), theta, 0.05, 7,
+                       torch.Generator().manual_seed(3), chunk=3)
+    assert torch.equal(a, c)
+    # a deterministic step has no spread
+    gd = update_samples(GradientDescent(problem, theta[0]), theta, 0.05, 3, torch.Generator())
+    assert float((gd - gd[:, :1]).abs().max()) == 0.0
     with pytest.raises(ValueError, match="`n_samples` must be an integer ≥ 2; got 1"):
         sample_dropout_gradients(problem, theta, 1, torch.Generator())
     with pytest.raises(ValueError, match="`theta` must have shape \\(P, D\\)"):
-        sample_dropout_gradients(problem, theta[0], 5, torch.Generator())
+        update_samples(DropoutAlgorithm(problem, theta[0]), theta[0], 0.1, 5, torch.Generator())
 
 
 def test_sample_covariance_exact_on_small_sample_and_validation():

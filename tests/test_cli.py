@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from smetool.cli import main
@@ -171,50 +172,70 @@ def test_python_dash_m_smetool():
     assert done.returncode == 0 and "dropout" in done.stdout
 
 
-def test_analyze_dropout_writes_report_and_figures(tmp_path, capsys):
+def test_analyze_dropout_writes_strict_json_figures_and_citation(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "analysis"
-    code = main(["analyze", "dropout", "--steps", "200", "--seeds", "2", "--quiet",
-                 "--out", str(out)])
+    code = main(["analyze", "dropout", "--steps", "200", "--seeds", "2", "--windows", "20,40",
+                 "--n-noise", "40", "--quiet", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
-    report = json.loads((out / "report.json").read_text())
-    assert report
-    assert list(out.glob("*.png"))
+    text = (out / "report.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    report = json.loads(text)
+    assert report["kind"] == "analyze" and report["config"]["plugin"] == "dropout"
+    assert {"flatter", "alignment", "condensation", "regularizer"} <= set(
+        report["findings"]["dropout"])
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "alignment.png", "condensation.png", "loss.png", "regularizer.png", "sharpness.png",
+        "variance_flatness.png", "variance_principle.png"]
     assert "zhang2021variance" in (out / "citation.bib").read_text()
 
 
 def test_analyze_with_missing_data_file_is_one_line(tmp_path, capsys):
-    code = main(["analyze", "dropout", "--data", str(tmp_path / "nope.npz"), "--quiet",
-                 "--out", str(tmp_path / "o")])
+    code = main(["analyze", "dropout", "--model", "two-layer", "--data",
+                 str(tmp_path / "nope.npz"), "--quiet", "--out", str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "nope.npz" in err
 
 
-def test_analyze_a_builtin_network_writes_verdicts_figures_and_citation(tmp_path, capsys):
-    pytest.importorskip("matplotlib")
-    out = tmp_path / "net"
-    code = main(["analyze", "dropout", "--model", "mlp", "--data", "toy", "--width", "6",
-                 "--steps", "60", "--seeds", "2", "--windows", "20,40", "--quiet",
-                 "--out", str(out)])
+def test_analyze_on_npz_data(tmp_path, capsys):
+    x = np.linspace(-1, 1, 10)
+    np.savez(tmp_path / "data.npz", X=x, y=np.abs(x))
+    code = main(["analyze", "dropout", "--model", "two-layer", "--data",
+                 str(tmp_path / "data.npz"), "--width", "6", "--steps", "60", "--seeds", "2",
+                 "--windows", "20", "--n-noise", "12", "--quiet", "--out", str(tmp_path / "o")])
     assert code == 0, capsys.readouterr().err
-    report = json.loads((out / "report.json").read_text())
-    assert report["config"]["built"]["model"] == "mlp" and report["config"]["windows"] == [20, 40]
-    assert {f["verdict"] for f in report["findings"].values()} <= {"holds", "fails",
-                                                                    "inconclusive"}
-    assert sorted(p.name for p in out.glob("*.png")) == ["loss.png", "spectrum.png",
-                                                        "variance_flatness.png"]
-    assert "feng2021inverse" in (out / "citation.bib").read_text()
-    assert "dropout findings on mlp (toy)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["config"]["landscape"] == "two-layer (data.npz)"
+    assert report["config"]["n_params"] == 18
+
+
+def test_analyze_sam_on_a_network_and_on_its_own_problem(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    code = main(["analyze", "sam", "--model", "mlp", "--data", "toy", "--width", "6",
+                 "--steps", "60", "--seeds", "2", "--windows", "20,40", "--n-noise", "16",
+                 "--quiet", "--out", str(tmp_path / "net")])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "net" / "report.json").read_text())
+    assert report["config"]["built"] == {"problem": "network", "model": "mlp"}
+    assert report["config"]["options"]["rho"] == 0.05  # the network default of the declaration
+    assert "foret2021sam" in (tmp_path / "net" / "citation.bib").read_text()
+    code = main(["analyze", "sam", "--steps", "50", "--seeds", "2", "--windows", "20",
+                 "--n-noise", "16", "--rho", "0.3", "--quiet", "--out", str(tmp_path / "own")])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((tmp_path / "own" / "report.json").read_text())
+    assert report["config"]["landscape"] == "noisy quadratic"
+    assert report["config"]["options"]["rho"] == 0.3
+    assert "condensation" not in report["measurements"]  # a quadratic has no units
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "mlp", "--data", "x.npz"], "--data must be digits or toy with --model"),
-    (["--model", "two-layer", "--data", "digits"], "--model two-layer is the embedded 1-D task"),
-    (["--windows", "100"], "--n-samples and --windows need --model"),
+    (["dropout", "--data", "toy"], "--data set the network of --model"),
+    (["dropout", "--model", "two-layer", "--data", "digits"], "is a one-output network"),
+    (["dropout", "--model", "cnn", "--data", "toy"], "is a regression task"),
 ])
 def test_analyze_network_option_errors_are_one_line(argv, message, tmp_path, capsys):
-    code = main(["analyze", "dropout", *argv, "--quiet", "--out", str(tmp_path / "o")])
+    code = main(["analyze", *argv, "--quiet", "--out", str(tmp_path / "o")])
     assert code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err
@@ -224,6 +245,45 @@ def test_analyze_windows_below_twenty_steps_are_refused(capsys):
     with pytest.raises(SystemExit):
         main(["analyze", "dropout", "--model", "mlp", "--windows", "5"])
     assert "must be step counts ≥ 20" in capsys.readouterr().err
+
+
+def test_every_plugin_with_a_landscape_has_an_analyze_command(capsys):
+    with pytest.raises(SystemExit):
+        main(["analyze", "--help"])
+    out = capsys.readouterr().out
+    for name in ("dropout", "dropout-net", "sgd", "sam", "usam", "signsgd", "sgd-wd"):
+        assert f"    {name}" in out
+    assert "    adam" not in out  # no landscape declared
+
+
+def test_compare_writes_the_table_figures_and_verdicts(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "cmp"
+    code = main(["compare", "sam", "sgd", "--model", "mlp", "--data", "digits", "--n-samples",
+                 "16", "--width", "4", "--test", "40", "--seeds", "2", "--max-steps", "3000",
+                 "--target", "0.6",
+                 "--n-noise", "16", "--n-eigen", "5", "--quiet", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = json.loads((out / "report.json").read_text())
+    assert report["kind"] == "compare" and set(report["findings"]) == {"sam", "sgd"}
+    assert all(t["reached"] == [True, True] for t in report["trajectories"].values())
+    assert sorted(p.name for p in out.glob("*.png")) == [
+        "accuracy.png", "alignment.png", "loss.png", "regularizer.png", "sharpness.png",
+        "variance_principle.png"]
+    assert "compare on mlp (digits[:16])" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("names, message", [
+    (["gd"], "the reference of every comparison"),
+    (["dropout-net"], "runs on its own problem only"),
+    (["nope"], "unknown plug-in 'nope'"),
+])
+def test_compare_errors_are_one_line(names, message, tmp_path, capsys):
+    code = main(["compare", *names, "--model", "mlp", "--data", "digits", "--n-samples", "16",
+                 "--test", "20", "--quiet", "--out", str(tmp_path / "o")])
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err
 
 
 @pytest.mark.parametrize("argv", [

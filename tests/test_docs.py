@@ -49,3 +49,18 @@ def test_the_readme_numbers_are_the_rendering_of_the_validation_record():
     script = Path(__file__).resolve().parents[1] / "scripts" / "readme_numbers.py"
     done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_analysis_page_shows_the_committed_run():
+    # docs/analysis.md quotes the table of the run in docs/figures/analysis/ verbatim; the record
+    # is strict JSON and its findings are those of the table
+    import json
+
+    run = ROOT / "docs" / "figures" / "analysis"
+    assert (run / "table.md").read_text() in (ROOT / "docs" / "analysis.md").read_text()
+    record = json.loads((run / "report.json").read_text(),
+                        parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+    assert record["config"]["plugin"] == "dropout" and record["config"]["n_seeds"] == 8
+    from smetool.analysis.report import markdown_table
+
+    assert markdown_table(record) == (run / "table.md").read_text()

@@ -7,8 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from smetool.analysis.subjects import NetSubject, builtin_subject
+from smetool.analysis import initial_points
 from smetool.models import NetDropoutModel
+from smetool.models.networks import builtin_network
 from smetool.models.spectral import dense_hessian, dense_matvec, hutchpp_trace, lanczos_top
 
 
@@ -42,10 +43,10 @@ def test_lanczos_handles_invariant_subspaces_of_low_rank_operators():
 
 
 def test_lanczos_on_network_hessian_vector_products_matches_the_dense_hessian():
-    subject, inits = builtin_subject("mlp", "toy", n_seeds=2, width=12)
-    theta = inits + 0.1
-    H = subject.hessian(theta)
-    res = lanczos_top(lambda V: subject.hvp(theta, V), 2, subject.n_params, 3,
+    landscape, _ = builtin_network("mlp", "toy", width=12)
+    theta = initial_points(landscape, 2) + 0.1
+    H = landscape.hessian_matrix(theta)
+    res = lanczos_top(lambda V: landscape.hvp(theta, V), 2, landscape.n_params, 3,
                       generator=torch.Generator().manual_seed(2), tol=1e-9)
     exact = torch.linalg.eigvalsh(H).flip(-1)[:, :3]
     assert torch.allclose(res.eigenvalues, exact, rtol=1e-7, atol=1e-9)
@@ -59,7 +60,7 @@ def test_dense_hessian_is_exact_for_a_linear_model_with_squared_loss():
     net = nn.Sequential(nn.Dropout(0.2), nn.Linear(3, 2, dtype=torch.float64))
     model = NetDropoutModel(net, X, y)
     theta = torch.randn(2, model.n_params, generator=g, dtype=torch.float64)
-    H = NetSubject(model).hessian(theta)
+    H = model.hessian_matrix(theta)
     Xt = torch.cat([X, torch.ones(7, 1, dtype=torch.float64)], dim=1)
     gram = Xt.T @ Xt / 7  # (4, 4) over (x, 1)
     # θ = (W row-major (2×3), b (2)): index of W[c, j] is 3c + j, of b[c] is 6 + c
@@ -71,7 +72,7 @@ def test_dense_hessian_is_exact_for_a_linear_model_with_squared_loss():
                 exact[idx(c, j), idx(c, k)] = gram[j, k]
     assert torch.allclose(H, exact.expand(2, -1, -1), atol=1e-13)
     V = torch.randn(2, 3, 8, generator=g, dtype=torch.float64)
-    assert torch.allclose(NetSubject(model).hvp(theta, V), V @ exact, atol=1e-13)
+    assert torch.allclose(model.hvp(theta, V), V @ exact, atol=1e-13)
 
 
 def test_hutchpp_is_exact_when_the_sketch_spans_the_range():

@@ -9,7 +9,6 @@ from .adaptive import AdaptiveAlgorithm, AdaptiveSME, sde_constants, sqrt_scalin
 from .base import (
     Algorithm,
     HasExactMoments,
-    NegativeControl,
     Perturbation,
     SeparableNoise,
     SeparableStochasticGradient,
@@ -17,17 +16,20 @@ from .base import (
     StochasticGradientAlgorithm,
     TestFunction,
 )
+from .base import NegativeControl as NegativeControl
+from .capabilities import HasLandscape, Regularizer
 from .dropout import DropoutAlgorithm, DropoutSME
-from .dropout_net import ExactNetDropout, NetDropout, builtin_problem, dropout_net
+from .dropout_net import ExactNetDropout, NetDropout, builtin_problem, dropout_net, net_dropout
 from .dropout_net_sme import NetDropoutSME, SampledNetDropoutSME
 from .dropout_noise import (
     NOISE_REPRESENTATIONS,
     CovarianceNoise,
-    DropoutNoise,
     FactorNoise,
     GaussianNoise,
     MaskPairNoise,
 )
+from .dropout_noise import DropoutNoise as DropoutNoise
+from .gradient import GradientDescent, GradientFlow, MinibatchSGD
 from .momentum import HeavyBallSGD, HeavyBallSME
 from .registry import ENTRY_POINT_GROUP, get_plugin, plugins, register
 from .rmsprop import RMSprop, RMSpropSME
@@ -36,7 +38,7 @@ from .sgd import SGDSME, FiniteSumSGD, SGDLeastSquares
 from .sgd_two_layer import SGDTwoLayer
 from .sgd_wd import SGDWeightDecay, SGDWeightDecaySME
 from .signsgd import SignSGD, SignSGDSME
-from .spec import Option, PluginBuildError, PluginSpec
+from .spec import AnalysisSpec, Option, PluginBuildError, PluginSpec
 from .svag import SVAG
 
 __all__ = [
@@ -48,8 +50,15 @@ __all__ = [
     "Perturbation",
     "SMEPart",
     "HasExactMoments",
+    "HasLandscape",
+    "Regularizer",
     "TestFunction",
     "PluginSpec",
+    "AnalysisSpec",
+    "GradientDescent",
+    "GradientFlow",
+    "MinibatchSGD",
+    "net_dropout",
     "Option",
     "PluginBuildError",
     "ENTRY_POINT_GROUP",

@@ -21,10 +21,9 @@ from torch import Tensor
 from ..bibliography import KINGMA_BA_2015, MALLADI_2022_ADAPTIVE
 from ..brownian import Increments
 from ..checks import check_lr, check_positive
-from .adaptive import AdaptiveAlgorithm, AdaptiveSME, default_base
+from .adaptive import AdaptiveAlgorithm, AdaptiveSME, adaptive_spec
 from .base import TestFunction
 from .sgd import FiniteSumSGD
-from .spec import PluginSpec
 
 __all__ = ["Adam", "AdamSME", "PLUGINS"]
 
@@ -84,11 +83,6 @@ class Adam(AdaptiveAlgorithm):
                 f"; got shape {tuple(m0.shape)}.")
         self.m0 = m0
 
-    @classmethod
-    def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> Adam:
-        """Adam on :func:`default_base` (keywords as the constructor)."""
-        return cls(default_base(dtype, device), **kwargs)
-
     @property
     def second_moment_rate(self) -> float:
         """``c2``."""
@@ -144,13 +138,12 @@ class AdamSME(AdaptiveSME):
     ----------
     algorithm : Adam
     lr : float
-        ``τ``, only checked (the SDE does not depend on it).
+        The time step ``τ`` of one Adam step; checked, not used (the SDE has no ``τ``).
     order : {1}
 
     References
     ----------
-    S. Malladi, K. Lyu, A. Panigrahi, S. Arora, "On the SDEs and scaling rules for adaptive
-    gradient algorithms", NeurIPS 2022 (the Adam SDE).
+    Malladi, Lyu, Panigrahi & Arora, NeurIPS 2022: the SDE of Adam without bias correction.
     """
 
     algorithm_type = Adam
@@ -176,26 +169,9 @@ class AdamSME(AdaptiveSME):
         return f"AdamSME({self.algorithm!r})"
 
 
-def _factory(*, dtype: torch.dtype, device: Any) -> Adam:
-    # Rademacher z: the mean step is an exact sum over sign patterns, so the discrete side gets
-    # the control variates (docs/numerics.md)
-    return Adam.default(dtype, device=device, noise="rademacher")
-
-
 PLUGINS = (
-    PluginSpec(
-        name="adam",
-        factory=_factory,
-        description="Adam (no bias correction) with noise scale sigma0/eta on least squares, step "
-        "tau = eta^2 (Malladi, Lyu, Panigrahi & Arora, 2022)",
-        orders=(1,),
-        lrs=(1 / 8, 1 / 16, 1 / 32, 1 / 64),
-        horizon=1.0,
-        n_paths=2_000,
-        steps_per_lr=4,
-        references=(MALLADI_2022_ADAPTIVE, KINGMA_BA_2015),
-        algorithm=Adam,
-        describe=lambda alg: {"problem": repr(alg)},
-    ),
+    adaptive_spec(Adam, description="Adam (no bias correction) with noise scale sigma0/eta on least "
+                  "squares, step tau = eta^2 (Malladi, Lyu, Panigrahi & Arora, 2022)", n_paths=2_000,
+                  references=(MALLADI_2022_ADAPTIVE, KINGMA_BA_2015)),
 )
 """The ``adam`` plug-in of the command line."""

@@ -18,11 +18,15 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT
+from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT, ZHANG_XU_2024_IMPLICIT
 from ..checks import check_keep_prob, check_lr, check_positive_int
 from ..models.dropout_problem import DropoutProblem, DropoutTerms, default_problem
-from ..sde import SDE, NoiseFree, NoiseKind
-from .base import NegativeControl, SeparableStochasticGradient, TestFunction
+from ..models.landscape import Landscape
+from ..models.net_dropout import NetDropoutModel
+from ..sde import SDE
+from .base import Algorithm, NegativeControl, SeparableStochasticGradient, TestFunction
+from .capabilities import HasLandscape, Regularizer, closed_form
+from .dropout_net import net_dropout
 from .dropout_noise import (
     NOISE_REPRESENTATIONS,
     CovarianceNoise,
@@ -32,7 +36,8 @@ from .dropout_noise import (
     MaskPairNoise,
     as_dropout_noise,
 )
-from .spec import Option, PluginSpec
+from .gradient import GradientFlow
+from .spec import AnalysisSpec, Option, PluginSpec
 
 __all__ = ["DropoutAlgorithm", "DropoutSME", "DropoutNoise", "FactorNoise", "GaussianNoise",
            "MaskPairNoise", "CovarianceNoise", "NOISE_REPRESENTATIONS", "PLUGINS"]
@@ -159,33 +164,7 @@ class DropoutSME(SDE):
         return f"DropoutSME(order={self.order}, lr={self.lr:g}, noise={self.noise!r})"
 
 
-class TrainingLossFlow(SDE):
-    """The gradient flow of the training loss alone, ``dΘ = −∇R_S(Θ) dt``: the dropout SME
-    without its implicit regularizer ``R_1`` and without noise (a negative control).
-
-    Parameters
-    ----------
-    problem : DropoutProblem
-    """
-
-    noise_kind = NoiseKind.ADDITIVE
-    noise_dim = 1
-
-    def __init__(self, problem: DropoutProblem):
-        self.problem = problem
-
-    def drift(self, t: float, x: Tensor) -> Tensor:
-        X, y = self.problem.X.to(x), self.problem.y.to(x)
-        return -self.problem.net.loss_grad(x, X, y)[1]
-
-    def diffusion(self, t: float, x: Tensor) -> Tensor:
-        return x.new_zeros(x.shape[1], 1)
-
-    def __repr__(self) -> str:
-        return "TrainingLossFlow()"
-
-
-class DropoutAlgorithm(SeparableStochasticGradient):
+class DropoutAlgorithm(SeparableStochasticGradient, HasLandscape):
     """Full-batch dropout gradient descent on a two-layer network, paired with its SMEs.
 
     One step is ``θ ← θ − lr ∇_θ R_S^drop(θ; η)`` with a fresh dropout mask per path (keep
@@ -207,8 +186,8 @@ class DropoutAlgorithm(SeparableStochasticGradient):
 
     References
     ----------
-    Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, "Stochastic modified equations and dynamics of dropout
-    algorithm", ICLR 2024.
+    Zhang, Li, Luo & Xu, ICLR 2024 (the dropout SME); Zhang & Xu, TPAMI 2024 (its implicit
+    regularizer ``R_1``).
 
     Examples
     --------
@@ -330,7 +309,7 @@ class DropoutAlgorithm(SeparableStochasticGradient):
         the flow of ``R_S`` without the implicit regularizer ``R_1 = (1−p)/(2np) Σ h²``: its error
         is ``O(1)`` (slope 0) wherever ``R_1`` moves the path, which an order-1 check must see."""
         if order == 1:
-            return (NegativeControl("no R_1", NoiseFree(TrainingLossFlow(self.problem)), 0.0,
+            return (NegativeControl("no R_1", GradientFlow(self.problem, lr), 0.0,
                                     "the flow of R_S without the implicit regularizer R_1"),)
         return super().negative_controls(lr, order)
 
@@ -359,6 +338,16 @@ class DropoutAlgorithm(SeparableStochasticGradient):
             f"theta[{j}]": lambda x: x[:, j],
         }
 
+    def landscape(self) -> DropoutProblem:
+        """The training loss ``R_S`` of the two-layer network (the problem)."""
+        return self.problem
+
+    def implicit_regularizer(self, lr: float) -> Regularizer:
+        """``R_1 = L_S − R_S = (1−p)/(2np) Σ_i Σ_r a_r² σ(w_r·x_i)²``, exact: the SME's drift is
+        ``−∇(R_S + R_1)`` (Zhang & Xu, TPAMI 2024)."""
+        return Regularizer("R_1", "dropout's explicit regularizer E R_S^drop - R_S",
+                           closed_form(self.problem.implicit_regularizer), (ZHANG_XU_2024_IMPLICIT,))
+
     def __repr__(self) -> str:
         return f"DropoutAlgorithm({self.problem!r})"
 
@@ -366,6 +355,31 @@ class DropoutAlgorithm(SeparableStochasticGradient):
 def _factory(*, dtype: torch.dtype, device: Any, keep_prob: float, width: int) -> DropoutAlgorithm:
     return DropoutAlgorithm.verification_default(dtype=dtype, device=device, keep_prob=keep_prob,
                                                  width=width)
+
+
+def _analysis_factory(*, dtype: torch.dtype, device: Any, keep_prob: float,
+                      width: int) -> DropoutAlgorithm:
+    # the analyses' 1-D task: the target unscaled (the verification problem scales it by 5)
+    return DropoutAlgorithm.default(dtype=dtype, device=device, keep_prob=keep_prob, width=width)
+
+
+def dropout_on(landscape: Landscape, theta0: Tensor, **options: Any) -> Algorithm:
+    """Full-batch dropout GD on a network landscape: the two-layer problem
+    (:class:`DropoutAlgorithm`) or an ``nn.Module`` with dropout layers
+    (:func:`~smetool.algorithms.dropout_net.net_dropout`); the keep probability and the width are
+    the network's, so ``options`` are not used.
+
+    Raises
+    ------
+    TypeError
+        Another landscape (dropout needs a network with dropout layers).
+    """
+    if isinstance(landscape, DropoutProblem):
+        return DropoutAlgorithm(landscape, theta0)
+    if isinstance(landscape, NetDropoutModel):
+        return net_dropout(landscape, theta0)
+    raise TypeError(f"dropout needs a network with dropout layers (a DropoutProblem or a "
+                    f"NetDropoutModel); got {type(landscape).__name__}.")
 
 
 def _keep_prob_option(text: str) -> float:
@@ -395,6 +409,8 @@ PLUGINS = (
         options=(KEEP_PROB, WIDTH),
         algorithm=DropoutAlgorithm,
         describe=lambda alg: {"problem": repr(alg.problem)},
+        analysis=AnalysisSpec(lr=0.2, steps=20_000, on_landscape=dropout_on,
+                              factory=_analysis_factory),
     ),
 )
 """The ``dropout`` plug-in of the command line."""

@@ -31,27 +31,26 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
-from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT
+from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT, ZHANG_XU_2024_IMPLICIT
 from ..checks import check_keep_prob, check_positive_int, check_seed
 from ..models.builtin_nets import PLACEMENTS, cnn, mlp
 from ..models.data import digits_data, toy_data
 from ..models.net_dropout import NetDropoutModel
 from ..models.net_dropout_exact import LastLayerDropout, last_layer_reason
 from ..sde import SDE
-from .base import (
-    NegativeControl,
-    SeparableStochasticGradient,
-    StochasticGradientAlgorithm,
-    TestFunction,
-)
+from .base import NegativeControl, SeparableStochasticGradient, StochasticGradientAlgorithm, TestFunction
+from .capabilities import HasLandscape, Regularizer, closed_form
 from .dropout_net_sme import NetDropoutSME, SampledNetDropoutSME, check_order
-from .spec import Option, PluginSpec
+from .spec import AnalysisSpec, Option, PluginSpec
 
-__all__ = ["dropout_net", "builtin_problem", "NetDropout", "ExactNetDropout", "NetDropoutSME",
-           "SampledNetDropoutSME", "PLUGINS"]
+__all__ = ["dropout_net", "net_dropout", "builtin_problem", "NetDropout", "ExactNetDropout",
+           "NetDropoutSME", "SampledNetDropoutSME", "PLUGINS", "REGULARIZER_MASKS"]
+
+REGULARIZER_MASKS = 64
+"""Dropout masks per point of the Monte-Carlo value of ``R_1`` (the sampled case)."""
 
 
-class NetDropout(StochasticGradientAlgorithm):
+class NetDropout(StochasticGradientAlgorithm, HasLandscape):
     """Full-batch dropout GD on a network (any dropout placement, any loss), with its order-1 SME
     integrated by unbiased estimators (:class:`SampledNetDropoutSME`, Euler–Maruyama only).
 
@@ -137,6 +136,24 @@ class NetDropout(StochasticGradientAlgorithm):
         return {"R_S": self.model.loss, "theta_norm_sq": lambda x: (x * x).sum(dim=1),
                 f"theta[{j}]": lambda x: x[:, j]}
 
+    def landscape(self) -> NetDropoutModel:
+        """The training loss ``R_S`` of the network (the model)."""
+        return self.model
+
+    def implicit_regularizer(self, lr: float) -> Regularizer:
+        """``R_1 = E_η R_S^drop − R_S``, by :data:`REGULARIZER_MASKS` masks per point (exact in
+        :class:`ExactNetDropout`): the SME's drift is ``−∇(R_S + R_1)``."""
+        def value(theta: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+            P, n = theta.shape[0], REGULARIZER_MASKS
+            rows = theta.repeat_interleave(n, dim=0)
+            masks = self.model.sample_masks(P * n, generator, dtype=theta.dtype,
+                                            device=theta.device)
+            drop = self.model.dropout_loss_grad(rows, masks)[0].reshape(P, n)
+            return drop.mean(dim=1) - self.model.loss(theta), drop.std(dim=1) / n**0.5
+
+        return Regularizer("R_1", "dropout's explicit regularizer E R_S^drop - R_S", value,
+                           (ZHANG_XU_2024_IMPLICIT,))
+
     def __repr__(self) -> str:
         layers = ", ".join(f"{la.name}: p={la.keep_prob:g} {la.mask_shape}" for la in self.model.layers)
         return (f"{type(self).__name__}(D={self.model.n_params}, n={self.model.n_points}, "
@@ -207,6 +224,12 @@ class ExactNetDropout(SeparableStochasticGradient, NetDropout):
         g = self.closed_form.expected_loss_grad(theta)
         return self.closed_form.expected_loss_hvp(theta, g)
 
+    def implicit_regularizer(self, lr: float) -> Regularizer:
+        """``R_1 = L_S − R_S``, exact (:class:`~smetool.models.LastLayerDropout`)."""
+        return Regularizer("R_1", "dropout's explicit regularizer E R_S^drop - R_S",
+                           closed_form(self.closed_form.implicit_regularizer),
+                           (ZHANG_XU_2024_IMPLICIT,))
+
     def test_functions(self) -> dict[str, TestFunction]:
         """``"R_S"``, ``"L_S"``, ``"theta_norm_sq"`` and ``"theta[j]"``."""
         tests = NetDropout.test_functions(self)
@@ -258,7 +281,14 @@ def dropout_net(module: nn.Module, X: Tensor, y: Tensor, *, loss: str = "mse",
     >>> algo.exact, algo.sme_orders
     (True, (1, 2))
     """
-    model = NetDropoutModel(module, X, y, loss=loss)
+    return net_dropout(NetDropoutModel(module, X, y, loss=loss), theta0, drift_masks=drift_masks,
+                       noise_pairs=noise_pairs, exact=exact)
+
+
+def net_dropout(model: NetDropoutModel, theta0: Tensor | None = None, *, drift_masks: int = 1,
+                noise_pairs: int = 1, exact: bool | None = None) -> NetDropout:
+    """:func:`dropout_net` of a built :class:`~smetool.models.NetDropoutModel` (same keywords):
+    :class:`ExactNetDropout` where the closed forms apply, :class:`NetDropout` otherwise."""
     reason = last_layer_reason(model)
     if exact and reason is not None:
         raise ValueError(f"`exact=True` but the closed forms do not apply: {reason}.")
@@ -322,6 +352,7 @@ def builtin_problem(*, model: str = "mlp", data: str = "digits", keep_prob: floa
                   out_scale=out_scale, seed=init_seed)
     algo = dropout_net(net.to(dtype=dtype, device=device), ds.X.to(dtype=dtype, device=device),
                        ds.y.to(device=device), loss=loss, drift_masks=drift_masks)
+    algo.model.label = f"{model} ({ds.name})"
     return algo
 
 
@@ -377,6 +408,7 @@ PLUGINS = (
         ),
         algorithm=NetDropout,
         describe=lambda alg: {"problem": repr(alg), "exact": alg.exact},
+        analysis=AnalysisSpec(lr=0.1, steps=8_000),
     ),
 )
 """The ``dropout-net`` plug-in of the command line."""

@@ -19,9 +19,8 @@ from torch import Tensor
 from ..bibliography import MALLADI_2022_ADAPTIVE
 from ..brownian import Increments
 from ..checks import check_lr, check_positive
-from .adaptive import AdaptiveAlgorithm, AdaptiveSME, default_base
+from .adaptive import AdaptiveAlgorithm, AdaptiveSME, adaptive_spec
 from .sgd import FiniteSumSGD
-from .spec import PluginSpec
 
 __all__ = ["RMSprop", "RMSpropSME", "PLUGINS"]
 
@@ -73,11 +72,6 @@ class RMSprop(AdaptiveAlgorithm):
                  c: float = 1.0, noise: Increments | str = "gaussian", u0: Any = None):
         super().__init__(base, sigma0=sigma0, eps0=eps0, noise=noise, u0=u0)
         self.c = check_positive(c, "c", "RMSprop")
-
-    @classmethod
-    def default(cls, dtype: torch.dtype = torch.float64, *, device=None, **kwargs) -> RMSprop:
-        """RMSprop on :func:`default_base` (keywords as the constructor)."""
-        return cls(default_base(dtype, device), **kwargs)
 
     @property
     def second_moment_rate(self) -> float:
@@ -160,26 +154,9 @@ class RMSpropSME(AdaptiveSME):
         return f"RMSpropSME({self.algorithm!r})"
 
 
-def _factory(*, dtype: torch.dtype, device: Any) -> RMSprop:
-    # Rademacher z: the mean step is an exact sum over sign patterns, so the discrete side gets
-    # the control variates (docs/numerics.md: variance reduced 150-40,000 times)
-    return RMSprop.default(dtype, device=device, noise="rademacher")
-
-
 PLUGINS = (
-    PluginSpec(
-        name="rmsprop",
-        factory=_factory,
-        description="RMSprop with noise scale sigma0/eta on least squares, step tau = eta^2 "
-        "(Malladi, Lyu, Panigrahi & Arora, 2022)",
-        orders=(1,),
-        lrs=(1 / 8, 1 / 16, 1 / 32, 1 / 64),
-        horizon=1.0,
-        n_paths=1_000,
-        steps_per_lr=4,
-        references=(MALLADI_2022_ADAPTIVE,),
-        algorithm=RMSprop,
-        describe=lambda alg: {"problem": repr(alg)},
-    ),
+    adaptive_spec(RMSprop, description="RMSprop with noise scale sigma0/eta on least squares, step "
+                  "tau = eta^2 (Malladi, Lyu, Panigrahi & Arora, 2022)", n_paths=1_000,
+                  references=(MALLADI_2022_ADAPTIVE,)),
 )
 """The ``rmsprop`` plug-in of the command line."""

@@ -51,11 +51,15 @@ from torch import Tensor
 from ..bibliography import COMPAGNONI_2023_SAM, FORET_2021_SAM
 from ..checks import check_lr, check_nonnegative, check_positive_int
 from ..exact.sam_moments import USAMMoments
+from ..models.landscape import Landscape
 from ..models.noisy_quadratic import NoisyQuadratic, as_matrix
 from ..sde import SDE, NoiseKind
 from .base import HasExactMoments, NegativeControl, SeparableStochasticGradient, TestFunction
+from .capabilities import Regularizer
+from .gradient import minibatch_norm_moment
 from .observables import Coordinate
-from .spec import Option, PluginSpec
+from .quadratic import QuadraticClosedForms
+from .spec import AnalysisSpec, Option, PluginSpec
 
 __all__ = ["normalised_gaussian_mean", "USAM", "SAM", "USAMSME", "SAMSME", "default_problem",
            "DEFAULT_HESSIAN", "DEFAULT_X0", "PLUGINS"]
@@ -108,19 +112,22 @@ def normalised_gaussian_mean(mu: Tensor, sigma: float) -> Tensor:
     return mu * (c / sigma)
 
 
-class _QuadraticSAMFamily(SeparableStochasticGradient):
-    """Shared by USAM and SAM on a :class:`NoisyQuadratic`: state, noise, test functions."""
+class _SAMFamily(QuadraticClosedForms, SeparableStochasticGradient):
+    """Shared by USAM and SAM: state, noise, test functions. The step runs on any
+    :class:`~smetool.models.landscape.Landscape` (its minibatch law is ``γ``); the exact mean,
+    covariance, SME and negative controls need a :class:`NoisyQuadratic` (module docstring)."""
 
     references = (COMPAGNONI_2023_SAM, FORET_2021_SAM)
     sme_orders = (1,)
 
-    def __init__(self, problem: NoisyQuadratic, x0: Any, rho: float):
+    def __init__(self, problem: Landscape, x0: Any, rho: float):
         owner = type(self).__name__
-        if not isinstance(problem, NoisyQuadratic):
-            raise TypeError(f"{owner}: `problem` must be a NoisyQuadratic; got "
-                            f"{type(problem).__name__}.")
+        if not isinstance(problem, Landscape):
+            raise TypeError(f"{owner}: `problem` must be a NoisyQuadratic or another smetool "
+                            f"Landscape; got {type(problem).__name__}.")
         self.problem = problem
-        self.x0 = as_matrix(x0, "x0", (problem.dim,), owner, problem.hessian.dtype)
+        dtype = problem.hessian.dtype if isinstance(problem, NoisyQuadratic) else torch.float64
+        self.x0 = as_matrix(x0, "x0", (problem.n_params,), owner, dtype)
         self.rho = check_nonnegative(rho, "rho", owner)
 
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
@@ -131,13 +138,14 @@ class _QuadraticSAMFamily(SeparableStochasticGradient):
         return x0.unsqueeze(0).repeat(n_paths, 1)
 
     def draw_gradient_noise(self, n_paths: int, generator: torch.Generator, *,
-                            dtype: torch.dtype, device: torch.device) -> Tensor:
-        """``z ~ N(0, I)`` of one step, ``(P, D)``: the minibatch ``γ`` of both gradient calls."""
-        return self.problem.sample_z(n_paths, generator, dtype=dtype, device=device)
+                            dtype: torch.dtype, device: torch.device) -> Any:
+        """The minibatch ``γ`` of both gradient calls of one step (``z ~ N(0, I)`` on the
+        quadratic)."""
+        return self.problem.draw_minibatch(n_paths, generator, dtype=dtype, device=device)
 
-    def minibatch_gradient(self, y: Tensor, z: Tensor) -> Tensor:
-        """``∇f_γ(y) = H (y − x*) + L z``, ``(P, D)``."""
-        return self.problem.gradient(y) + self.problem.gradient_noise(z)
+    def minibatch_gradient(self, y: Tensor, z: Any) -> Tensor:
+        """``∇f_γ(y)`` (``H (y − x*) + L z`` on the quadratic), ``(P, D)``."""
+        return self.problem.minibatch_gradient(y, z)
 
     def step(self, x: Tensor, lr: float, generator: torch.Generator) -> Tensor:
         """``x − lr ∇f_γ(ascent point)`` with a fresh ``γ`` per path."""
@@ -156,8 +164,17 @@ class _QuadraticSAMFamily(SeparableStochasticGradient):
     def negative_controls(self, lr: float, order: int) -> tuple[NegativeControl, ...]:
         """The SGD SME (``ρ = 0``): its drift misses the ``O(ρ)`` regulariser, an error that does
         not vanish as ``lr → 0`` (slope 0)."""
-        return (NegativeControl("SGD SME (rho = 0)", USAMSME(self.problem, lr, 0.0), 0.0,
+        return (NegativeControl("SGD SME (rho = 0)", USAMSME(self.quadratic(), lr, 0.0), 0.0,
                                 "drops the sharpness term: an O(rho) drift error at every lr"),)
+
+    def _norm_regularizer(self, name: str, power: float, factor: float) -> Regularizer:
+        """``factor · E_γ‖∇f_γ‖^power`` by minibatch draws."""
+        def value(theta: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+            mean, se = minibatch_norm_moment(self.problem, theta, generator, power)
+            return factor * mean, factor * se
+
+        return Regularizer(name, "the sharpness term of the SAM SDE's drift (Compagnoni et al. "
+                           "2023)", value, (COMPAGNONI_2023_SAM,))
 
 
 
@@ -225,7 +242,7 @@ class SAMSME(SDE):
         return f"SAMSME(lr={self.lr:g}, rho={self.rho:g}, sigma={self.sigma:g})"
 
 
-class USAM(_QuadraticSAMFamily, HasExactMoments):
+class USAM(_SAMFamily, HasExactMoments):
     """USAM on a :class:`NoisyQuadratic`, with its SME and exact moments.
 
     Parameters
@@ -254,33 +271,41 @@ class USAM(_QuadraticSAMFamily, HasExactMoments):
         return self.minibatch_gradient(x + self.rho * self.minibatch_gradient(x, noise), noise)
 
     def mean_gradient(self, x: Tensor) -> Tensor:
-        """``(I + ρH) ∇f(x)``, exact."""
-        g = self.problem.gradient(x)
-        return g + self.rho * self.problem.hvp(x, g)
+        """``(I + ρH) ∇f(x)``, exact (on the quadratic)."""
+        q = self.quadratic()
+        g = q.gradient(x)
+        return g + self.rho * q.hvp(x, g)
 
-    def gradient_covariance(self, x: Tensor) -> Tensor:
-        """``(I + ρH) Σ (I + ρH)``, exact, ``(P, D, D)``."""
-        H = self.problem.hessian.to(x)
-        C = torch.eye(self.problem.dim, dtype=x.dtype, device=x.device) + self.rho * H
-        cov = C @ self.problem.noise_covariance.to(x) @ C
+    def gradient_covariance(self, x: Tensor) -> Tensor | None:
+        """``(I + ρH) Σ (I + ρH)``, exact, ``(P, D, D)`` (on the quadratic; ``None`` elsewhere)."""
+        if not self.has_exact_mean():
+            return None
+        q = self.quadratic()
+        H = q.hessian.to(x)
+        C = torch.eye(q.dim, dtype=x.dtype, device=x.device) + self.rho * H
+        cov = C @ q.noise_covariance.to(x) @ C
         return cov.expand(x.shape[0], -1, -1)
 
     def sme(self, lr: float, order: int = 1) -> USAMSME:
         """The order-1 USAM SME; see :class:`USAMSME`."""
         if isinstance(order, bool) or order != 1:
             raise ValueError(f"usam: `order` must be 1; got {order!r}.")
-        return USAMSME(self.problem, lr, self.rho)
+        return USAMSME(self.quadratic(), lr, self.rho)
 
     def exact_moments(self) -> USAMMoments:
         """Exact moments of USAM and of its SME (:class:`~smetool.exact.USAMMoments`)."""
-        p = self.problem
+        p = self.quadratic()
         return USAMMoments(p.hessian.cpu(), p.minimiser.cpu(), p.noise_factor.cpu(), self.rho)
+
+    def implicit_regularizer(self, lr: float) -> Regularizer:
+        """``(ρ/2) E_γ‖∇f_γ‖²``, by minibatch draws (Compagnoni et al. 2023)."""
+        return self._norm_regularizer("(ρ/2) E‖∇f_γ‖²", 2.0, 0.5 * self.rho)
 
     def __repr__(self) -> str:
         return f"USAM({self.problem!r}, rho={self.rho:g})"
 
 
-class SAM(_QuadraticSAMFamily):
+class SAM(_SAMFamily):
     """SAM (normalised ascent step) on a three-dimensional :class:`NoisyQuadratic` with isotropic
     noise ``L = σ I``, with its SME.
 
@@ -303,8 +328,11 @@ class SAM(_QuadraticSAMFamily):
 
     name = "sam"
 
-    def __init__(self, problem: NoisyQuadratic, x0: Any, rho: float):
+    def __init__(self, problem: Landscape, x0: Any, rho: float):
         super().__init__(problem, x0, rho)
+        self.sigma = float("nan")
+        if not isinstance(problem, NoisyQuadratic):
+            return  # the step alone: no closed-form mean to check the noise for
         L = problem.noise_factor
         sigma = float(L[0, 0])
         eye = torch.eye(problem.dim, dtype=L.dtype)
@@ -320,15 +348,20 @@ class SAM(_QuadraticSAMFamily):
         return self.minibatch_gradient(x + self.rho * g / g.norm(dim=1, keepdim=True), noise)
 
     def mean_gradient(self, x: Tensor) -> Tensor:
-        """``∇f + ρ H E[g/‖g‖]``, exact (:func:`normalised_gaussian_mean`)."""
-        g = self.problem.gradient(x)
-        return g + self.rho * self.problem.hvp(x, normalised_gaussian_mean(g, self.sigma))
+        """``∇f + ρ H E[g/‖g‖]``, exact (:func:`normalised_gaussian_mean`; on the quadratic)."""
+        q = self.quadratic()
+        g = q.gradient(x)
+        return g + self.rho * q.hvp(x, normalised_gaussian_mean(g, self.sigma))
 
     def sme(self, lr: float, order: int = 1) -> SAMSME:
         """The order-1 SAM SME; see :class:`SAMSME`."""
         if isinstance(order, bool) or order != 1:
             raise ValueError(f"sam: `order` must be 1; got {order!r}.")
-        return SAMSME(self.problem, lr, self.rho, self.sigma)
+        return SAMSME(self.quadratic(), lr, self.rho, self.sigma)
+
+    def implicit_regularizer(self, lr: float) -> Regularizer:
+        """``ρ E_γ‖∇f_γ‖``, by minibatch draws (Compagnoni et al. 2023)."""
+        return self._norm_regularizer("ρ E‖∇f_γ‖", 1.0, self.rho)
 
     def __repr__(self) -> str:
         return f"SAM({self.problem!r}, rho={self.rho:g}, sigma={self.sigma:g})"
@@ -352,46 +385,38 @@ def _sigma_option(text: str) -> float:
     return value
 
 
-def _usam_factory(*, dtype: torch.dtype, device: Any, rho: float, noise_std: float) -> USAM:
-    # The problem's tensors stay on the CPU; states of any device read them with `.to(x)`.
-    return USAM(default_problem(noise_std, dtype), DEFAULT_X0, rho)
+def _factory(cls: type[_SAMFamily]):
+    def build(*, dtype: torch.dtype, device: Any, rho: float, noise_std: float) -> _SAMFamily:
+        # The problem's tensors stay on the CPU; states of any device read them with `.to(x)`.
+        return cls(default_problem(noise_std, dtype), DEFAULT_X0, rho)
 
+    def on_landscape(landscape: Landscape, theta0: Tensor, *, rho: float,
+                     noise_std: float) -> _SAMFamily:
+        # on a network the noise is the landscape's minibatch law; noise_std is the quadratic's
+        return cls(landscape, theta0, rho)
 
-def _sam_factory(*, dtype: torch.dtype, device: Any, rho: float, noise_std: float) -> SAM:
-    return SAM(default_problem(noise_std, dtype), DEFAULT_X0, rho)
+    return build, on_landscape
 
 
 _SAM_OPTIONS = (Option("rho", _rho_option, 0.5, "ascent radius rho >= 0"),
                 Option("noise_std", _sigma_option, 0.5, "gradient-noise standard deviation sigma"))
 
+
+def _spec(cls: type[_SAMFamily], description: str) -> PluginSpec:
+    build, on_landscape = _factory(cls)
+    return PluginSpec(
+        name=cls.name, factory=build, description=description, orders=(1,),
+        lrs=(1 / 16, 1 / 32, 1 / 64, 1 / 128), horizon=0.5, n_paths=2_000, steps_per_lr=2,
+        options=_SAM_OPTIONS, algorithm=cls, describe=lambda alg: {"problem": repr(alg)},
+        # on a network: a radius of the order of the SAM paper's (0.05), not the quadratic's 0.5
+        analysis=AnalysisSpec(lr=1 / 16, steps=400, network_options={"rho": 0.05},
+                              on_landscape=on_landscape))
+
+
 PLUGINS = (
-    PluginSpec(
-        name="usam",
-        factory=_usam_factory,
-        description="unnormalised SAM on a 3-d quadratic with Gaussian gradient noise "
-        "(Compagnoni et al., ICML 2023)",
-        orders=(1,),
-        lrs=(1 / 16, 1 / 32, 1 / 64, 1 / 128),
-        horizon=0.5,
-        n_paths=2_000,
-        steps_per_lr=2,
-        options=_SAM_OPTIONS,
-        algorithm=USAM,
-        describe=lambda alg: {"problem": repr(alg)},
-    ),
-    PluginSpec(
-        name="sam",
-        factory=_sam_factory,
-        description="SAM (normalised ascent) on a 3-d quadratic with isotropic Gaussian gradient "
-        "noise (Compagnoni et al., ICML 2023)",
-        orders=(1,),
-        lrs=(1 / 16, 1 / 32, 1 / 64, 1 / 128),
-        horizon=0.5,
-        n_paths=2_000,
-        steps_per_lr=2,
-        options=_SAM_OPTIONS,
-        algorithm=SAM,
-        describe=lambda alg: {"problem": repr(alg)},
-    ),
+    _spec(USAM, "unnormalised SAM on a 3-d quadratic with Gaussian gradient noise "
+          "(Compagnoni et al., ICML 2023)"),
+    _spec(SAM, "SAM (normalised ascent) on a 3-d quadratic with isotropic Gaussian gradient noise "
+          "(Compagnoni et al., ICML 2023)"),
 )
 """The ``usam`` and ``sam`` plug-ins of the command line."""

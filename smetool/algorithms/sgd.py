@@ -39,9 +39,12 @@ from torch import Tensor
 from ..bibliography import LI_TAI_E_2019
 from ..checks import check_batch_size, check_lr, check_positive_int
 from ..exact import LeastSquaresSGDMoments
+from ..models.landscape import Landscape
 from ..sde import SDE, NoiseKind
 from .base import HasExactMoments, SeparableStochasticGradient, TestFunction
-from .spec import Option, PluginSpec
+from .capabilities import HasLandscape, Regularizer
+from .gradient import MinibatchSGD, sgd_regularizer
+from .spec import AnalysisSpec, Option, PluginSpec
 
 __all__ = [
     "FiniteSumSGD",
@@ -82,11 +85,13 @@ def check_tensor(value: Any, name: str, ndim: int, owner: str, dtype=None) -> Te
     return value
 
 
-class FiniteSumSGD(SeparableStochasticGradient):
+class FiniteSumSGD(SeparableStochasticGradient, Landscape, HasLandscape):
     """Mini-batch SGD (with replacement) on ``f = (1/n) Σ_i f_i``, paired with its SMEs.
 
     Subclasses provide the per-sample quantities; this class supplies the step, the SMEs
-    (:class:`SGDSME`), the noise factor and covariance, and the test functions.
+    (:class:`SGDSME`), the noise factor and covariance, and the test functions. The problem is
+    its own :class:`~smetool.models.landscape.Landscape` (loss, gradient, Hessian–vector products,
+    minibatches of ``B`` indices), so the analyses measure it like a network.
 
     Attributes
     ----------
@@ -130,6 +135,38 @@ class FiniteSumSGD(SeparableStochasticGradient):
     def gradient(self, x: Tensor) -> Tensor:
         """``∇f(x)``: ``(P, D) -> (P, D)``."""
         return self.per_sample_gradients(x).mean(dim=1)
+
+    # ---------------------------------------------------------------- the landscape
+    @property
+    def n_params(self) -> int:
+        return self.dim
+
+    def landscape(self) -> FiniteSumSGD:
+        """The problem itself."""
+        return self
+
+    def hvp(self, x: Tensor, V: Tensor) -> Tensor:
+        """``∇²f(x) v`` for blocks ``V (P, s, D)``, one :meth:`hessian_vector_product` per block."""
+        return torch.stack([self.hessian_vector_product(x, V[:, k]) for k in range(V.shape[1])],
+                           dim=1)
+
+    def draw_minibatch(self, n_paths: int, generator: torch.Generator, *, dtype: torch.dtype,
+                       device: torch.device | str) -> Tensor:
+        """``B`` indices per path (:meth:`sample_indices`)."""
+        return self.sample_indices(n_paths, generator, device)
+
+    def minibatch_gradient(self, x: Tensor, batch: Tensor) -> Tensor:
+        """:meth:`batch_gradient` of the indices ``batch``."""
+        return self.batch_gradient(x, batch)
+
+    def random_init(self, generator: torch.Generator) -> Tensor:
+        """``x0 + N(0, I)``, ``(D,)``."""
+        return self.x0.double().cpu() + torch.randn(self.dim, generator=generator,
+                                                    dtype=torch.float64)
+
+    def implicit_regularizer(self, lr: float) -> Regularizer:
+        """``(lr/4) E_γ‖∇f_γ‖²`` (:func:`~smetool.algorithms.gradient.sgd_regularizer`)."""
+        return sgd_regularizer(self, lr)
 
     # ---------------------------------------------------------------- derived
     def noise_factor(self, x: Tensor) -> Tensor:
@@ -300,6 +337,7 @@ class SGDLeastSquares(FiniteSumSGD, HasExactMoments):
         self.batch_size = check_batch_size(batch_size, n, owner)
         self.A, self.y, self.x0 = A, y.to(A.device), x0.to(A.device)
         self.n_points = n
+        self.label = "least squares"
         self.hessian = A.T @ A / n
         self._b = A.T @ self.y / n
 
@@ -368,6 +406,11 @@ def _factory(*, dtype: torch.dtype, device: Any, batch_size: int) -> SGDLeastSqu
     return SGDLeastSquares.default(dtype, device=device, batch_size=batch_size)
 
 
+def _on_landscape(landscape: Landscape, theta0: Tensor, *, batch_size: int) -> MinibatchSGD:
+    # the landscape's own minibatch law (its batch size) is SGD's noise on a network
+    return MinibatchSGD(landscape, theta0)
+
+
 def _batch_size_option(text: str) -> int:
     return check_positive_int(int(text), "batch_size")
 
@@ -389,6 +432,7 @@ PLUGINS = (
         options=(BATCH_SIZE,),
         algorithm=SGDLeastSquares,
         describe=lambda alg: {"problem": repr(alg)},
+        analysis=AnalysisSpec(lr=0.125, steps=400, on_landscape=_on_landscape),
     ),
 )
 """The ``sgd`` plug-in of the command line."""

@@ -38,14 +38,16 @@ import torch
 from torch import Tensor
 
 from ..bibliography import LI_LYU_ARORA_2020, LI_TAI_E_2019
-from ..checks import check_lr, check_nonnegative, check_positive_int
+from ..checks import check_lr, check_nonnegative
 from ..exact.scale_invariant import ScaleInvariantNorms
+from ..models.landscape import Landscape
 from ..models.noisy_quadratic import as_matrix
 from ..models.scale_invariant import NOISE_LAWS, NormalisedQuadratic
 from ..sde import SDE, NoiseKind
-from .base import NegativeControl, SeparableStochasticGradient, TestFunction
+from .base import NegativeControl, TestFunction
+from .gradient import MinibatchSGD
 from .observables import Coordinate, SquaredNorm
-from .spec import Option, PluginSpec
+from .spec import AnalysisSpec, Option, PluginSpec
 
 __all__ = ["SGDWeightDecay", "SGDWeightDecaySME", "PLUGINS"]
 
@@ -88,8 +90,11 @@ class SGDWeightDecaySME(SDE):
 
 
 
-class SGDWeightDecay(SeparableStochasticGradient):
+class SGDWeightDecay(MinibatchSGD):
     """SGD with weight decay on a :class:`NormalisedQuadratic`, paired with its SME.
+
+    The step is :class:`~smetool.algorithms.gradient.MinibatchSGD`'s with the problem's tangent
+    noise; the closed-form covariance, the SME and the norm dynamics are this class's.
 
     Parameters
     ----------
@@ -129,8 +134,8 @@ class SGDWeightDecay(SeparableStochasticGradient):
         w0 = as_matrix(w0, "w0", (problem.dim,), "SGDWeightDecay", problem.A.dtype)
         if not float(w0.norm()) > 0:
             raise ValueError("SGDWeightDecay: `w0` must be non-zero (the loss is scale-invariant).")
+        super().__init__(problem, w0, weight_decay)
         self.problem, self.w0 = problem, w0
-        self.weight_decay = check_nonnegative(weight_decay, "weight_decay", "SGDWeightDecay")
 
     @classmethod
     def default(cls, *, weight_decay: float = 0.1, noise_std: float = 0.25, noise: str = "gaussian",
@@ -141,28 +146,6 @@ class SGDWeightDecay(SeparableStochasticGradient):
                                       noise_std, noise=noise, dtype=dtype)
         w0 = torch.tensor([0.3, 0.4, math.sqrt(0.75)], dtype=dtype)
         return cls(problem, w0, weight_decay)
-
-    def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
-                      device: torch.device | str | None = None) -> Tensor:
-        """``w0`` on every path, ``(P, d)`` (a fresh tensor)."""
-        n_paths = check_positive_int(n_paths, "n_paths", "SGDWeightDecay")
-        w0 = self.w0.to(dtype=self.w0.dtype if dtype is None else dtype, device=device)
-        return w0.unsqueeze(0).repeat(n_paths, 1)
-
-    def draw_gradient_noise(self, n_paths: int, generator: torch.Generator, *,
-                            dtype: torch.dtype, device: torch.device) -> Tensor:
-        """``z ~ N(0, I_d)`` of one step, ``(P, d)`` (projected at the state by the step)."""
-        return torch.randn(n_paths, self.problem.dim, generator=generator, dtype=dtype,
-                           device=device)
-
-    def gradient_with(self, x: Tensor, noise: Tensor) -> Tensor:
-        """``∇L(w) + σ ξ(w, z)/‖w‖ + λ w``, ``(P, d)``."""
-        p = self.problem
-        return p.gradient(x) + p.gradient_noise(x, noise) + self.weight_decay * x
-
-    def mean_gradient(self, x: Tensor) -> Tensor:
-        """``∇L(w) + λ w``, exact (the tangent noise has mean 0 for both laws)."""
-        return self.problem.gradient(x) + self.weight_decay * x
 
     def gradient_covariance(self, x: Tensor) -> Tensor:
         """``σ² P_w / ‖w‖²``, exact for both laws, ``(P, d, d)``."""
@@ -218,6 +201,12 @@ def _factory(*, dtype: torch.dtype, device: Any, weight_decay: float, noise_std:
                                   dtype=dtype)
 
 
+def _on_landscape(landscape: Landscape, theta0: Tensor, *, weight_decay: float, noise_std: float,
+                  noise: str) -> MinibatchSGD:
+    # on a network: minibatch SGD with weight decay (the noise is the landscape's minibatch law)
+    return MinibatchSGD(landscape, theta0, weight_decay)
+
+
 def _nonnegative(name: str):
     def parse(text: str) -> float:
         return check_nonnegative(float(text), name)
@@ -246,6 +235,8 @@ PLUGINS = (
                  Option("noise", _noise_law, "gaussian", "tangent noise law: gaussian or sphere")),
         algorithm=SGDWeightDecay,
         describe=lambda alg: {"problem": repr(alg)},
+        analysis=AnalysisSpec(lr=1 / 32, steps=400, network_options={"weight_decay": 1e-3},
+                              on_landscape=_on_landscape),
     ),
 )
 """The ``sgd-wd`` plug-in of the command line."""

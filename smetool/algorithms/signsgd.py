@@ -38,12 +38,14 @@ from torch import Tensor
 
 from ..bibliography import BERNSTEIN_2018_SIGNSGD, COMPAGNONI_2025_ADAPTIVE
 from ..checks import check_lr, check_positive, check_positive_int
+from ..models.landscape import Landscape
 from ..models.noisy_quadratic import NoisyQuadratic, as_matrix
 from ..sde import SDE, NoiseKind
 from .base import Algorithm, NegativeControl, SeparableNoise, TestFunction
 from .observables import Coordinate
+from .quadratic import QuadraticClosedForms
 from .sam import USAMSME
-from .spec import Option, PluginSpec
+from .spec import AnalysisSpec, Option, PluginSpec
 
 __all__ = ["SignSGD", "SignSGDSME", "SignGDFlow", "PLUGINS"]
 
@@ -70,7 +72,7 @@ class SignSGDSME(SDE):
 
     def __init__(self, algorithm: SignSGD, lr: float):
         self.algorithm, self.lr = algorithm, check_lr(lr, "SignSGDSME")
-        self.noise_dim = algorithm.problem.dim
+        self.noise_dim = algorithm.quadratic().dim
 
     def drift(self, t: float, x: Tensor) -> Tensor:
         m, _ = _sign_moments(self.algorithm.problem.gradient(x), self.algorithm.sigma.to(x))
@@ -106,19 +108,21 @@ class SignGDFlow(SDE):
 
 
 
-class SignSGD(SeparableNoise, Algorithm):
-    """SignSGD on a :class:`~smetool.models.NoisyQuadratic` with diagonal Gaussian gradient noise.
+class SignSGD(QuadraticClosedForms, SeparableNoise, Algorithm):
+    """SignSGD on a :class:`~smetool.models.NoisyQuadratic` with diagonal Gaussian gradient noise,
+    or (the step alone) on any :class:`~smetool.models.landscape.Landscape` with its minibatch law.
 
     Parameters
     ----------
-    problem : NoisyQuadratic
-        Its ``noise_factor`` must be diagonal, ``L = diag(σ)`` with ``σ > 0``.
+    problem : NoisyQuadratic or Landscape
+        A quadratic's ``noise_factor`` must be diagonal, ``L = diag(σ)`` with ``σ > 0``; on another
+        landscape the exact mean step, covariance and SME are refused.
     x0 : array-like, (D,)
 
     Raises
     ------
     TypeError
-        ``problem`` is not a :class:`NoisyQuadratic`.
+        ``problem`` is not a :class:`~smetool.models.landscape.Landscape`.
     ValueError
         A non-diagonal noise factor or a zero noise scale (the SME needs ``σ > 0``).
 
@@ -138,16 +142,22 @@ class SignSGD(SeparableNoise, Algorithm):
     references = (COMPAGNONI_2025_ADAPTIVE, BERNSTEIN_2018_SIGNSGD)
     sme_orders = (1,)
 
-    def __init__(self, problem: NoisyQuadratic, x0: Any):
-        if not isinstance(problem, NoisyQuadratic):
-            raise TypeError(f"SignSGD: `problem` must be a NoisyQuadratic; got {type(problem).__name__}.")
-        L = problem.noise_factor
-        sigma = torch.diagonal(L).clone()
-        if not torch.equal(L, torch.diag(sigma)) or not bool((sigma > 0).all()):
-            raise ValueError("SignSGD: the erf drift is exact for independent coordinates only: "
-                             f"`noise_factor` must be diag(σ) with σ > 0; got {L.tolist()}.")
-        self.problem, self.sigma = problem, sigma
-        self.x0 = as_matrix(x0, "x0", (problem.dim,), "SignSGD", L.dtype)
+    def __init__(self, problem: Landscape, x0: Any):
+        if not isinstance(problem, Landscape):
+            raise TypeError(f"SignSGD: `problem` must be a NoisyQuadratic or another smetool "
+                            f"Landscape; got {type(problem).__name__}.")
+        self.problem = problem
+        self.sigma = torch.full((problem.n_params,), float("nan"), dtype=torch.float64)
+        dtype = torch.float64
+        if isinstance(problem, NoisyQuadratic):
+            L = problem.noise_factor
+            sigma = torch.diagonal(L).clone()
+            if not torch.equal(L, torch.diag(sigma)) or not bool((sigma > 0).all()):
+                raise ValueError("SignSGD: the erf drift is exact for independent coordinates "
+                                 f"only: `noise_factor` must be diag(σ) with σ > 0; got "
+                                 f"{L.tolist()}.")
+            self.sigma, dtype = sigma, L.dtype
+        self.x0 = as_matrix(x0, "x0", (problem.n_params,), "SignSGD", dtype)
 
     @classmethod
     def default(cls, noise_std: float = 0.25, dtype: torch.dtype = torch.float64) -> SignSGD:
@@ -171,22 +181,24 @@ class SignSGD(SeparableNoise, Algorithm):
         return x0.unsqueeze(0).repeat(n_paths, 1)
 
     def draw(self, n_paths: int, lr: float, generator: torch.Generator, *,
-             dtype: torch.dtype, device: torch.device) -> Tensor:
-        """``z ~ N(0, I)`` of one step, ``(P, D)``."""
-        return self.problem.sample_z(n_paths, generator, dtype=dtype, device=device)
+             dtype: torch.dtype, device: torch.device) -> Any:
+        """The minibatch ``γ`` of one step (``z ~ N(0, I)`` on the quadratic)."""
+        return self.problem.draw_minibatch(n_paths, generator, dtype=dtype, device=device)
 
-    def step_with(self, x: Tensor, lr: float, noise: Tensor) -> Tensor:
-        """``x − lr sign(∇f(x) + σ z)``."""
+    def step_with(self, x: Tensor, lr: float, noise: Any) -> Tensor:
+        """``x − lr sign(∇f_γ(x))`` (``∇f(x) + σ z`` on the quadratic)."""
         lr = check_lr(lr, "SignSGD")
-        return x - lr * torch.sign(self.problem.gradient(x) + self.problem.gradient_noise(noise))
+        return x - lr * torch.sign(self.problem.minibatch_gradient(x, noise))
 
     def mean_step(self, x: Tensor, lr: float) -> Tensor:
-        """``x − lr erf(∇f/(√2σ))``, exact."""
-        m, _ = _sign_moments(self.problem.gradient(x), self.sigma.to(x))
+        """``x − lr erf(∇f/(√2σ))``, exact (on the quadratic)."""
+        m, _ = _sign_moments(self.quadratic().gradient(x), self.sigma.to(x))
         return x - lr * m
 
-    def step_covariance(self, x: Tensor, lr: float) -> Tensor:
-        """``lr² diag(1 − erf²(∇f/(√2σ)))``, exact, ``(P, D, D)``."""
+    def step_covariance(self, x: Tensor, lr: float) -> Tensor | None:
+        """``lr² diag(1 − erf²(∇f/(√2σ)))``, exact, ``(P, D, D)`` (``None`` off the quadratic)."""
+        if not self.has_exact_mean():
+            return None
         _, s = _sign_moments(self.problem.gradient(x), self.sigma.to(x))
         return torch.diag_embed(lr * lr * s * s)
 
@@ -194,6 +206,7 @@ class SignSGD(SeparableNoise, Algorithm):
         """The order-1 SignSGD SME; see :class:`SignSGDSME`."""
         if isinstance(order, bool) or order != 1:
             raise ValueError(f"signsgd: `order` must be 1; got {order!r}.")
+        self.quadratic()
         return SignSGDSME(self, lr)
 
     def test_functions(self) -> dict[str, TestFunction]:
@@ -203,13 +216,13 @@ class SignSGD(SeparableNoise, Algorithm):
         constant over the learning rates (``−0.01`` … ``−0.04``, measured, ``docs/numerics.md``),
         so ``f`` is not among the defaults; pass it to :func:`smetool.verify` to see it.
         """
-        return {f"x[{i}]": Coordinate(i) for i in range(self.problem.dim)}
+        return {f"x[{i}]": Coordinate(i) for i in range(self.problem.n_params)}
 
     def negative_controls(self, lr: float, order: int) -> tuple[NegativeControl, ...]:
         """The SGD SME (drift ``−∇f``) and the noise-free sign flow (drift ``−sign ∇f``): both
         wrong by ``O(1)`` in the drift, so their errors do not vanish as ``lr → 0``."""
         return (
-            NegativeControl("SGD SME", USAMSME(self.problem, lr, 0.0), 0.0,
+            NegativeControl("SGD SME", USAMSME(self.quadratic(), lr, 0.0), 0.0,
                             "the plain-SGD drift −∇f instead of −erf(∇f/(√2σ))"),
             NegativeControl("sign flow", SignGDFlow(self), 0.0,
                             "the noise-free limit −sign ∇f: ignores that noise smooths the sign"),
@@ -222,6 +235,11 @@ class SignSGD(SeparableNoise, Algorithm):
 def _factory(*, dtype: torch.dtype, device: Any, noise_std: float) -> SignSGD:
     # The problem's tensors stay on the CPU; states of any device read them with `.to(x)`.
     return SignSGD.default(noise_std, dtype)
+
+
+def _on_landscape(landscape: Landscape, theta0: Tensor, *, noise_std: float) -> SignSGD:
+    # on a network the noise is the landscape's minibatch law; noise_std is the quadratic's
+    return SignSGD(landscape, theta0)
 
 
 def _positive(text: str) -> float:
@@ -242,6 +260,8 @@ PLUGINS = (
         options=(Option("noise_std", _positive, 0.25, "gradient-noise standard deviation sigma > 0"),),
         algorithm=SignSGD,
         describe=lambda alg: {"problem": repr(alg)},
+        # every coordinate moves by ±lr: a network needs a learning rate ~100× smaller than SGD's
+        analysis=AnalysisSpec(lr=1 / 64, steps=400, network_lr=1e-3, on_landscape=_on_landscape),
     ),
 )
 """The ``signsgd`` plug-in of the command line."""

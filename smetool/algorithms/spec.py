@@ -18,10 +18,17 @@ from typing import Any
 import torch
 
 from ..bibliography import Reference, unique_references
-from ..checks import check_distinct_positive, check_path_count, check_positive, whole_steps
+from ..checks import (
+    check_distinct_positive,
+    check_path_count,
+    check_positive,
+    check_positive_int,
+    whole_steps,
+)
 from .base import Algorithm
+from .capabilities import HasLandscape
 
-__all__ = ["Option", "PluginSpec", "PluginBuildError", "RESERVED_OPTIONS"]
+__all__ = ["Option", "PluginSpec", "PluginBuildError", "RESERVED_OPTIONS", "AnalysisSpec"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _RUN_KEYS = frozenset({"lrs", "horizon", "n_paths", "steps_per_lr", "method"})
@@ -79,6 +86,64 @@ class Option:
         return "--" + self.name.replace("_", "-")
 
 
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """How ``smetool analyze NAME`` and ``smetool compare`` train a plug-in that has a landscape
+    (its algorithm class is a :class:`~smetool.algorithms.base.HasLandscape`).
+
+    Parameters
+    ----------
+    lr : float
+        Learning rate on the plug-in's own problem.
+    steps : int
+        Training steps on its own problem.
+    network_lr : float, optional
+        Learning rate on a built-in network (``--model``); default: the network's own (that of
+        gradient descent on it). Needs ``on_landscape``.
+    network_options : dict, optional
+        Defaults of the plug-in's options on a network (e.g. a smaller SAM radius).
+    on_landscape : callable, optional
+        ``on_landscape(landscape, theta0, **options) -> Algorithm``: the plug-in's update rule on
+        another :class:`~smetool.models.landscape.Landscape` (a network), called with every
+        declared option; ``None``: the plug-in is analysed on its own problem only.
+    factory : callable, optional
+        ``factory(*, dtype, device, **options) -> Algorithm``: the plug-in on the problem the
+        analyses use, where it differs from the verification problem (``PluginSpec.factory``).
+
+    Raises
+    ------
+    ValueError
+        A non-positive ``lr``, ``network_lr`` or ``steps``; ``network_lr`` without
+        ``on_landscape``.
+    """
+
+    lr: float
+    steps: int
+    network_lr: float | None = None
+    network_options: dict[str, Any] = field(default_factory=dict)
+    on_landscape: Callable[..., Algorithm] | None = None
+    factory: Callable[..., Algorithm] | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "lr", check_positive(self.lr, "lr", "AnalysisSpec"))
+        object.__setattr__(self, "steps", check_positive_int(self.steps, "steps", "AnalysisSpec"))
+        if self.network_lr is not None:
+            if self.on_landscape is None:
+                raise ValueError("AnalysisSpec: `network_lr` needs `on_landscape` (how the rule "
+                                 "runs on a network); got None.")
+            object.__setattr__(self, "network_lr",
+                               check_positive(self.network_lr, "network_lr", "AnalysisSpec"))
+        for name in ("on_landscape", "factory"):
+            value = getattr(self, name)
+            if value is not None and not callable(value):
+                raise TypeError(f"AnalysisSpec: `{name}` must be callable; got {value!r}.")
+
+    @property
+    def on_networks(self) -> bool:
+        """Whether the rule runs on other landscapes (the built-in networks)."""
+        return self.on_landscape is not None
+
+
 def _describe_default(algorithm: Algorithm) -> dict[str, Any]:
     return {"repr": repr(algorithm)}
 
@@ -115,6 +180,9 @@ class PluginSpec:
         The :class:`Algorithm` subclass the factory builds (for documentation and references).
     describe : callable
         ``describe(algorithm) -> dict`` for the JSON report.
+    analysis : AnalysisSpec, optional
+        How ``smetool analyze NAME`` and ``smetool compare`` train it; needs an ``algorithm`` that
+        is a :class:`~smetool.algorithms.base.HasLandscape`.
 
     Raises
     ------
@@ -138,6 +206,7 @@ class PluginSpec:
     references: tuple[Reference, ...] = ()
     algorithm: type[Algorithm] | None = None
     describe: Callable[[Any], dict[str, Any]] = field(default=_describe_default, repr=False)
+    analysis: AnalysisSpec | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -202,6 +271,17 @@ class PluginSpec:
         object.__setattr__(self, "references", unique_references([refs]))
         if not isinstance(self.method, str) or not self.method:
             raise ValueError(f"{owner}: `method` must be a solver name; got {self.method!r}.")
+        if self.analysis is not None:
+            if not isinstance(self.analysis, AnalysisSpec):
+                raise TypeError(f"{owner}: `analysis` must be an AnalysisSpec; got "
+                                f"{type(self.analysis).__name__}.")
+            if self.algorithm is None or not issubclass(self.algorithm, HasLandscape):
+                raise ValueError(f"{owner}: `analysis` needs an `algorithm` class with a landscape "
+                                 "(a HasLandscape).")
+            unknown = sorted(set(self.analysis.network_options) - set(names))
+            if unknown:
+                raise ValueError(f"{owner}: `analysis.network_options` has {unknown[0]!r}, not one "
+                                 f"of the plug-in's options ({', '.join(names) or 'none'}).")
 
     def run_defaults(self, order: int = 1) -> dict[str, Any]:
         """The defaults of ``smetool verify NAME --order ORDER``: ``lrs``, ``horizon``,
@@ -213,6 +293,53 @@ class PluginSpec:
     def defaults(self) -> dict[str, Any]:
         """The declared default of every option."""
         return {o.name: o.default for o in self.options}
+
+    def _values(self, options: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(options) - {o.name for o in self.options})
+        if unknown:
+            known = ", ".join(o.name for o in self.options) or "none"
+            raise TypeError(f"plug-in {self.name!r} has no option {unknown[0]!r} (its options: "
+                            f"{known}).")
+        return {**defaults, **options}
+
+    def _call(self, make: Callable[..., Any], *args: Any, **kwargs: Any) -> Algorithm:
+        try:
+            algorithm = make(*args, **kwargs)
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"plug-in {self.name!r}: {exc}") from exc
+        except Exception as exc:  # a fault inside the plug-in: name it
+            raise PluginBuildError(
+                f"plug-in {self.name!r}: its factory raised {type(exc).__name__}: {exc}") from exc
+        if not isinstance(algorithm, Algorithm):
+            raise PluginBuildError(
+                f"plug-in {self.name!r}: its factory must return an smetool Algorithm; got "
+                f"{type(algorithm).__name__}.")
+        return algorithm
+
+    def build_on(self, landscape: Any, theta0: Any, **options: Any) -> Algorithm:
+        """The plug-in's update rule on another landscape (``analysis.on_landscape``), with the
+        declared defaults and ``analysis.network_options`` for the options not given.
+
+        Raises
+        ------
+        ValueError
+            The plug-in declares no rule for other landscapes.
+        TypeError, PluginBuildError
+            As :meth:`build`.
+        """
+        if self.analysis is None or self.analysis.on_landscape is None:
+            raise ValueError(f"plug-in {self.name!r} runs on its own problem only (it declares no "
+                             "`analysis.on_landscape`).")
+        values = self._values(options, {**self.defaults(), **self.analysis.network_options})
+        return self._call(self.analysis.on_landscape, landscape, theta0, **values)
+
+    def build_for_analysis(self, *, dtype: torch.dtype = torch.float64, device: Any = "cpu",
+                           **options: Any) -> Algorithm:
+        """The plug-in on the problem of its analyses (``analysis.factory``, or :attr:`factory`)."""
+        make = self.factory if self.analysis is None or self.analysis.factory is None \
+            else self.analysis.factory
+        return self._call(make, dtype=dtype, device=device,
+                          **self._values(options, self.defaults()))
 
     def build(self, *, dtype: torch.dtype = torch.float64, device: Any = "cpu",
               **options: Any) -> Algorithm:
@@ -226,24 +353,8 @@ class PluginSpec:
             The factory raised, or did not return an :class:`Algorithm`; the message names the
             plug-in.
         """
-        unknown = sorted(set(options) - {o.name for o in self.options})
-        if unknown:
-            known = ", ".join(o.name for o in self.options) or "none"
-            raise TypeError(f"plug-in {self.name!r} has no option {unknown[0]!r} (its options: "
-                            f"{known}).")
-        values = {**self.defaults(), **options}
-        try:
-            algorithm = self.factory(dtype=dtype, device=device, **values)
-        except (ValueError, TypeError) as exc:
-            raise type(exc)(f"plug-in {self.name!r}: {exc}") from exc
-        except Exception as exc:  # a fault inside the plug-in: name it
-            raise PluginBuildError(
-                f"plug-in {self.name!r}: its factory raised {type(exc).__name__}: {exc}") from exc
-        if not isinstance(algorithm, Algorithm):
-            raise PluginBuildError(
-                f"plug-in {self.name!r}: its factory must return an smetool Algorithm; got "
-                f"{type(algorithm).__name__}.")
-        return algorithm
+        return self._call(self.factory, dtype=dtype, device=device,
+                          **self._values(options, self.defaults()))
 
 
 def _check_coarsest_grid(lrs: tuple[float, ...], horizon: float, steps_per_lr: int, owner: str,

@@ -1,17 +1,19 @@
-"""Analyses of dropout's implicit regularization, flatness, noise structure and condensation.
+"""The papers' analyses for every algorithm with a landscape: one pipeline, pluggable measures.
 
-Modules: :mod:`.hessian` (exact batched Hessians), :mod:`.flatness` (Hessian spectrum, Hessian
-and interval flatness), :mod:`.variance` (random gradient / trajectory covariances, PCA,
-power-law fits), :mod:`.variance_flatness`, :mod:`.alignment` (``α(H, Σ)`` with a Haar
-baseline), :mod:`.condensation`, :mod:`.training` (implicit regularizers, batched dropout / GD
-runs), :mod:`.findings` (the papers' claims with margins) and :mod:`.report`
-(:func:`analyze_dropout`, figures in :mod:`.report_figures`) for the two-layer problem; for any
-network, :mod:`.subjects` (what a network must provide), :mod:`.network`
-(:func:`analyze_network`, figures in :mod:`.network_figures`), :mod:`.verdicts` (holds / fails /
-inconclusive with negative controls) and :mod:`.trajectory_windows` (the trajectory relations
-against the window length).
+:func:`analyze` (one algorithm against gradient descent) and :func:`compare` (several algorithms
+trained to the same loss) in :mod:`.pipeline`, built on the one training loop
+(:mod:`smetool.algorithms.training`, :meth:`Algorithm.step
+<smetool.algorithms.Algorithm.step>`) and the landscape
+contract (:class:`~smetool.models.landscape.Landscape`); the trained state shared by the measures
+in :mod:`.study`; the measures themselves in :mod:`.measures` (one module each, found by
+:func:`~.measure.registered_measures`); findings with their verdicts and negative controls in
+:mod:`.findings`; the record in :mod:`.report`. The numerical building blocks: :mod:`.flatness`
+(Hessian, interval flatness), :mod:`.variance` (covariances, PCA, power laws, random gradient
+data), :mod:`.variance_flatness`, :mod:`.alignment` (``α(H, Σ)`` with a Haar baseline),
+:mod:`.condensation` and :mod:`.trajectory_windows`.
 """
 
+from ..algorithms.training import Trajectory, train
 from .alignment import (
     AlignmentResult,
     alignment,
@@ -24,11 +26,11 @@ from .alignment import (
 from .condensation import (
     OrientationAmplitude,
     OrientationClusters,
-    cosine_similarity_matrix,
-    effective_orientations,
+    cosine_similarity,
     orientation_amplitude,
     unit_orientations,
 )
+from .findings import Finding, decide, decide_with_control, permuted_slopes, sign_flipped
 from .flatness import (
     HessianSpectrum,
     IntervalFlatness,
@@ -37,24 +39,10 @@ from .flatness import (
     hessian_spectrum,
     interval_flatness,
 )
-from .hessian import (
-    expected_loss_hessian,
-    implicit_regularizer_hessian,
-    loss_hessian,
-    output_jacobian,
-    problem_hessian,
-)
-from .network import HessianSummary, NetworkReport, analyze_network, hessian_summary
-from .report import (
-    REFERENCES,
-    AlignmentTrace,
-    AnalysisReport,
-    Finding,
-    analyze_dropout,
-    load_problem,
-)
-from .subjects import BUILTIN_SETTINGS, NetSubject, ProblemSubject, Subject, builtin_subject
-from .training import ImplicitRegularization, Trajectory, implicit_regularization, train
+from .measure import Measure, Measurement, registered_measures
+from .pipeline import REFERENCE, analyze, compare, initial_points
+from .report import StudyReport
+from .study import HessianSummary, Settings, Study, hessian_summary
 from .trajectory_windows import (
     WindowScan,
     detrend,
@@ -68,11 +56,10 @@ from .variance import (
     PowerLawFit,
     PrincipalComponents,
     fit_power_law,
-    gradient_noise_covariance,
     principal_components,
     sample_covariance,
-    sample_dropout_gradients,
     trajectory_covariance,
+    update_samples,
 )
 from .variance_flatness import (
     VarianceFlatness,
@@ -80,73 +67,21 @@ from .variance_flatness import (
     variance_flatness,
     variance_flatness_from_samples,
 )
-from .verdicts import Verdict, decide, permuted_slopes, sign_flipped
 
 __all__ = [
-    "REFERENCES",
-    "AlignmentResult",
-    "alignment",
-    "alignment_with_baseline",
-    "haar_orthogonal",
-    "OrientationAmplitude",
-    "OrientationClusters",
-    "cosine_similarity_matrix",
-    "effective_orientations",
-    "orientation_amplitude",
-    "HessianSpectrum",
-    "IntervalFlatness",
-    "UnboundedIntervalError",
-    "hessian_flatness",
-    "hessian_spectrum",
-    "interval_flatness",
-    "expected_loss_hessian",
-    "implicit_regularizer_hessian",
-    "loss_hessian",
-    "output_jacobian",
-    "problem_hessian",
-    "AlignmentTrace",
-    "AnalysisReport",
-    "Finding",
-    "analyze_dropout",
-    "load_problem",
-    "ImplicitRegularization",
-    "Trajectory",
-    "implicit_regularization",
-    "train",
-    "CovarianceEstimate",
-    "PowerLawFit",
-    "PrincipalComponents",
-    "fit_power_law",
-    "gradient_noise_covariance",
-    "principal_components",
-    "sample_covariance",
-    "sample_dropout_gradients",
-    "trajectory_covariance",
-    "VarianceFlatness",
-    "variance_flatness",
-    "sample_principal_components",
-    "variance_flatness_from_samples",
-    "alignment_from_samples",
-    "haar_baseline_moments",
-    "rotated_alignment",
+    "analyze", "compare", "initial_points", "REFERENCE", "StudyReport", "Study", "Settings",
+    "HessianSummary", "hessian_summary", "Measure", "Measurement", "registered_measures", "Trajectory",
+    "train", "Finding", "decide", "decide_with_control", "permuted_slopes", "sign_flipped",
+    "AlignmentResult", "alignment", "alignment_with_baseline", "alignment_from_samples",
+    "haar_orthogonal", "haar_baseline_moments", "rotated_alignment",
+    "OrientationAmplitude", "OrientationClusters", "cosine_similarity", "orientation_amplitude",
     "unit_orientations",
-    "HessianSummary",
-    "NetworkReport",
-    "analyze_network",
-    "detrend",
-    "hessian_summary",
-    "BUILTIN_SETTINGS",
-    "NetSubject",
-    "ProblemSubject",
-    "Subject",
-    "builtin_subject",
-    "WindowScan",
-    "flat_noise_share",
-    "linear_surrogate",
+    "HessianSpectrum", "IntervalFlatness", "UnboundedIntervalError", "hessian_flatness",
+    "hessian_spectrum", "interval_flatness",
+    "WindowScan", "detrend", "flat_noise_share", "linear_surrogate", "variance_growth",
     "window_scan",
-    "variance_growth",
-    "Verdict",
-    "decide",
-    "permuted_slopes",
-    "sign_flipped",
+    "CovarianceEstimate", "PowerLawFit", "PrincipalComponents", "fit_power_law",
+    "principal_components", "sample_covariance", "trajectory_covariance", "update_samples",
+    "VarianceFlatness", "sample_principal_components", "variance_flatness",
+    "variance_flatness_from_samples",
 ]

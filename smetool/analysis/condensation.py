@@ -44,47 +44,34 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 
-from ..models.two_layer import TwoLayerNet
-
 __all__ = [
-    "cosine_similarity_matrix",
+    "cosine_similarity",
     "unit_orientations",
-    "is_odd_activation",
-    "effective_orientations",
     "OrientationClusters",
     "orientation_amplitude",
     "OrientationAmplitude",
 ]
 
 
-def cosine_similarity_matrix(net: TwoLayerNet, theta: Tensor) -> Tensor:
-    """Cosine similarities of the neurons' input weights (bias included), ``(P, m, m)``.
+def _unit_rows(W: Tensor) -> tuple[Tensor, Tensor]:
+    """``W / ‖W‖`` row-wise (0 for a zero row) and the norms ``(P, m)``."""
+    norms = W.norm(dim=-1, keepdim=True)
+    return torch.where(norms > 0, W / torch.where(norms > 0, norms, torch.ones_like(norms)),
+                       0.0), norms[..., 0]
 
-    Parameters
-    ----------
-    net : TwoLayerNet
-    theta : Tensor, (P, D)
 
-    Returns
-    -------
-    Tensor, (P, m, m)
-        ``cos(w_r, w_q)``; rows and columns of neurons with ``w_r = 0`` are 0 (undefined
-        orientation), the diagonal of the others is 1.
+def cosine_similarity(W: Tensor) -> Tensor:
+    """Cosine similarities of units' input weights ``W (P, m, d)`` (bias included), ``(P, m, m)``.
+
+    Rows and columns of units with ``w_r = 0`` are 0 (undefined orientation), the diagonal of the
+    others is 1.
 
     References
     ----------
     Z. Zhang, Z.-Q. J. Xu, IEEE TPAMI 46(6), 2024.
     """
-    _, W = net.split(theta)
-    norms = W.norm(dim=-1, keepdim=True)
-    unit = torch.where(norms > 0, W / torch.where(norms > 0, norms, torch.ones_like(norms)), 0.0)
+    unit, _ = _unit_rows(W)
     return (unit @ unit.transpose(1, 2)).clamp(-1.0, 1.0)
-
-
-def is_odd_activation(net: TwoLayerNet) -> bool:
-    """Whether ``σ(−z) = −σ(z)`` (checked on a grid in float64)."""
-    z = torch.linspace(-4.0, 4.0, 33, dtype=torch.float64)
-    return bool(torch.allclose(net.activation.fn(-z), -net.activation.fn(z), atol=1e-12))
 
 
 @dataclass(frozen=True)
@@ -128,29 +115,31 @@ class OrientationClusters:
         )
 
 
-def effective_orientations(
-    net: TwoLayerNet,
-    theta: Tensor,
+def unit_orientations(
+    W: Tensor,
+    amplitude: Tensor,
     *,
     threshold: float = 0.95,
-    antipodal: bool | None = None,
+    antipodal: bool = True,
     min_relative_amplitude: float = 0.0,
     method: str = "greedy",
 ) -> OrientationClusters:
-    """Count effective orientations (groups of neurons with ``cos > threshold``).
+    """Effective orientations of ``m`` units from their input weights ``W (P, m, d)`` (e.g. a
+    first linear or convolutional layer's rows with the bias appended, :meth:`Landscape.units
+    <smetool.models.landscape.Landscape.units>`) and amplitudes ``(P, m)`` (the greedy leaders'
+    order; e.g. ``|a_r| ‖w_r‖``): groups of units with ``cos > threshold`` (module docstring).
 
     Parameters
     ----------
-    net : TwoLayerNet
-    theta : Tensor, (P, D)
+    W : Tensor, (P, m, d)
+    amplitude : Tensor, (P, m)
     threshold : float
-        ``τ`` in ``(−1, 1)``; neurons with ``cos > τ`` (or ``|cos| > τ``) are linked.
-    antipodal : bool, optional
-        Merge ``w`` and ``−w``; by default ``True`` exactly when the activation is odd
-        (see the module docstring).
+        ``τ`` in ``(−1, 1)``; units with ``cos > τ`` (or ``|cos| > τ``) are linked.
+    antipodal : bool
+        Merge ``w`` and ``−w`` (for odd activations, module docstring).
     min_relative_amplitude : float
-        Leave out neurons with ``|a_r| ‖w_r‖`` below this fraction of the largest one
-        (in ``[0, 1)``; default 0 keeps all neurons with a non-zero input weight).
+        Leave out units with an amplitude below this fraction of the largest one (in ``[0, 1)``;
+        default 0 keeps every unit with a non-zero input weight).
     method : {"greedy", "components"}
         Largest-amplitude-leader clustering, or connected components (module docstring).
 
@@ -161,40 +150,12 @@ def effective_orientations(
     Raises
     ------
     ValueError
-        If ``threshold`` is outside ``(−1, 1)``, ``min_relative_amplitude`` outside ``[0, 1)``
-        or ``method`` unknown.
+        ``threshold`` outside ``(−1, 1)``, ``min_relative_amplitude`` outside ``[0, 1)``, an
+        unknown ``method``, or ``W`` and ``amplitude`` of mismatched shapes.
 
     References
     ----------
     Z. Zhang, Z.-Q. J. Xu, IEEE TPAMI 46(6), 2024.
-    """
-    if antipodal is None:
-        antipodal = is_odd_activation(net)
-    a, W = net.split(theta)
-    return unit_orientations(W, a.abs() * W.norm(dim=-1), threshold=threshold,
-                             antipodal=antipodal, min_relative_amplitude=min_relative_amplitude,
-                             method=method)
-
-
-def unit_orientations(
-    W: Tensor,
-    amplitude: Tensor,
-    *,
-    threshold: float = 0.95,
-    antipodal: bool = True,
-    min_relative_amplitude: float = 0.0,
-    method: str = "greedy",
-) -> OrientationClusters:
-    """Effective orientations of any layer's units from their weight vectors and amplitudes.
-
-    The counting of :func:`effective_orientations` (module docstring) for ``m`` units with input
-    weights ``W (P, m, d)`` (e.g. a first linear or convolutional layer's rows with the bias
-    appended) and amplitudes ``(P, m)`` (the greedy leaders' order; e.g. ``|a_r| ‖w_r‖``).
-
-    Raises
-    ------
-    ValueError
-        As :func:`effective_orientations`, or ``W`` and ``amplitude`` of mismatched shapes.
     """
     if not -1.0 < threshold < 1.0:
         raise ValueError(f"`threshold` must be in (-1, 1); got {threshold!r}.")
@@ -207,11 +168,9 @@ def unit_orientations(
     if W.ndim != 3 or amplitude.shape != W.shape[:2]:
         raise ValueError(f"`W` (P, m, d) and `amplitude` (P, m) must match; got {tuple(W.shape)} "
                          f"and {tuple(amplitude.shape)}.")
-    norms = W.norm(dim=-1, keepdim=True)
-    unit = torch.where(norms > 0, W / torch.where(norms > 0, norms, torch.ones_like(norms)), 0.0)
-    cos = (unit @ unit.transpose(1, 2)).clamp(-1.0, 1.0)
+    cos, norms = cosine_similarity(W), W.norm(dim=-1)
     amp = amplitude
-    keep = (norms[..., 0] > 0) & (amp >= min_relative_amplitude * amp.amax(dim=1, keepdim=True))
+    keep = (norms > 0) & (amp >= min_relative_amplitude * amp.amax(dim=1, keepdim=True))
     sim = cos.abs() if antipodal else cos
     adj = (sim > threshold) & keep.unsqueeze(1) & keep.unsqueeze(2)
     adj_np, keep_np, amp_np = adj.cpu().numpy(), keep.cpu().numpy(), amp.cpu().numpy()
@@ -282,13 +241,14 @@ class OrientationAmplitude:
         return f"OrientationAmplitude(paths={P}, neurons={m}, input_dim={d})"
 
 
-def orientation_amplitude(net: TwoLayerNet, theta: Tensor) -> OrientationAmplitude:
-    """Orientation and amplitude of every neuron (the condensation scatter plot's data).
+def orientation_amplitude(W: Tensor, amplitude: Tensor) -> OrientationAmplitude:
+    """Orientation and amplitude of every unit (the condensation scatter plot's data).
 
     Parameters
     ----------
-    net : TwoLayerNet
-    theta : Tensor, (P, D)
+    W : Tensor, (P, m, d)
+        Input weights (bias included).
+    amplitude : Tensor, (P, m)
 
     Returns
     -------
@@ -298,12 +258,9 @@ def orientation_amplitude(net: TwoLayerNet, theta: Tensor) -> OrientationAmplitu
     ----------
     T. Luo, Z.-Q. J. Xu, Z. Ma, Y. Zhang, JMLR 22, 2021; Z. Zhang, Z.-Q. J. Xu, TPAMI 2024.
     """
-    a, W = net.split(theta)
-    norms = W.norm(dim=-1)
-    safe = torch.where(norms > 0, norms, torch.ones_like(norms)).unsqueeze(-1)
-    direction = torch.where(norms.unsqueeze(-1) > 0, W / safe, 0.0)
-    angle = torch.atan2(W[..., 1], W[..., 0]) if net.input_dim == 2 else None
+    direction, _ = _unit_rows(W)
+    angle = torch.atan2(W[..., 1], W[..., 0]) if W.shape[-1] == 2 else None
     if angle is not None:
         # atan2 returns −π for (negative, −0.0); fold it to +π so the range is (−π, π].
         angle = torch.where(angle <= -math.pi, angle + 2 * math.pi, angle)
-    return OrientationAmplitude(direction=direction, angle=angle, amplitude=a.abs() * norms)
+    return OrientationAmplitude(direction=direction, angle=angle, amplitude=amplitude)

@@ -81,7 +81,7 @@ def hessian_spectrum(H: Tensor, k: int = 5) -> HessianSpectrum:
     Parameters
     ----------
     H : Tensor, (P, D, D)
-        Symmetric (e.g. from :func:`smetool.analysis.hessian.loss_hessian`).
+        Symmetric (e.g. from :meth:`~smetool.models.landscape.Landscape.hessian_matrix`).
     k : int
         Number of eigenvalues, ``1 ≤ k ≤ D``.
 

@@ -8,15 +8,15 @@ about a fixed minimum, the window would only have to be long compared with the r
 (nearly) zero curvature that the dropout noise still excites, nothing relaxes there: the iterates
 random-walk (variance ∝ window length) or drift (∝ length²), and for a long enough window those
 flattest directions carry the largest variance, turning the relation's sign. This module measures
-that on any :class:`~smetool.analysis.subjects.Subject`:
+that on any :class:`~smetool.models.landscape.Landscape`:
 
 * :func:`window_scan` — the per-seed slopes for a range of window lengths, raw and linearly
   detrended, with the variance along the principal directions as a function of the window;
-* :func:`linear_surrogate` — for the two-layer closed forms: the linearized dynamics
-  ``x_{k+1} = (I − ε H_L⁺) x_k + ε F z_k`` with the exact Hessian ``H_L`` of ``L_S`` (negative
-  eigenvalues set to 0) and the exact noise factor ``F`` (``Σ = F Fᵀ``), ``z ~ N(0, I)``: no drift,
-  no nonlinearity. If it reproduces the window dependence, the noise structure and the flat
-  directions suffice to explain it;
+* :func:`linear_surrogate` — given the Hessian ``H_L`` of the loss the noise-free dynamics descend
+  (``L_S`` for dropout) and the exact noise factor ``F`` (``Σ = F Fᵀ``): the linearized dynamics
+  ``x_{k+1} = (I − ε H_L⁺) x_k + ε F z_k`` (negative eigenvalues set to 0), ``z ~ N(0, I)``: no
+  drift, no nonlinearity. If it reproduces the window dependence, the noise structure and the
+  flat directions suffice to explain it;
 * :func:`detrend` and :func:`variance_growth` — a window without its linear trend, and the
   growth exponent of the variance along given directions (0 stationary, 1 diffusion, 2 drift);
 * :func:`flat_noise_share` — the share of ``tr Σ`` in the directions of ``H_L`` too flat to relax
@@ -39,13 +39,14 @@ import torch
 from torch import Tensor
 
 from ..checks import check_lr, check_positive_int
-from ..models.dropout_problem import DropoutProblem
-from .hessian import expected_loss_hessian
-from .subjects import Subject
+from ..integrate import solve
+from ..models.landscape import Landscape
+from ..noise import psd_factor
+from ..sde import FunctionSDE, NoiseKind
 from .variance_flatness import sample_principal_components, variance_flatness_from_samples
 
-__all__ = ["WindowScan", "window_scan", "run_window", "linear_surrogate", "flat_noise_share",
-           "detrend", "variance_growth"]
+__all__ = ["WindowScan", "window_scan", "linear_surrogate", "flat_noise_share", "detrend",
+           "variance_growth"]
 
 
 def variance_growth(window: Tensor, directions: Tensor, factor: int = 10) -> Tensor:
@@ -109,28 +110,18 @@ class WindowScan:
                 "pc_variance": self.pc_variance.tolist()}
 
 
-def run_window(subject: Subject, theta: Tensor, lr: float, steps: int,
-               generator: torch.Generator) -> Tensor:
-    """``steps`` further dropout steps from ``θ (P, D)``, every iterate: ``(steps, P, D)``."""
-    lr, steps = check_lr(lr), check_positive_int(steps, "steps")
-    out = []
-    for _ in range(steps):
-        theta = subject.dropout_step(theta, lr, generator)
-        out.append(theta)
-    return torch.stack(out)
-
-
-def window_scan(subject: Subject, trajectory: Tensor, windows: tuple[int, ...], *,
+def window_scan(landscape: Landscape, trajectory: Tensor, windows: tuple[int, ...], *,
                 n_components: int = 10, level: float = 2.0,
                 extra_levels: tuple[float, ...] = ()) -> WindowScan:
     """The trajectory relations on the last ``T`` steps of ``trajectory (T_max, P, D)`` per ``T``.
 
     Parameters
     ----------
-    subject : Subject
+    landscape : Landscape
         Supplies the loss ``R_S`` and its Hessian–vector products.
     trajectory : Tensor, (T_max, P, D)
-        Consecutive dropout iterates (e.g. :func:`run_window`, :func:`linear_surrogate`).
+        Consecutive iterates (e.g. :attr:`~smetool.algorithms.training.Trajectory.window`,
+        :func:`linear_surrogate`).
     windows : tuple of int
         Lengths, each in ``[n_components + 1, T_max]``.
     n_components, level
@@ -151,14 +142,14 @@ def window_scan(subject: Subject, trajectory: Tensor, windows: tuple[int, ...], 
     slopes: dict[str, list] = {k: [] for k in keys}
     for T in windows:
         for tag, part in (("", trajectory[-T:]), ("_detrended", detrend(trajectory[-T:]))):
-            vf = variance_flatness_from_samples(part.transpose(0, 1), None, subject.loss,
-                                                subject.hvp, n_components=n_components,
+            vf = variance_flatness_from_samples(part.transpose(0, 1), None, landscape.loss,
+                                                landscape.hvp, n_components=n_components,
                                                 level=level)
             slopes[f"interval{tag}"].append(vf.slopes("interval"))
             slopes[f"hessian{tag}"].append(vf.slopes("hessian"))
         for c in extra_levels:
             vf = variance_flatness_from_samples(trajectory[-T:].transpose(0, 1), None,
-                                                subject.loss, subject.hvp,
+                                                landscape.loss, landscape.hvp,
                                                 n_components=n_components, level=c)
             slopes[f"interval_level_{c:g}"].append(vf.slopes("interval"))
     _, pc = sample_principal_components(trajectory[-windows[-1]:].transpose(0, 1), n_components)
@@ -172,19 +163,24 @@ def window_scan(subject: Subject, trajectory: Tensor, windows: tuple[int, ...], 
                       torch.stack(growth))
 
 
-def _expected_loss_eigen(problem: DropoutProblem, center: Tensor) -> tuple[Tensor, Tensor]:
-    H = expected_loss_hessian(problem.net, center, problem.X.to(center), problem.y.to(center),
-                              problem.keep_prob)
-    lam, V = torch.linalg.eigh(H)
-    return lam, V
+def _clamped_eigen(hessian: Tensor) -> tuple[Tensor, Tensor]:
+    return torch.linalg.eigh(0.5 * (hessian + hessian.transpose(1, 2)))
 
 
-def flat_noise_share(problem: DropoutProblem, center: Tensor, lr: float,
+def flat_noise_share(hessian: Tensor, covariance: Tensor, lr: float,
                      window: int) -> tuple[Tensor, Tensor]:
-    """The dropout noise in directions too flat to relax within ``window`` steps.
+    """The noise in directions too flat to relax within ``window`` steps.
 
-    In the eigenbasis ``(λ_i, v_i)`` of ``H_L = ∇²L_S(θ_c)``, the directions with
-    ``ε λ_i · window < 1`` (including ``λ_i ≤ 0``) do not relax within the window.
+    In the eigenbasis ``(λ_i, v_i)`` of ``H_L`` (``hessian (P, D, D)``, e.g. ``∇²L_S`` of dropout),
+    the directions with ``ε λ_i · window < 1`` (including ``λ_i ≤ 0``) do not relax within the
+    window.
+
+    Parameters
+    ----------
+    hessian, covariance : Tensor, (P, D, D)
+        ``H_L`` and the noise covariance ``Σ``.
+    lr : float
+    window : int
 
     Returns
     -------
@@ -194,43 +190,53 @@ def flat_noise_share(problem: DropoutProblem, center: Tensor, lr: float,
         How many of the ``D`` directions are that flat.
     """
     lr, window = check_lr(lr), check_positive_int(window, "window")
-    lam, V = _expected_loss_eigen(problem, center)
-    S = problem.noise_covariance(center)
-    diag = torch.einsum("pdi,pde,pei->pi", V, S, V)
+    lam, V = _clamped_eigen(hessian)
+    diag = torch.einsum("pdi,pde,pei->pi", V, covariance, V)
     flat = lr * lam * window < 1.0
     share = (diag * flat).sum(dim=1) / diag.sum(dim=1)
     return share, flat.sum(dim=1)
 
 
-def linear_surrogate(problem: DropoutProblem, center: Tensor, lr: float, burn: int, window: int,
-                     generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """The linearized dropout dynamics about ``center``, with its exact Hessian and noise.
+def linear_surrogate(center: Tensor, hessian: Tensor, covariance: Tensor, lr: float, burn: int,
+                     window: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """The linearized SME about ``center``, with a given Hessian and noise covariance.
 
-    ``x_{k+1} = (I − ε H_L⁺) x_k + ε F z_k``, ``x_0 = 0``, ``z_k ~ N(0, I_M)``: the SME's
-    linearization (order-1 drift ``−∇L_S``, noise covariance ``ε² Σ`` per step) about
-    ``θ_c``, with ``H_L⁺`` the Hessian of ``L_S`` with its negative eigenvalues set to 0 (those
-    directions random-walk, as they do, slowly, in the real dynamics). ``burn`` steps are run
-    first (as long as the real run's training), then ``window`` steps are recorded.
+    ``dX = −H⁺ (X − θ_c) dt + √ε Σ^{1/2} dW`` (the SME's order-1 drift ``−∇L`` linearized about
+    ``θ_c``, noise covariance ``ε Σ``), with ``H⁺`` the Hessian with its negative eigenvalues set
+    to 0 (those directions random-walk, as they do, slowly, in the real dynamics), integrated by
+    Euler–Maruyama with the step ``h = ε`` of the algorithm (:func:`smetool.solve`): step ``k`` is
+    ``x_{k+1} = (I − ε H⁺) x_k + ε Σ^{1/2} z_k``, the dynamics without drift or nonlinearity.
+    ``burn`` steps are run first (as long as the real run's training), then ``window`` steps are
+    recorded.
+
+    Parameters
+    ----------
+    center : Tensor, (P, D)
+    hessian : Tensor, (P, D, D)
+        ``H`` of the loss the noise-free dynamics descend (``∇²L_S`` for dropout).
+    covariance : Tensor, (P, D, D)
+        ``Σ``, the noise covariance per unit learning rate (symmetric PSD).
+    lr : float
+    burn, window : int
+    generator : torch.Generator
 
     Returns
     -------
     trajectory : Tensor, (window, P, D)
         ``θ_c + x_k``.
     clamped : Tensor, (P,)
-        Negative eigenvalues of ``H_L`` set to 0, per path.
+        Negative eigenvalues of ``H`` set to 0, per path.
     """
     lr = check_lr(lr)
     burn, window = check_positive_int(burn, "burn"), check_positive_int(window, "window")
-    lam, V = _expected_loss_eigen(problem, center)
-    A = torch.eye(center.shape[1], dtype=center.dtype) - lr * (
-        V @ torch.diag_embed(lam.clamp_min(0.0)) @ V.transpose(1, 2))
-    F = problem.noise_factor(center)
-    x = torch.zeros_like(center)
-    out = []
-    for k in range(burn + window):
-        z = torch.randn(center.shape[0], F.shape[2], generator=generator, dtype=center.dtype,
-                        device=generator.device).to(center.device)
-        x = torch.einsum("pde,pe->pd", A, x) + lr * torch.einsum("pdm,pm->pd", F, z)
-        if k >= burn:
-            out.append(center + x)
-    return torch.stack(out), (lam < 0).sum(dim=1)
+    lam, V = _clamped_eigen(hessian)
+    H = V @ torch.diag_embed(lam.clamp_min(0.0)) @ V.transpose(1, 2)
+    root = math.sqrt(lr) * psd_factor(0.5 * (covariance + covariance.transpose(1, 2)))
+    # path p's coefficients are row p (the solver probes shapes on a prefix of the paths)
+    sme = FunctionSDE(
+        lambda t, x: -torch.einsum("pde,pe->pd", H[: len(x)], x - center[: len(x)]),
+        lambda t, x: root[: len(x)], noise_kind=NoiseKind.ADDITIVE, noise_dim=root.shape[2])
+    steps = burn + window
+    sol = solve(sme, center, (0.0, steps * lr), dt=lr, generator=generator,
+                save_at=[k * lr for k in range(burn + 1, steps + 1)])
+    return sol.xs, (lam < 0).sum(dim=1)

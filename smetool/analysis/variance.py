@@ -29,11 +29,12 @@ import torch
 from scipy import stats
 from torch import Tensor
 
+from ..checks import check_positive_int
+
 __all__ = [
     "CovarianceEstimate",
     "sample_covariance",
-    "sample_dropout_gradients",
-    "gradient_noise_covariance",
+    "update_samples",
     "trajectory_covariance",
     "PrincipalComponents",
     "principal_components",
@@ -111,25 +112,32 @@ def sample_covariance(samples: Tensor) -> CovarianceEstimate:
     return CovarianceEstimate(mean=mean, covariance=cov, stderr=(var_prod / N).sqrt(), n_samples=N)
 
 
-def sample_dropout_gradients(
-    problem, theta: Tensor, n_samples: int, generator: torch.Generator
-) -> Tensor:
-    """Random gradient data: dropout gradients at fixed ``θ`` for independent masks.
+def update_samples(algorithm, theta: Tensor, lr: float, n_samples: int,
+                   generator: torch.Generator, *, chunk: int = 4096) -> Tensor:
+    """Random gradient data of any algorithm: ``(θ − step(θ))/lr`` for ``n_samples`` independent
+    draws of its randomness at each fixed ``θ``.
+
+    For a stochastic-gradient rule ``θ − lr g(θ; ξ)`` this is ``g(θ; ξ)`` (dropout gradients,
+    minibatch gradients, SAM's gradient at the ascent point); for SignSGD the signs. Their
+    covariance is the algorithm's noise covariance per unit learning rate, ``Cov(step)/lr²``.
 
     Parameters
     ----------
-    problem : DropoutProblem
-        Supplies ``sample_scale`` and ``dropout_loss_grad``.
+    algorithm : Algorithm
+        Its :meth:`~smetool.algorithms.Algorithm.step` is applied to ``θ`` repeated.
     theta : Tensor, (P, D)
-        The fixed points (one set of samples per row).
+    lr : float
+        The learning rate of the step (it enters nonlinear rules such as SAM's only through the
+        division).
     n_samples : int
-        Masks per point (≥ 2).
+        Draws per point (≥ 2).
     generator : torch.Generator
+    chunk : int
+        Rows per call of the step (memory).
 
     Returns
     -------
     Tensor, (P, n_samples, D)
-        ``∇_θ R_S^drop(θ_p; η_j)``.
 
     Raises
     ------
@@ -140,41 +148,15 @@ def sample_dropout_gradients(
     ----------
     Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, ICLR 2024 ("random gradient data").
     """
-    if int(n_samples) != n_samples or n_samples < 2:
+    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 2:
         raise ValueError(f"`n_samples` must be an integer ≥ 2; got {n_samples!r}.")
     if theta.ndim != 2:
         raise ValueError(f"`theta` must have shape (P, D); got {tuple(theta.shape)}.")
     P, D = theta.shape
-    rep = theta.repeat_interleave(int(n_samples), dim=0)  # (P·N, D), path-major
-    scale = problem.sample_scale(rep.shape[0], generator, dtype=theta.dtype, device=theta.device)
-    _, grad = problem.dropout_loss_grad(rep, scale)
-    return grad.reshape(P, int(n_samples), D)
-
-
-def gradient_noise_covariance(
-    problem, theta: Tensor, n_samples: int, generator: torch.Generator
-) -> CovarianceEstimate:
-    """Estimate the dropout noise covariance ``Σ(θ)`` from random gradient data.
-
-    Parameters
-    ----------
-    problem : DropoutProblem
-    theta : Tensor, (P, D)
-    n_samples : int
-        Masks per point (≥ 2).
-    generator : torch.Generator
-
-    Returns
-    -------
-    CovarianceEstimate
-        Its ``covariance`` converges to ``problem.noise_covariance(theta)`` as ``n_samples → ∞``,
-        with entrywise standard errors ``stderr``.
-
-    References
-    ----------
-    Z. Zhang, Y. Li, T. Luo, Z.-Q. J. Xu, ICLR 2024.
-    """
-    return sample_covariance(sample_dropout_gradients(problem, theta, n_samples, generator))
+    rows = theta.repeat_interleave(int(n_samples), dim=0)  # (P·N, D), path-major
+    out = torch.cat([(part - algorithm.step(part, lr, generator)) / lr
+                     for part in rows.split(check_positive_int(chunk, "chunk"))])
+    return out.reshape(P, int(n_samples), D)
 
 
 def trajectory_covariance(trajectory: Tensor) -> CovarianceEstimate:
@@ -184,7 +166,7 @@ def trajectory_covariance(trajectory: Tensor) -> CovarianceEstimate:
     ----------
     trajectory : Tensor, (T, P, D) or (T, D)
         Parameters at ``T ≥ 2`` recorded steps (time first, as produced by
-        :func:`smetool.analysis.training.train`).
+        :attr:`smetool.algorithms.training.Trajectory.window`).
 
     Returns
     -------

@@ -45,7 +45,8 @@ class VarianceFlatness:
     components : PrincipalComponents
         ``variances (P, K)`` and ``directions (P, K, D)``.
     interval : Tensor, (P, K)
-        Interval flatness (NaN where unbounded within the search distance).
+        Interval flatness (NaN where unbounded within the search distance, and everywhere when
+        the loss at a centre is not positive: the level ``c L`` is then not above it).
     hessian : Tensor, (P, K)
         Hessian flatness ``uᵀ H u`` (may be ≤ 0 away from a minimum; such points are left out of
         the log–log fit and counted in ``hessian_nonpositive``).
@@ -177,23 +178,30 @@ def variance_flatness(
 
 def _assemble(pc: PrincipalComponents, hf: Tensor, loss_fn, center: Tensor, level: float,
               max_distance: float, confidence: float) -> VarianceFlatness:
-    itv = interval_flatness(
-        loss_fn, center, pc.directions, level=level, max_distance=max_distance, on_unbounded="nan"
-    )
     P = center.shape[0]
-    fits_i = tuple(_fit(itv.width[p], pc.variances[p], confidence) for p in range(P))
+    with torch.no_grad():
+        positive = bool((loss_fn(center) > 0).all())
+    if positive:
+        itv = interval_flatness(loss_fn, center, pc.directions, level=level,
+                                max_distance=max_distance, on_unbounded="nan")
+        width, center_loss = itv.width, itv.center_loss
+    else:  # the level c·L is not above the centre: interval flatness is undefined (NaN)
+        width = torch.full_like(hf, float("nan"))
+        with torch.no_grad():
+            center_loss = loss_fn(center)
+    fits_i = tuple(_fit(width[p], pc.variances[p], confidence) for p in range(P))
     fits_h = tuple(_fit(hf[p], pc.variances[p], confidence) for p in range(P))
     return VarianceFlatness(
         components=pc,
-        interval=itv.width,
+        interval=width,
         hessian=hf,
-        center_loss=itv.center_loss,
+        center_loss=center_loss,
         fits_interval=fits_i,
         fits_hessian=fits_h,
-        pooled_interval=_fit(itv.width.flatten(), pc.variances.flatten(), confidence),
+        pooled_interval=_fit(width.flatten(), pc.variances.flatten(), confidence),
         pooled_hessian=_fit(hf.flatten(), pc.variances.flatten(), confidence),
         hessian_nonpositive=int((hf <= 0).sum()),
-        interval_unbounded=int(torch.isnan(itv.width).sum()),
+        interval_unbounded=int(torch.isnan(width).sum()),
         level=float(level),
     )
 

@@ -3,12 +3,11 @@ initialised from an explicit generator (never torch's global random state)."""
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from ..checks import check_keep_prob, check_nonnegative, check_positive_int
+from .net_units import lecun_init
 
 __all__ = ["mlp", "cnn", "PLACEMENTS"]
 
@@ -21,20 +20,6 @@ def _check(keep_prob: float, placement: str) -> float:
     if placement not in PLACEMENTS:
         raise ValueError(f"`placement` must be one of {', '.join(PLACEMENTS)}; got {placement!r}.")
     return check_keep_prob(keep_prob)
-
-
-def _init(net: nn.Sequential, generator: torch.Generator, out_scale: float) -> nn.Sequential:
-    """Weights ``N(0, 1/fan_in)`` (the last layer's times ``out_scale``), biases 0."""
-    layers = [m for m in net.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
-    with torch.no_grad():
-        for i, layer in enumerate(layers):
-            fan_in = layer.weight[0].numel()
-            scale = (out_scale if i == len(layers) - 1 else 1.0) / math.sqrt(fan_in)
-            w = torch.randn(layer.weight.shape, generator=generator, dtype=torch.float64)
-            layer.weight.copy_(scale * w)
-            if layer.bias is not None:
-                layer.bias.zero_()
-    return net
 
 
 def mlp(in_features: int, width: int, out_features: int, *, keep_prob: float, depth: int = 1,
@@ -58,7 +43,7 @@ def mlp(in_features: int, width: int, out_features: int, *, keep_prob: float, de
         d = width
     layers.append(nn.Linear(d, check_positive_int(out_features, "out_features"), bias=out_bias,
                             dtype=torch.float64))
-    return _init(nn.Sequential(*layers), torch.Generator().manual_seed(seed), out_scale)
+    return lecun_init(nn.Sequential(*layers), torch.Generator().manual_seed(seed), out_scale)
 
 
 def cnn(channels: int, out_features: int, *, keep_prob: float, image_size: int = 8,
@@ -76,4 +61,4 @@ def cnn(channels: int, out_features: int, *, keep_prob: float, image_size: int =
     layers += [nn.AvgPool2d(2), nn.Flatten(), nn.Dropout(1.0 - p),
                nn.Linear(channels * size * size, check_positive_int(out_features, "out_features"),
                          dtype=torch.float64)]
-    return _init(nn.Sequential(*layers), torch.Generator().manual_seed(seed), out_scale)
+    return lecun_init(nn.Sequential(*layers), torch.Generator().manual_seed(seed), out_scale)

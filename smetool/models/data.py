@@ -13,7 +13,9 @@ Repository (1998) — the 8×8 digits of ``sklearn.datasets.load_digits`` (1,797
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -24,7 +26,7 @@ try:  # optional extra "data"
 except ImportError:  # pragma: no cover - exercised where scikit-learn is absent
     _load_digits = None
 
-__all__ = ["Dataset", "toy_data", "digits_data", "has_digits", "DIGITS_SIZE"]
+__all__ = ["Dataset", "toy_data", "digits_data", "has_digits", "load_npz", "DIGITS_SIZE"]
 
 DIGITS_SIZE = 1797
 """Images in ``sklearn.datasets.load_digits``."""
@@ -105,3 +107,29 @@ def digits_data(n_samples: int = 64, *, image: bool = False, one_hot: bool = Tru
         X = X.reshape(n_samples, 1, 8, 8)
     y = torch.nn.functional.one_hot(labels, 10).to(dtype) if one_hot else labels
     return Dataset(X, y, f"digits[:{n_samples}]", 10)
+
+
+def load_npz(path: str | Path, *, dtype: torch.dtype = torch.float64) -> Dataset:
+    """A regression data set from an ``.npz`` file with arrays ``X (n, d)`` and ``y (n,)`` or
+    ``(n, C)``; a 1-D ``X`` is one input feature, ``y`` becomes ``(n, C)``.
+
+    Raises
+    ------
+    ValueError
+        The file lacks ``X`` or ``y``, or their lengths differ.
+    OSError
+        The file cannot be read.
+    """
+    with np.load(Path(path)) as data:
+        missing = [k for k in ("X", "y") if k not in data.files]
+        if missing:
+            raise ValueError(f"`{path}` must contain arrays 'X' and 'y'; missing "
+                             f"{', '.join(missing)} (found {', '.join(data.files) or 'nothing'}).")
+        X = torch.as_tensor(np.asarray(data["X"], dtype=float), dtype=dtype)
+        y = torch.as_tensor(np.asarray(data["y"], dtype=float), dtype=dtype)
+    X = X.unsqueeze(1) if X.ndim == 1 else X
+    y = y.unsqueeze(1) if y.ndim == 1 else y
+    if X.ndim != 2 or y.ndim != 2 or X.shape[0] != y.shape[0]:
+        raise ValueError(f"`{path}`: X must be (n, d) and y (n,) or (n, C) with the same n; got "
+                         f"{tuple(X.shape)} and {tuple(y.shape)}.")
+    return Dataset(X, y, Path(path).name, y.shape[1])

@@ -45,7 +45,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..checks import check_keep_prob, check_lr, check_nonnegative, check_positive_int
+from ..checks import (
+    check_batch_size,
+    check_keep_prob,
+    check_lr,
+    check_nonnegative,
+    check_positive_int,
+)
 from .dropout_kernels import (
     blocks,
     loss_hvp,
@@ -56,6 +62,7 @@ from .dropout_kernels import (
     weighted_blocks,
 )
 from .two_layer import Activation, NeuronTerms, TwoLayerNet, add_bias_feature
+from .two_layer_landscape import TwoLayerLandscape
 
 __all__ = ["DropoutProblem", "DropoutTerms", "GradSecondMoment", "default_problem"]
 
@@ -121,7 +128,7 @@ class DropoutTerms:
         return torch.cat([t.s.unsqueeze(-1), g_w], dim=-1)
 
 
-class DropoutProblem:
+class DropoutProblem(TwoLayerLandscape):
     """Full-batch dropout on a two-layer network ``f_θ(x) = Σ_r a_r σ(w_r·x)``, with exact moments.
 
     Parameters
@@ -139,6 +146,9 @@ class DropoutProblem:
         See :class:`~smetool.models.two_layer.TwoLayerNet`; default ``"tanh"``.
     bias : bool
         Append the constant feature 1 to every input (default ``True``), so ``d = d0 + 1``.
+    batch_size : int, optional
+        ``B`` of the landscape's minibatch gradients (SGD, SAM, SignSGD on this network); ``None``
+        (default): none, full-batch dropout needs no minibatch.
 
     Attributes
     ----------
@@ -183,6 +193,7 @@ class DropoutProblem:
         keep_prob: float,
         activation: str | Activation = "tanh",
         bias: bool = True,
+        batch_size: int | None = None,
     ):
         X = torch.as_tensor(X)
         y = torch.as_tensor(y)
@@ -212,6 +223,8 @@ class DropoutProblem:
         self.net = TwoLayerNet(self.X.shape[1], width, activation)
         self._p = p
         self._index: dict[torch.device, Tensor] = {}
+        self.batch_size = None if batch_size is None else check_batch_size(
+            batch_size, self.n_points, "DropoutProblem")
 
     # ----------------------------------------------------------------------------- properties
     @property

@@ -33,88 +33,30 @@ import copy
 import itertools
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad, jacrev, jvp, vmap
 
-from ..checks import check_positive_int
+from ..checks import check_batch_size, check_positive_int
 from ..device import functorch_exclusive
+from .landscape import FiniteSum, Units
+from .net_parts import (
+    CHANNEL_DROPOUTS,
+    LOSSES,
+    DropoutLayer,
+    MaskSlot,
+    cross_entropy_loss,
+    dropout_layers,
+    mse_loss,
+    set_submodule,
+)
+from .net_units import FirstLayer, lecun_init, odd_activations
+from .spectral import dense_hessian
 
 __all__ = ["NetDropoutModel", "MaskSlot", "DropoutLayer", "LOSSES", "mse_loss", "cross_entropy_loss"]
 
-_CHANNEL_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-
-
-def mse_loss(out: Tensor, y: Tensor) -> Tensor:
-    """``1/(2n) Σ_i ‖f(x_i) − y_i‖²`` (the papers' scaling; ``torch.nn.MSELoss`` is ``1/(nC) Σ``)."""
-    e = out - y
-    return 0.5 * (e * e).sum() / out.shape[0]
-
-
-def cross_entropy_loss(out: Tensor, y: Tensor) -> Tensor:
-    """``(1/n) Σ_i −log softmax(f(x_i))_{y_i}`` for integer labels ``y`` (as ``nn.CrossEntropyLoss``)."""
-    return torch.nn.functional.cross_entropy(out, y)
-
-
-LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
-    "mse": mse_loss, "cross_entropy": cross_entropy_loss}
-"""Loss names: ``"mse"`` (regression, ``y`` of the outputs' shape or ``(n,)`` for one output) and
-``"cross_entropy"`` (classification, integer labels ``y (n,)``)."""
-
-
-class MaskSlot(nn.Module):
-    """Stands in for a dropout layer: multiplies its input by the buffer ``mask`` (``1 + η``),
-    which :class:`NetDropoutModel` supplies per path through ``functional_call``."""
-
-    def __init__(self, unit_shape: tuple[int, ...] = ()):
-        super().__init__()
-        self.register_buffer("mask", torch.ones(unit_shape))
-
-    mask: Tensor
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x * self.mask
-
-
-@dataclass(frozen=True)
-class DropoutLayer:
-    """One dropout layer of a network.
-
-    Attributes
-    ----------
-    name : str
-        Its name in the module (``"2"``, ``"features.drop"``).
-    keep_prob : float
-        ``p = 1 − q`` for ``nn.Dropout(q)``.
-    mask_shape : tuple of int
-        The shape of one mask (the layer's feature shape for ``nn.Dropout``, ``(C, 1, …)`` for the
-        channel-wise ``nn.Dropout1d/2d/3d``).
-    """
-
-    name: str
-    keep_prob: float
-    mask_shape: tuple[int, ...]
-
-    @property
-    def units(self) -> int:
-        """Independent Bernoulli variables in one mask."""
-        return math.prod(self.mask_shape)
-
-
-def _dropout_layers(module: nn.Module) -> list[tuple[str, nn.modules.dropout._DropoutNd]]:
-    return [(name, sub) for name, sub in module.named_modules()
-            if isinstance(sub, (nn.Dropout, *_CHANNEL_DROPOUTS))]
-
-
-def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = root.get_submodule(parent_name) if parent_name else root
-    setattr(parent, child, new)
-
-
-class NetDropoutModel:
+class NetDropoutModel(FiniteSum):
     """Full-batch dropout training of a user's ``nn.Module`` on fixed data, batched over paths.
 
     Parameters
@@ -133,6 +75,11 @@ class NetDropoutModel:
         ``"cross_entropy"``.
     loss : {"mse", "cross_entropy"}
         ``"mse"`` is ``1/(2n) Σ_i ‖f(x_i) − y_i‖²``; ``"cross_entropy"`` the mean over the data.
+    batch_size : int, optional
+        ``B`` of the landscape's minibatch gradients (SGD, SAM, SignSGD on this network); ``None``
+        (default): none, full-batch dropout needs no minibatch.
+    label : str, optional
+        A short name for reports (default: the module's class name).
 
     Attributes
     ----------
@@ -161,7 +108,8 @@ class NetDropoutModel:
     algorithm", ICLR 2024.
     """
 
-    def __init__(self, module: nn.Module, X: Tensor, y: Tensor, *, loss: str = "mse"):
+    def __init__(self, module: nn.Module, X: Tensor, y: Tensor, *, loss: str = "mse",
+                 batch_size: int | None = None, label: str | None = None):
         if not isinstance(module, nn.Module):
             raise TypeError(f"`module` must be a torch.nn.Module; got {type(module).__name__}.")
         X, y = torch.as_tensor(X), torch.as_tensor(y)
@@ -194,7 +142,7 @@ class NetDropoutModel:
                 raise ValueError(f"`y` must have the module's output shape per example, {out_shape}, "
                                  f"for loss='mse'; got {tuple(y.shape[1:])}.")
             y = y.reshape(y.shape[0], *out_shape)
-        found = _dropout_layers(net)
+        found = dropout_layers(net)
         if not found:
             raise ValueError("`module` must contain an nn.Dropout layer (or Dropout1d/2d/3d); got "
                              f"none in {type(module).__name__}.")
@@ -206,10 +154,10 @@ class NetDropoutModel:
                 raise ValueError(f"dropout layer {name!r} has p = {q:g} (drops everything); torch's "
                                  "p is the drop probability, smetool's keep probability is 1 − p.")
             shape = shapes[name]
-            if isinstance(layer, _CHANNEL_DROPOUTS):
+            if isinstance(layer, CHANNEL_DROPOUTS):
                 shape = (shape[0],) + (1,) * (len(shape) - 1)
             layers.append(DropoutLayer(name, 1.0 - q, tuple(shape)))
-            _set_submodule(net, name, MaskSlot(tuple(shape)).to(dtype=X.dtype, device=X.device))
+            set_submodule(net, name, MaskSlot(tuple(shape)).to(dtype=X.dtype, device=X.device))
         self.module = net
         self.X, self.y, self.loss_name = X, y, loss
         self.loss_fn = LOSSES[loss]
@@ -219,6 +167,10 @@ class NetDropoutModel:
         self._sizes = [p.numel() for _, p in net.named_parameters()]
         self.theta0 = torch.cat([p.detach().reshape(-1) for _, p in net.named_parameters()])
         self._mask_keys = [f"{layer.name}.mask" for layer in self.layers]
+        self.batch_size = None if batch_size is None else check_batch_size(
+            batch_size, self.n_points, "NetDropoutModel")
+        self.label = label or type(module).__name__
+        self._units: FirstLayer | None = None
 
     @staticmethod
     def _layer_inputs(net: nn.Module, names: list[str], x: Tensor) -> dict[str, tuple[int, ...]]:
@@ -398,6 +350,65 @@ class NetDropoutModel:
         ones = tuple(t[0] for t in self.ones_masks(1, theta))
         return hvp(lambda th: self.loss_one(th, ones, X, y), theta, vec)
 
+
+    # ----------------------------------------------------------------------------- landscape
+    def gradient(self, theta: Tensor) -> Tensor:
+        """``∇R_S(θ)``, ``(P, D)`` (the :class:`~smetool.models.landscape.Landscape` contract)."""
+        return self.loss_grad(theta)
+
+    def _loss_fn(self, like: Tensor) -> Callable[[Tensor], Tensor]:
+        X, y = self.data(like)
+        ones = tuple(t[0] for t in self.ones_masks(1, like))
+        return lambda th: self.loss_one(th, ones, X, y)
+
+    def hessian_matrix(self, theta: Tensor) -> Tensor:
+        """``∇²R_S(θ)`` by forward-over-reverse differentiation, ``(P, D, D)``."""
+        self.check_theta(theta)
+        return dense_hessian(self._loss_fn(theta), theta)
+
+    def hvp(self, theta: Tensor, V: Tensor) -> Tensor:
+        """``∇²R_S(θ_p) v`` for blocks ``V (P, s, D)``, :attr:`hessian_chunk` rows per call."""
+        P, s, D = V.shape
+        rows, flat = theta.repeat_interleave(s, dim=0), V.reshape(P * s, D)
+        c = self.hessian_chunk
+        out = [self.loss_hvp(t, v) for t, v in zip(rows.split(c), flat.split(c))]
+        return torch.cat(out).reshape(P, s, D)
+
+    @functorch_exclusive
+    def weighted_gradient(self, theta: Tensor, weights: Tensor) -> Tensor:
+        """``∇ Σ_i w_pi ℓ_i(θ_p)`` (no dropout), ``(P, D)``: one backward pass per path."""
+        self.check_theta(theta)
+        X, y = self.data(theta)
+        ones = tuple(t[0] for t in self.ones_masks(1, theta))
+        fn = lambda th, w: (w * self._sample_losses_one(th, ones, X, y)).sum()  # noqa: E731
+        return vmap(grad(fn))(theta, weights)
+
+    def random_init(self, generator: torch.Generator) -> Tensor:
+        """Every weighted layer ``N(0, 1/fan_in)``, biases 0, other parameters as in
+        :attr:`theta0`, drawn layer by layer in module order (the built-in networks'
+        initialisation); ``(D,)`` float64."""
+        net = lecun_init(copy.deepcopy(self.module), generator)
+        return torch.cat([p.detach().reshape(-1) for _, p in net.named_parameters()]).double()
+
+    def units(self, theta: Tensor) -> Units:
+        """The first ``nn.Linear``/``nn.Conv`` layer's units (:class:`~.net_units.FirstLayer`)."""
+        if self._units is None:
+            self._units = FirstLayer(self.module, self.parameter_slices(),
+                                     odd_activations(self.module, (MaskSlot,)))
+        return self._units(theta)
+
+    @functorch_exclusive
+    def accuracy(self, theta: Tensor) -> Tensor | None:
+        """The share of data points whose largest output is the target class, ``(P,)``; ``None``
+        for a network with one output."""
+        self.check_theta(theta)
+        X, y = self.data(theta)
+        ones = tuple(t[0] for t in self.ones_masks(1, theta))
+        out = vmap(lambda th: self.forward_one(th, ones, X))(theta)
+        if out.ndim != 3 or out.shape[2] < 2:
+            return None
+        labels = y if self.loss_name == "cross_entropy" else y.argmax(dim=-1)
+        return (out.argmax(dim=-1) == labels).to(theta.dtype).mean(dim=1)
 
 @functorch_exclusive
 def hvp(fn: Callable[[Tensor], Tensor], theta: Tensor, vec: Tensor) -> Tensor:

@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .landscape import Landscape
+
 __all__ = ["NoisyQuadratic", "as_matrix"]
 
 
@@ -40,7 +42,7 @@ def as_matrix(value: Any, name: str, shape: tuple[int, ...], owner: str,
     return out
 
 
-class NoisyQuadratic:
+class NoisyQuadratic(Landscape):
     """``f(x) = ½ (x − x*)ᵀ H (x − x*)`` with gradient noise ``L z``, ``z ~ N(0, I)``.
 
     Parameters
@@ -78,10 +80,17 @@ class NoisyQuadratic:
         self.minimiser = as_matrix(minimiser, "minimiser", (D,), owner, dtype)
         self.noise_factor = as_matrix(noise_factor, "noise_factor", (D, D), owner, dtype)
 
+    label = "noisy quadratic"
+
     @property
     def dim(self) -> int:
         """``D``."""
         return self.hessian.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        """``D`` (the :class:`~smetool.models.landscape.Landscape` contract)."""
+        return self.dim
 
     @property
     def noise_covariance(self) -> Tensor:
@@ -105,8 +114,27 @@ class NoisyQuadratic:
         return (x - self.minimiser.to(x)) @ self.hessian.to(x)
 
     def hvp(self, x: Tensor, v: Tensor) -> Tensor:
-        """``∇²f(x) v = H v`` (closed form, no autograd): ``(P, D), (P, D) -> (P, D)``."""
+        """``∇²f(x) v = H v`` (closed form, no autograd) for ``v (P, D)`` or blocks
+        ``(P, s, D)``."""
         return v @ self.hessian.to(v)
+
+    def hessian_matrix(self, x: Tensor) -> Tensor:
+        """``H`` for every path, ``(P, D, D)``."""
+        return self.hessian.to(x).expand(x.shape[0], -1, -1)
+
+    def draw_minibatch(self, n_paths: int, generator: torch.Generator, *, dtype: torch.dtype,
+                       device: torch.device | str) -> Tensor:
+        """``z ~ N(0, I)`` of one stochastic gradient: the Gaussian model's "minibatch"."""
+        return self.sample_z(n_paths, generator, dtype=dtype, device=device)
+
+    def minibatch_gradient(self, x: Tensor, batch: Tensor) -> Tensor:
+        """``∇f_γ(x) = H (x − x*) + L z`` for ``z = batch``."""
+        return self.gradient(x) + self.gradient_noise(batch)
+
+    def random_init(self, generator: torch.Generator) -> Tensor:
+        """``x* + N(0, I)``, ``(D,)``."""
+        return self.minimiser.double() + torch.randn(self.dim, generator=generator,
+                                                     dtype=torch.float64)
 
     def sample_z(self, n_paths: int, generator: torch.Generator, *, dtype: torch.dtype,
                  device: torch.device | str) -> Tensor:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..checks import check_nonnegative
+from .landscape import Landscape, block_hvp
 from .noisy_quadratic import as_matrix
 
 __all__ = ["NormalisedQuadratic", "NOISE_LAWS"]
@@ -39,7 +40,7 @@ NOISE_LAWS = ("gaussian", "sphere")
 """The laws of the tangent gradient noise: ``P_w z`` or its constant-norm version."""
 
 
-class NormalisedQuadratic:
+class NormalisedQuadratic(Landscape):
     """``L(w) = ½ ŵᵀAŵ − bᵀŵ`` with gradient noise ``σ P_w z / ‖w‖`` (see the module docstring).
 
     Parameters
@@ -80,10 +81,17 @@ class NormalisedQuadratic:
         self.noise_std = check_nonnegative(noise_std, "noise_std", owner)
         self.noise = noise
 
+    label = "normalised quadratic"
+
     @property
     def dim(self) -> int:
         """``d``."""
         return self.A.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        """``d`` (the :class:`~smetool.models.landscape.Landscape` contract)."""
+        return self.dim
 
     @property
     def noise_trace(self) -> float:
@@ -132,6 +140,23 @@ class NormalisedQuadratic:
         eye = torch.eye(self.dim, dtype=w.dtype, device=w.device)
         P = eye - u.unsqueeze(2) * u.unsqueeze(1)
         return (self.noise_std**2) * P / (norm * norm).unsqueeze(2)
+
+    def hvp(self, w: Tensor, V: Tensor) -> Tensor:
+        """``∇²L(w) v`` for blocks ``V (P, s, d)`` by forward-over-reverse differentiation."""
+        return block_hvp(lambda x: self.loss(x.unsqueeze(0))[0], w, V)
+
+    def draw_minibatch(self, n_paths: int, generator: torch.Generator, *, dtype: torch.dtype,
+                       device: torch.device | str) -> Tensor:
+        """``z ~ N(0, I_d)`` of one stochastic gradient (projected at the state)."""
+        return torch.randn(n_paths, self.dim, generator=generator, dtype=dtype, device=device)
+
+    def minibatch_gradient(self, w: Tensor, batch: Tensor) -> Tensor:
+        """``∇L(w) + σ ξ(w, z)/‖w‖`` for ``z = batch``."""
+        return self.gradient(w) + self.gradient_noise(w, batch)
+
+    def random_init(self, generator: torch.Generator) -> Tensor:
+        """``N(0, I_d)`` (non-zero almost surely), ``(d,)``."""
+        return torch.randn(self.dim, generator=generator, dtype=torch.float64)
 
     def __repr__(self) -> str:
         return f"NormalisedQuadratic(d={self.dim}, noise_std={self.noise_std:g}, noise={self.noise!r})"

@@ -30,6 +30,7 @@ __all__ = [
     "TwoLayerNet",
     "NeuronTerms",
     "add_bias_feature",
+    "is_odd",
 ]
 
 
@@ -113,6 +114,13 @@ ACTIVATIONS: dict[str, Activation] = {
         smooth=False,
     ),
 }
+
+
+def is_odd(activation: Activation) -> bool:
+    """Whether ``σ(−z) = −σ(z)`` (checked on a grid in float64): then ``a σ(w·x)`` and
+    ``(−a) σ(−w·x)`` are one feature, and condensation merges antipodal units."""
+    z = torch.linspace(-4.0, 4.0, 33, dtype=torch.float64)
+    return bool(torch.allclose(activation.fn(-z), -activation.fn(z), atol=1e-12))
 
 
 def get_activation(activation: str | Activation) -> Activation:

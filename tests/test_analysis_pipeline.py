@@ -1,7 +1,7 @@
-"""The findings on any network: verdicts and their negative controls, the sample-based measures
-against their dense counterparts, the Haar baseline in closed form, the trajectory diagnostics, and
-the runner end to end on small networks (the full three-network record is
-tests/test_findings_page.py's)."""
+"""The analyses on any landscape: verdicts and their negative controls, the sample-based measures
+against their dense counterparts, the Haar baseline in closed form, the trajectory diagnostics,
+the measure registry, and analyze / compare end to end on small networks (the full
+three-network record is tests/test_findings_page.py's)."""
 
 from __future__ import annotations
 
@@ -12,32 +12,38 @@ import pytest
 import torch
 from scipy import stats
 
+from smetool.algorithms import DropoutAlgorithm, GradientDescent, get_plugin
 from smetool.analysis import (
+    Finding,
+    Measure,
+    Settings,
     alignment,
     alignment_from_samples,
     alignment_with_baseline,
-    analyze_network,
-    builtin_subject,
+    analyze,
+    compare,
     decide,
     detrend,
-    effective_orientations,
     haar_baseline_moments,
+    hessian_summary,
+    initial_points,
     linear_surrogate,
-    loss_hessian,
     permuted_slopes,
+    registered_measures,
     rotated_alignment,
     sample_covariance,
     sign_flipped,
+    train,
     unit_orientations,
     variance_flatness,
     variance_flatness_from_samples,
     window_scan,
 )
-from smetool.analysis.hessian import expected_loss_hessian
-from smetool.analysis.network import hessian_summary
-from smetool.analysis.trajectory_windows import flat_noise_share, run_window, variance_growth
-from smetool.analysis.verdicts import per_seed_slopes
+from smetool.analysis.findings import per_seed_slopes
+from smetool.analysis.trajectory_windows import flat_noise_share, variance_growth
 from smetool.models.dropout_problem import default_problem
+from smetool.models.networks import builtin_network
+from smetool.models.two_layer_hessian import expected_loss_hessian, loss_hessian
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +141,28 @@ def test_variance_flatness_from_samples_equals_the_dense_version(one_thread):
     assert torch.allclose(sampled.interval, dense.interval, rtol=1e-8)
 
 
-def test_unit_orientations_reproduce_the_two_layer_count():
+def test_units_of_the_two_layer_problem_and_of_a_network_module_agree():
+    # the two-layer landscape's neurons and the same network as an nn.Module (first Linear layer
+    # without bias on the input with the bias feature, then a Linear of the units' outputs)
     problem, _ = default_problem()
     theta = torch.randn(3, 48, generator=torch.Generator().manual_seed(6), dtype=torch.float64)
     a, W = problem.net.split(theta)
-    ref = effective_orientations(problem.net, theta)
-    got = unit_orientations(W, a.abs() * W.norm(dim=-1), antipodal=ref.antipodal)
+    units = problem.units(theta)
+    assert torch.equal(units.weights, W) and units.antipodal
+    assert torch.allclose(units.amplitude, a.abs() * W.norm(dim=-1))
+    from torch import nn
+
+    from smetool.models import NetDropoutModel
+
+    module = nn.Sequential(nn.Linear(2, 16, bias=False, dtype=torch.float64), nn.Tanh(),
+                           nn.Dropout(0.1), nn.Linear(16, 1, bias=False, dtype=torch.float64))
+    model = NetDropoutModel(module, problem.X, problem.y)
+    flat = torch.cat([W.reshape(3, -1), a], dim=1)  # the module's order: first W, then a
+    net_units = model.units(flat)
+    assert torch.equal(net_units.weights, W) and net_units.antipodal
+    assert torch.allclose(net_units.amplitude, units.amplitude)
+    ref = unit_orientations(units.weights, units.amplitude)
+    got = unit_orientations(net_units.weights, net_units.amplitude)
     assert torch.equal(got.count, ref.count) and torch.equal(got.labels, ref.labels)
 
 
@@ -165,15 +187,16 @@ def test_detrend_and_growth_exponents_on_known_processes():
 
 def test_linear_surrogate_has_the_exact_two_step_covariance():
     problem, theta0 = default_problem()
-    P, lr = 2500, 0.2
+    P, lr = 1500, 0.2
     center = theta0.repeat(P, 1)
-    traj, clamped = linear_surrogate(problem, center, lr, 1, 1, torch.Generator().manual_seed(8))
     Hl = expected_loss_hessian(problem.net, theta0[None], problem.X, problem.y,
                                problem.keep_prob)[0]
+    S = problem.noise_covariance(theta0[None])[0]
+    traj, clamped = linear_surrogate(center, Hl.expand(P, -1, -1), S.expand(P, -1, -1), lr, 1, 1,
+                                     torch.Generator().manual_seed(8))
     lam, V = torch.linalg.eigh(Hl)
     A = torch.eye(48, dtype=torch.float64) - lr * V @ torch.diag(lam.clamp_min(0)) @ V.T
-    S = problem.noise_covariance(theta0[None])[0]
-    exact = lr**2 * (A @ S @ A.T + S)  # x₂ = A ε F z₁ + ε F z₂
+    exact = lr**2 * (A @ S @ A.T + S)  # x₂ = A ε Σ^½ z₁ + ε Σ^½ z₂
     est = sample_covariance((traj[0] - center).unsqueeze(0))
     # every entry within 5.5 standard errors (1,176 distinct entries, P(|z| > 5.5) ≈ 4e-8
     # each: false failure < 1e-4)
@@ -184,35 +207,64 @@ def test_linear_surrogate_has_the_exact_two_step_covariance():
 # ------------------------------------------------------------------------------ runner
 @pytest.fixture(scope="module")
 def small_report(one_thread):
-    subject, inits = builtin_subject("mlp", "toy", n_seeds=3, width=8)
-    return analyze_network(subject, inits, lr=0.2, steps=100, windows=(30, 60), n_grad_samples=24,
-                           n_components=5, progress=False)
+    landscape, _ = builtin_network("mlp", "toy", width=8)
+    inits = initial_points(landscape, 3)
+    algorithm = get_plugin("dropout").build_on(landscape, inits[0])
+    return analyze(algorithm, inits, lr=0.2, steps=100, windows=(30, 60), progress=False,
+                   settings=Settings(n_noise=24, n_components=5, n_eigen=6), label="dropout")
 
 
-def test_network_report_structure_and_json(small_report):
+def test_analysis_report_structure_and_strict_json(small_report, tmp_path):
     rep = small_report
-    names = {"flatter", "alignment", "condensation"} | {
+    f = rep.findings["dropout"]
+    names = {"flatter", "lower_top_eigenvalue", "alignment", "condensation", "regularizer",
+             "variance_principle"} | {
         f"variance_{w}_{k}" for w in ("interval", "hessian")
         for k in ("gradient", "trajectory@30", "trajectory@30-detrended", "trajectory@60",
                   "trajectory@60-detrended")}
-    assert set(rep.findings) == names == set(rep.controls)
-    assert all(f.verdict in ("holds", "fails", "inconclusive") for f in rep.findings.values())
-    data = json.loads(json.dumps(rep.to_dict()))
-    assert data["config"]["hessian_method"] == "dense" and data["config"]["n_params"] == 24
-    # each verdict follows from its stored per-seed values
-    for f in data["findings"].values():
-        assert decide(f["name"], f["claim"], f["values"], f["sign"]).verdict == f["verdict"]
-    assert "dropout findings on mlp (toy)" in rep.summary() and "NetworkReport(" in repr(rep)
+    assert set(f) == names and list(rep.trajectories) == ["gd", "dropout"]
+    assert all(x.verdict in ("holds", "fails", "inconclusive") and isinstance(x.control, Finding)
+               for x in f.values())
+    assert rep.config["hessian_method"] == "dense" and rep.config["n_params"] == 24
+    data = json.loads(json.dumps(rep.to_dict(), allow_nan=False))  # strict JSON
+    for g in data["findings"]["dropout"].values():  # each verdict follows from its values
+        assert decide(g["name"], g["claim"], g["values"], g["sign"]).verdict == g["verdict"]
+        c = g["control"]
+        assert decide(c["name"], c["claim"], c["values"], c["sign"]).verdict == c["verdict"]
+    assert "analyze on mlp (toy)" in rep.summary() and "StudyReport(analyze" in repr(rep)
+    pytest.importorskip("matplotlib")
+    written = rep.write(tmp_path)
+    names = sorted(p.rsplit("/", 1)[-1] for p in written.files)
+    assert names == ["alignment.png", "condensation.png", "loss.png", "regularizer.png",
+                     "report.json", "sharpness.png", "table.md", "variance_flatness.png",
+                     "variance_principle.png"]
+    assert "NaN" not in (tmp_path / "report.json").read_text()
+
+
+def test_the_same_seed_gives_the_same_numbers_whatever_else_runs(small_report, one_thread):
+    # the measures' draws are keyed by measure and algorithm (SeedSequence), not by call order
+    rep = small_report
+    landscape = rep.study.landscape
+    inits = rep.study.inits
+    algorithm = get_plugin("dropout").build_on(landscape, inits[0])
+    again = analyze(algorithm, inits, lr=0.2, steps=100, windows=(), progress=False,
+                    settings=Settings(n_noise=24, n_components=5, n_eigen=6), label="dropout")
+    for name in ("flatter", "alignment", "variance_interval_gradient", "variance_principle"):
+        assert again.findings["dropout"][name].values == rep.findings["dropout"][name].values
+    assert torch.equal(again.trajectories["dropout"].final, rep.trajectories["dropout"].final)
 
 
 def test_lanczos_and_hutchpp_summary_agrees_with_the_dense_one(small_report):
-    subject, _ = builtin_subject("mlp", "toy", n_seeds=3, width=8)
-    theta = small_report.final["dropout"]
-    dense, _ = hessian_summary(subject, theta, k=3, generator=torch.Generator().manual_seed(0))
-    ops, _ = hessian_summary(subject, theta, k=3, dense_max=10, n_sketch=8, n_probes=12,
+    landscape = small_report.study.landscape
+    theta = small_report.trajectories["dropout"].final
+    dense, _ = hessian_summary(landscape, theta, k=3, generator=torch.Generator().manual_seed(0))
+    ops, _ = hessian_summary(landscape, theta, k=3, dense_max=10, n_sketch=8, n_probes=12,
                              generator=torch.Generator().manual_seed(0))
     assert ops.method == "lanczos" and dense.method == "dense"
     assert torch.allclose(ops.top, dense.top, rtol=1e-5)
+    # eigenvectors up to sign
+    assert torch.allclose((ops.vectors * dense.vectors).sum(-1).abs(),
+                          torch.ones(3, 3, dtype=torch.float64), atol=1e-4)
     # D = 24 ≤ 2·8 + 12 products: the sketch spans most of the range; 5 SE bounds (t, 11 dof)
     assert bool(((ops.trace - dense.trace).abs() <= 5 * ops.trace_stderr + 1e-9).all())
     assert bool(((ops.frobenius - dense.frobenius).abs()
@@ -220,40 +272,91 @@ def test_lanczos_and_hutchpp_summary_agrees_with_the_dense_one(small_report):
 
 
 def test_trajectory_window_scan_and_flat_noise_on_the_two_layer_problem(one_thread):
-    subject, inits = builtin_subject("two-layer", n_seeds=2)
-    run = run_window(subject, inits, 0.2, 60, torch.Generator().manual_seed(9))
-    scan = window_scan(subject, run, (20, 60), n_components=4, extra_levels=(math.e,))
+    problem, _ = builtin_network("two-layer")
+    inits = initial_points(problem, 2)
+    run = train(DropoutAlgorithm(problem, inits[0]), inits, lr=0.2, steps=60,
+                generator=torch.Generator().manual_seed(9), keep_last=60).window
+    scan = window_scan(problem, run, (20, 60), n_components=4, extra_levels=(math.e,))
     assert set(scan.slopes) == {"interval", "hessian", "interval_detrended", "hessian_detrended",
                                 "interval_level_2.71828"}
     assert scan.slopes["interval"].shape == (2, 2) and scan.pc_variance.shape == (2, 2, 4)
-    share, count = flat_noise_share(subject.problem, inits, 0.2, 100)
+    H = expected_loss_hessian(problem.net, inits, problem.X, problem.y, problem.keep_prob)
+    share, count = flat_noise_share(H, problem.noise_covariance(inits), 0.2, 100)
     assert bool(((share >= 0) & (share <= 1)).all()) and bool((count <= 48).all())
 
 
-def test_network_argument_errors(one_thread):
-    subject, inits = builtin_subject("mlp", "toy", n_seeds=2, width=4)
+def test_every_measure_is_found_declared_and_runs_where_it_applies():
+    found = {m.name: m for m in registered_measures("analyze") + registered_measures("compare")}
+    assert set(found) == {"sharpness", "variance_flatness", "variance_principle", "alignment",
+                          "condensation", "regularizer", "accuracy"}
+    assert all(isinstance(m, Measure) and m.references and m.title for m in found.values())
+    assert [m.name for m in registered_measures("compare")] == [
+        "sharpness", "variance_principle", "alignment", "regularizer", "accuracy"]
+    with pytest.raises(ValueError, match="`study` must be one of analyze, compare; got 'x'"):
+        registered_measures("x")
+
+
+def test_compare_trains_every_algorithm_to_the_same_loss(one_thread, tmp_path):
+    landscape, test = builtin_network("mlp", "digits", width=4, n_samples=16, batch_size=4,
+                                      test=40)
+    inits = initial_points(landscape, 3)
+    runs = [(name, get_plugin(name).build_on(landscape, inits[0]),
+             get_plugin(name).analysis.network_lr or 0.1)
+            for name in ("dropout", "sgd", "sam", "signsgd")]
+    target = 0.5 * float(landscape.loss(inits).min())
+    rep = compare(runs, inits, target=target, max_steps=3000, reference_lr=0.1, test=test,
+                  progress=False, settings=Settings(n_noise=16, n_eigen=5))
+    for label, traj in rep.trajectories.items():
+        assert traj.reached.all(), label
+        assert bool((landscape.loss(traj.final) <= target).all())
+        # a path stops at the first check at or below the target: one check earlier it was above
+        for p, k in enumerate(traj.stopped.tolist()):
+            i = traj.steps.tolist().index(k)
+            assert float(traj.loss[i, p]) <= target < float(traj.loss[i - 1, p])
+    assert set(rep.measurements) == {"sharpness", "variance_principle", "alignment",
+                                     "regularizer", "accuracy"}
+    assert set(rep.findings) == {"dropout", "sgd", "sam", "signsgd"}
+    assert "regularizer" not in rep.findings["signsgd"]  # its drift is not a gradient
+    assert {"flatter", "lower_top_eigenvalue", "variance_principle", "alignment",
+            "test_accuracy"} <= set(rep.findings["sam"])
+    json.dumps(rep.to_dict(), allow_nan=False)
+
+
+def test_argument_errors(one_thread):
+    landscape, _ = builtin_network("mlp", "toy", width=4)
+    inits = initial_points(landscape, 2)
+    gd = GradientDescent(landscape, inits[0])
+    algorithm = get_plugin("dropout").build_on(landscape, inits[0])
     with pytest.raises(ValueError, match="`windows` must be step counts ≥ 20"):
-        analyze_network(subject, inits, steps=2, windows=(5,), progress=False)
+        analyze(algorithm, inits, lr=0.1, steps=2, windows=(5,), progress=False)
     with pytest.raises(ValueError, match=r"`inits` must have shape \(P ≥ 2, 12\)"):
-        analyze_network(subject, inits[:1], steps=2, progress=False)
+        analyze(algorithm, inits[:1], lr=0.1, steps=2, progress=False)
     with pytest.raises(ValueError, match="`model` must be one of two-layer, mlp, cnn"):
-        builtin_subject("resnet")
-    with pytest.raises(ValueError, match="`data`='toy' is a 1-D regression task"):
-        builtin_subject("cnn", "toy")
+        builtin_network("resnet")
+    with pytest.raises(ValueError, match="`data`='toy' is a regression task"):
+        builtin_network("cnn", "toy")
+    with pytest.raises(ValueError, match="labels must be distinct and not 'gd'"):
+        compare([("gd", gd, 0.1)], inits, target=0.1, max_steps=2, reference_lr=0.1)
+    other, _ = builtin_network("mlp", "toy", width=5)
+    with pytest.raises(ValueError, match="every algorithm must train the same landscape"):
+        compare([("a", algorithm, 0.1), ("b", GradientDescent(other, initial_points(other, 2)[0]),
+                                          0.1)], inits, target=0.1, max_steps=2, reference_lr=0.1)
     with pytest.raises(ValueError, match="non-finite parameters by step"):
-        analyze_network(subject, inits * 1e3, lr=1e3, steps=40, windows=(20,), n_grad_samples=12,
-                        n_components=3, progress=False)
+        analyze(algorithm, inits * 1e3, lr=1e3, steps=40, windows=(20,), progress=False,
+                settings=Settings(n_noise=12, n_components=3))
 
 
 @pytest.mark.slow
 def test_two_layer_trajectory_relations_hold_short_and_reverse_long(one_thread):
     # the measured result of docs/findings-beyond.md at the default two-layer settings
-    subject, inits = builtin_subject("two-layer", n_seeds=8)
-    rep = analyze_network(subject, inits, lr=0.2, steps=20_000, progress=False)
-    f = rep.findings
+    problem, _ = builtin_network("two-layer")
+    inits = initial_points(problem, 8)
+    rep = analyze(DropoutAlgorithm(problem, inits[0]), inits, lr=0.2, steps=20_000,
+                  progress=False)
+    f = rep.findings["dropout"]
     assert f["variance_interval_trajectory@100"].verdict == "holds"
     assert f["variance_interval_trajectory@1000"].verdict == "fails"
     for name in ("flatter", "variance_interval_gradient", "variance_hessian_gradient",
                  "alignment", "condensation"):
         assert f[name].verdict == "holds", f[name].detail
-    assert not any(c.holds for c in rep.controls.values())
+    assert not any(x.control.holds for x in f.values())

@@ -35,20 +35,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..models.two_layer import NeuronTerms, TwoLayerNet
+from .two_layer import NeuronTerms, TwoLayerNet
 
 __all__ = [
     "loss_hessian",
     "implicit_regularizer_hessian",
     "expected_loss_hessian",
     "output_jacobian",
-    "problem_hessian",
-    "HESSIAN_KINDS",
 ]
-
-HESSIAN_KINDS = ("loss", "regularizer", "expected")
-"""Names accepted by :func:`problem_hessian`: ``R_S``, ``R_1`` and ``L_S = R_S + R_1``."""
-
 
 def _check_data(net: TwoLayerNet, X: Tensor, y: Tensor | None = None) -> None:
     if X.ndim != 2 or X.shape[1] != net.input_dim:
@@ -233,34 +227,3 @@ def expected_loss_hessian(
     Z. Zhang, Z.-Q. J. Xu, "Implicit regularization of dropout", IEEE TPAMI 46(6), 2024.
     """
     return loss_hessian(net, theta, X, y) + implicit_regularizer_hessian(net, theta, X, keep_prob)
-
-
-def problem_hessian(problem, theta: Tensor, *, which: str = "loss") -> Tensor:
-    """Hessian of one of a dropout problem's losses at ``θ (P, D)``.
-
-    Parameters
-    ----------
-    problem : DropoutProblem
-        Supplies ``net``, ``X``, ``y`` and ``keep_prob``.
-    theta : Tensor, (P, D)
-    which : {"loss", "regularizer", "expected"}
-        ``R_S`` (the training loss without dropout), ``R_1`` or ``L_S = R_S + R_1``.
-
-    Returns
-    -------
-    Tensor, (P, D, D)
-
-    Raises
-    ------
-    ValueError
-        If ``which`` is not one of the names above.
-    """
-    if which == "loss":
-        return loss_hessian(problem.net, theta, problem.X, problem.y)
-    if which == "regularizer":
-        return implicit_regularizer_hessian(problem.net, theta, problem.X, problem.keep_prob)
-    if which == "expected":
-        return expected_loss_hessian(
-            problem.net, theta, problem.X, problem.y, problem.keep_prob
-        )
-    raise ValueError(f"`which` must be one of {', '.join(HESSIAN_KINDS)}; got {which!r}.")
