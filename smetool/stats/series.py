@@ -376,7 +376,7 @@ def judge_series(steps: Any, errors: Any, stderrs: Any, order: float, *, alpha: 
             f"h^{lower_power:g} does",), *extra)
     if not red.acceptable:
         return SeriesVerdict(Verdict.INCONCLUSIVE, *args, (
-            f"no series from h^{p:g} fits the errors at level {fit_level:g}",), *extra)
+            f"no series from h^{p:g} fits the errors at level {fit_level:.2g}",), *extra)
     t_leading = red.coef / red.se if red.se > 0 else math.inf
     if not abs(t_leading) >= z:
         return SeriesVerdict(Verdict.INCONCLUSIVE, *args, (
