@@ -20,15 +20,24 @@ from .analysis.report import REFERENCES as ANALYSIS_REFERENCES
 from .analysis.report import analyze_dropout
 from .analysis.subjects import ARCHITECTURES, BUILTIN_SETTINGS, builtin_subject
 from .bibliography import format_citation
-from .montecarlo import dask_executor
+from .cli_inputs import (
+    CLIError,
+    join_negative_values,
+    lr_list,
+    non_negative_int,
+    output_file,
+    output_folder,
+    positive_float,
+    positive_int,
+    require_plotting,
+    taken_flags,
+    window_list,
+)
+from .montecarlo import check_scheduler, dask_executor
 from .solvers import SOLVERS
 from .verification import VerifyResult, verify
 
 __all__ = ["main"]
-
-
-class CLIError(Exception):
-    """A user error, printed as one line without a traceback."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -50,71 +59,26 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number; got {value:g}")
-    return value
-
-
-def _lr_list(text: str) -> list[float]:
-    return [_positive_float(t) for t in text.replace(",", " ").split()]
-
-
-def _window_list(text: str) -> tuple[int, ...]:
-    values = tuple(_positive_int(t) for t in text.replace(",", " ").split())
-    if not values or min(values) < 20:
-        raise argparse.ArgumentTypeError(f"must be step counts ≥ 20; got {text!r}")
-    return values
-
-
-def _output_dir(path: str | None) -> Path | None:
-    if path is None:
-        return None
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".smetool-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise CLIError(f"--out: cannot write to {str(out)!r} ({exc.strerror or exc}).") from None
-    return out
-
-
 def _common_verify_options() -> argparse.ArgumentParser:
     """The options every plug-in's ``smetool verify NAME`` takes (a parent parser)."""
     common = _Parser(add_help=False)
     add = common.add_argument
-    add("--lrs", type=_lr_list, default=None,
+    add("--lrs", type=lr_list, default=None,
         help="learning rates, e.g. '0.04,0.02,0.01' (default: the plug-in's)")
-    add("--horizon", type=_positive_float, default=None,
+    add("--horizon", type=positive_float, default=None,
         help="horizon T in SDE time; T/lr steps of the algorithm (default: the plug-in's)")
-    add("--paths", type=_positive_int, default=None,
+    add("--paths", type=positive_int, default=None,
         help="paths per side and learning rate (default: the plug-in's)")
-    add("--order", type=int, default=1, help="SME order to test")
-    add("--steps-per-lr", type=_positive_int, default=None,
+    add("--order", type=positive_int, default=1, help="SME order to test")
+    add("--steps-per-lr", type=positive_int, default=None,
         help="SME steps per learning rate (even); the SME step is lr/steps (default: the "
         "plug-in's)")
     add("--method", default=None, help="SME solver (see `smetool list`; default: the plug-in's)")
-    add("--seed", type=int, default=0, help="random seed")
+    add("--seed", type=non_negative_int, default=0, help="random seed")
     add("--device", choices=("cpu", "cuda"), default="cpu", help="where to simulate")
     add("--dtype", choices=("float32", "float64"), default="float64",
         help="simulation precision (statistics are always float64)")
-    add("--chunk-size", type=_positive_int, default=None,
+    add("--chunk-size", type=positive_int, default=None,
         help="paths per chunk, to bound memory (default: all paths when they fit in memory, on "
         "the CPU at most 20000)")
     add("--compile", choices=("auto", "on", "off"), default="auto",
@@ -132,9 +96,12 @@ def _common_verify_options() -> argparse.ArgumentParser:
         help="folder for per-learning-rate checkpoints; rerun the same command to resume a "
         "killed run")
     add("--quiet", action="store_true", help="no progress bars")
+    _add_threads(common)
+    add("--scheduler-timeout", type=positive_float, default=10.0, metavar="SECONDS",
+        help="with --scheduler: give up when the scheduler does not answer within this time")
     where = common.add_mutually_exclusive_group()
     where.add_argument(
-        "--workers", type=_positive_int, default=None,
+        "--workers", type=positive_int, default=None,
         help="run the chunks on a local Dask cluster of N process workers (needs "
         "smetool[cluster]); same numbers as without it. A chunk is the unit of work: give "
         "--chunk-size so that each learning rate has several chunks per worker")
@@ -143,6 +110,14 @@ def _common_verify_options() -> argparse.ArgumentParser:
         help="run the chunks on a running Dask cluster: tcp://HOST:8786 or a scheduler file "
         "(.json); same numbers as without it")
     return common
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads", type=positive_int, default=1,
+        help="PyTorch threads of this process (torch.set_num_threads). One by default: the "
+        "kernels are many small operations, and extra threads mostly contend with each other "
+        "and with other jobs on the machine (docs/performance.md); Dask workers always get one")
 
 
 def _add_plugin_parser(verify_sub: Any, spec: PluginSpec,
@@ -192,12 +167,17 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=_plugin_defaults_table(table),
         formatter_class=_HelpFormatter,
     )
+    common = _common_verify_options()
+    clashes = _clashing_plugins(table, [parser, common, _Parser(parents=[common])])
+    table = {name: spec for name, spec in table.items() if name not in clashes}
     verify_sub = ver.add_subparsers(dest="algorithm", metavar="ALGORITHM", parser_class=_Parser,
                                     help=f"plug-in name: {', '.join(sorted(table))}")
-    common = _common_verify_options()
     commands: dict[str, argparse.ArgumentParser] = {"verify": ver}
     for name, spec in sorted(table.items()):
         commands[f"verify {name}"] = _add_plugin_parser(verify_sub, spec, common)
+    for name, why in sorted(clashes.items()):  # a command that only says why it cannot run
+        commands[f"verify {name}"] = verify_sub.add_parser(name, help=f"BROKEN: {why}",
+                                                           add_help=False)
 
     commands["list"] = sub.add_parser(
         "list", help="list solvers and plug-ins with their orders",
@@ -232,23 +212,41 @@ def _build_parser() -> argparse.ArgumentParser:
                      "(default: the embedded 1-D task)")
     ana.add_argument("--keep-prob", type=float, default=None,
                      help="keep probability p in (0, 1] (default: 0.9)")
-    ana.add_argument("--width", type=_positive_int, default=None,
+    ana.add_argument("--width", type=positive_int, default=None,
                      help="hidden neurons m, or CNN channels (default: 16; CNN 4)")
-    ana.add_argument("--n-samples", type=_positive_int, default=None,
+    ana.add_argument("--n-samples", type=positive_int, default=None,
                      help="digits used, the first n (default: 64)")
-    ana.add_argument("--windows", type=_window_list, default=None,
+    ana.add_argument("--windows", type=window_list, default=None,
                      help="trajectory window lengths in steps, with --model (default: 100,1000)")
-    ana.add_argument("--lr", type=_positive_float, default=None,
+    ana.add_argument("--lr", type=positive_float, default=None,
                      help="learning rate (default: 0.2; see above with --model)")
-    ana.add_argument("--steps", type=_positive_int, default=None,
+    ana.add_argument("--steps", type=positive_int, default=None,
                      help="training steps (default: 20000; see above with --model)")
-    ana.add_argument("--seeds", type=_positive_int, default=None,
+    ana.add_argument("--seeds", type=positive_int, default=None,
                      help="independent initialisations (default: 8; see above with --model)")
-    ana.add_argument("--seed", type=int, default=0, help="random seed")
+    ana.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
+    _add_threads(ana)
     ana.add_argument("--quiet", action="store_true", help="no progress bars")
     commands["analyze"] = ana
-    parser.set_defaults(commands=commands)
+    parser.set_defaults(commands=commands, broken=clashes)
     return parser
+
+
+def _clashing_plugins(table: dict[str, PluginSpec],
+                      parsers: list[argparse.ArgumentParser]) -> dict[str, str]:
+    """The plug-ins with an option whose flag ``smetool verify`` already takes, and why.
+
+    The taken flags are read from the parsers themselves (:func:`taken_flags`), so a new option
+    of ``smetool verify`` is reserved the moment it exists. Such a plug-in is listed as broken and
+    left out; it never breaks the other commands (argparse would raise on the clash)."""
+    taken = taken_flags(parsers)
+    clashes = {}
+    for name, spec in table.items():
+        flags = [o.flag for o in spec.options if o.flag in taken]
+        if flags:
+            clashes[name] = (f"its option {flags[0]} is an option of `smetool verify` itself; "
+                             "the plug-in must give it another name in its PluginSpec")
+    return clashes
 
 
 def _run_defaults_text(spec: PluginSpec, order: int) -> str:
@@ -272,7 +270,7 @@ def _plugin_defaults_table(table: dict[str, PluginSpec]) -> str:
     return "\n".join(lines)
 
 
-def _cmd_list() -> int:
+def _cmd_list(clashes: dict[str, str]) -> int:
     print("solvers (smetool.solve(..., method=NAME)):")
     for name, cls in SOLVERS.items():
         d = cls().describe()
@@ -280,8 +278,8 @@ def _cmd_list() -> int:
         print(f"  {name:<10} weak order {d['weak_order']:g}, strong order {strong:<4} "
               f"noise: {', '.join(d['noise_kinds'])}")
     print("\nplug-ins (smetool verify NAME):")
-    table = plugins()
-    broken = plugin_errors()
+    broken = {**plugin_errors(), **clashes}
+    table = {name: spec for name, spec in plugins().items() if name not in broken}
     width = max(len(name) for name in [*table, *broken])
     for name, spec in sorted(table.items()):
         orders = ", ".join(str(o) for o in spec.orders)
@@ -296,39 +294,65 @@ def _cmd_list() -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     spec = get_plugin(args.algorithm)
     options = {o.name: getattr(args, f"plugin_{o.name}") for o in spec.options}
-    out = _output_dir(args.out)
+    # Every input before the work: files, folders, optional dependencies, the scheduler's form.
+    json_path = output_file("--json", args.json)
+    plot_path = output_file("--plot", args.plot)
+    if args.plot is not None:
+        require_plotting("--plot", args.plot)
+    if args.out is not None:
+        require_plotting("--out")
+    if args.scheduler is not None:
+        check_scheduler(args.scheduler, "--scheduler")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CLIError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False).")
     if args.order not in spec.orders:
         raise CLIError(f"--order must be one of {', '.join(str(o) for o in spec.orders)} for "
                        f"{spec.name}; got {args.order}.")
-    dtype = getattr(torch, args.dtype)
-    algorithm = spec.build(dtype=dtype, device=args.device, **options)
     defaults = spec.run_defaults(args.order)
     steps_per_lr = args.steps_per_lr or defaults["steps_per_lr"]
     if steps_per_lr % 2:
         raise CLIError(f"--steps-per-lr must be even; got {steps_per_lr}.")
-    cluster: Any = contextlib.nullcontext()
-    if args.workers is not None or args.scheduler is not None:
-        cluster = dask_executor(workers=args.workers, scheduler=args.scheduler)
-    with cluster as executor:
+    if args.method is not None and args.method not in SOLVERS:
+        raise CLIError(f"--method must be one of {', '.join(SOLVERS)}; got {args.method!r}.")
+    out = output_folder("--out", args.out)
+    checkpoint = output_folder("--checkpoint-dir", args.checkpoint_dir)
+    dtype = getattr(torch, args.dtype)
+    algorithm = spec.build(dtype=dtype, device=args.device, **options)
+    for line in algorithm.plan_notes(args.lrs or list(defaults["lrs"]),
+                                     args.horizon or defaults["horizon"],
+                                     args.paths or defaults["n_paths"], args.order):
+        print(line, file=sys.stderr)
+    with _executor(args) as executor:
         result = verify(
             algorithm, args.lrs or list(defaults["lrs"]), args.paths or defaults["n_paths"],
             horizon=args.horizon or defaults["horizon"], order=args.order,
             steps_per_lr=steps_per_lr, method=args.method or defaults["method"], seed=args.seed,
             chunk_size=args.chunk_size, dtype=dtype, device=args.device, progress=not args.quiet,
             compile={"auto": None, "on": True, "off": False}[args.compile],
-            checkpoint=args.checkpoint_dir, variance_reduction=args.variance_reduction,
+            checkpoint=checkpoint, variance_reduction=args.variance_reduction,
             controls=not args.no_controls, executor=executor,
             settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options},
         )
     print(result.table())
-    _write_outputs(result, out, args.json, args.plot)
+    _write_outputs(result, out, json_path, plot_path)
     return 0
 
 
-def _write_outputs(result: VerifyResult, out: Path | None, json_path: str | None,
-                   plot_path: str | None) -> None:
+def _executor(args: argparse.Namespace) -> Any:
+    """The executor of ``--workers`` / ``--scheduler`` (a context manager), or none."""
+    if args.workers is not None:
+        return dask_executor(workers=args.workers)
+    if args.scheduler is None:
+        return contextlib.nullcontext()
+    try:
+        return dask_executor(scheduler=args.scheduler, timeout=args.scheduler_timeout)
+    except OSError as exc:  # Dask's connect timeout
+        raise CLIError(f"--scheduler: no scheduler answered at {args.scheduler!r} within "
+                       f"{args.scheduler_timeout:g} s (--scheduler-timeout): {exc}.") from None
+
+
+def _write_outputs(result: VerifyResult, out: Path | None, json_path: Path | None,
+                   plot_path: Path | None) -> None:
     written: list[Path] = []
     if out is not None:
         result.to_json(str(out / "result.json"))
@@ -337,11 +361,11 @@ def _write_outputs(result: VerifyResult, out: Path | None, json_path: str | None
         (out / "citation.bib").write_text(result.citation() + "\n")
         written += [out / "result.json", out / "errors.png", out / "errors.csv", out / "citation.bib"]
     if json_path is not None:
-        result.to_json(json_path)
-        written.append(Path(json_path))
+        result.to_json(str(json_path))
+        written.append(json_path)
     if plot_path is not None:
-        result.plot(plot_path)
-        written.append(Path(plot_path))
+        result.plot(str(plot_path))
+        written.append(plot_path)
     for path in written:
         print(f"wrote {path}")
 
@@ -359,7 +383,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
         return _cmd_analyze_network(args)
     if args.n_samples is not None or args.windows is not None:
         raise CLIError("--n-samples and --windows need --model (the built-in networks).")
-    out = _output_dir(args.out)
+    out = output_folder("--out", args.out)
     assert out is not None  # --out has a default
     options = {"lr": args.lr, "steps": args.steps, "n_seeds": args.seeds,
                "keep_prob": args.keep_prob, "width": args.width}
@@ -384,7 +408,7 @@ def _cmd_analyze_network(args: argparse.Namespace) -> int:
     if args.seed < 0:
         raise CLIError(f"--seed must be a non-negative integer; got {args.seed}.")
     d = BUILTIN_SETTINGS[model]
-    out = _output_dir(args.out)
+    out = output_folder("--out", args.out)
     assert out is not None
     built = {"model": model, "data": data, "n_seeds": args.seeds or d["n_seeds"],
              "seed": args.seed, "width": args.width or d["width"],
@@ -404,9 +428,14 @@ def _cmd_analyze_network(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``smetool`` command; returns the exit status (0 on success)."""
     parser = _build_parser()
+    commands = parser.get_default("commands")
+    argv = join_negative_values(sys.argv[1:] if argv is None else list(argv),
+                                [parser, *commands.values()])
     args, extra = parser.parse_known_args(argv)
-    commands = args.commands
     key = args.command if args.command != "verify" or not args.algorithm else f"verify {args.algorithm}"
+    if args.command == "verify" and args.algorithm in args.broken:
+        commands[key].exit(2, f"smetool {key}: error: plug-in {args.algorithm!r} is installed but "
+                              f"broken: {args.broken[args.algorithm]}.\n")
     if extra:  # name the command whose options these are not
         commands.get(key, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
@@ -414,9 +443,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "verify" and not args.algorithm:
         commands["verify"].error("name a plug-in: smetool verify ALGORITHM")
+    threads = torch.get_num_threads()
     try:
         if args.command == "list":
-            return _cmd_list()
+            return _cmd_list(args.broken)
+        torch.set_num_threads(args.threads)
         if args.command == "verify":
             return _cmd_verify(args)
         return _cmd_analyze(args)
@@ -430,6 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"smetool {key}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        torch.set_num_threads(threads)  # main() may be called inside a program that set its own
 
 
 if __name__ == "__main__":  # pragma: no cover

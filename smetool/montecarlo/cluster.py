@@ -23,6 +23,7 @@ Python in Science Conf. (SciPy 2015) — the task scheduler used here.
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -30,7 +31,8 @@ from typing import Any
 
 from ..checks import check_positive_int
 
-__all__ = ["DaskExecutor", "dask_executor", "MALLOC_VARIABLE", "LOCAL_CLUSTER_CONFIG"]
+__all__ = ["DaskExecutor", "dask_executor", "check_scheduler", "MALLOC_VARIABLE",
+           "LOCAL_CLUSTER_CONFIG"]
 
 MALLOC_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
 """The glibc variable that Dask's nannies set in their workers (65536 by default).
@@ -54,6 +56,44 @@ LOCAL_CLUSTER_CONFIG = {
 """Dask settings of the local clusters started by :func:`dask_executor`."""
 
 _INSTALL = "pip install 'smetool[cluster]'"
+
+
+_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$")
+
+
+def check_scheduler(scheduler: str | os.PathLike, what: str = "`scheduler`") -> str:
+    """``scheduler`` if it is a scheduler address or an existing scheduler file, checked without
+    connecting.
+
+    An address is ``SCHEME://HOST:PORT`` (schemes tcp, tls, inproc, ucx, ws, wss) or
+    ``HOST:PORT``; a scheduler file is a path ending in ``.json`` that exists (Dask's client would
+    otherwise wait for it to appear, for ever).
+
+    Raises
+    ------
+    ValueError
+        Anything else, in one line naming ``what`` and the value.
+    """
+    where = os.fspath(scheduler) if isinstance(scheduler, os.PathLike) else scheduler
+    if not isinstance(where, str) or not where:
+        raise ValueError(f"{what} must be a scheduler address or file; got {scheduler!r}.")
+    scheme, sep, rest = where.partition("://")
+    if sep:
+        if scheme not in _SCHEMES or (scheme != "inproc" and not _HOST_PORT.match(rest)):
+            raise ValueError(f"{what} must be an address SCHEME://HOST:PORT with SCHEME one of "
+                             f"{', '.join(_SCHEMES)}; got {where!r}.")
+        return where
+    path = Path(where)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise ValueError(f"{what}: the scheduler file {where!r} does not exist (start the "
+                             "scheduler with --scheduler-file first).")
+        return where
+    if _HOST_PORT.match(where):
+        return where
+    raise ValueError(f"{what} must be an address tcp://HOST:PORT (or HOST:PORT) or a scheduler "
+                     f"file ending in .json; got {where!r}.")
 
 
 def _dask() -> tuple[Any, Any]:
@@ -188,7 +228,8 @@ def dask_executor(
     Raises
     ------
     ValueError
-        Neither or both of ``workers`` and ``scheduler``; a non-positive count.
+        Neither or both of ``workers`` and ``scheduler``; a non-positive count; a ``scheduler``
+        that is neither an address nor an existing scheduler file (:func:`check_scheduler`).
     ImportError
         Without ``dask.distributed`` (the ``cluster`` extra).
     OSError
@@ -209,7 +250,7 @@ def dask_executor(
     if timeout is not None:
         connect["timeout"] = timeout
     if scheduler is not None:
-        where = str(scheduler)
+        where = check_scheduler(scheduler)
         path = Path(where)
         if "://" not in where and path.suffix == ".json":
             client = distributed.Client(scheduler_file=str(path), **connect)
