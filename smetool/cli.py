@@ -320,7 +320,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     algorithm = spec.build(dtype=dtype, device=args.device, **options)
     for line in algorithm.plan_notes(args.lrs or list(defaults["lrs"]),
                                      args.horizon or defaults["horizon"],
-                                     args.paths or defaults["n_paths"], args.order):
+                                     args.paths or defaults["n_paths"], args.order, steps_per_lr):
         print(line, file=sys.stderr)
     with _executor(args) as executor:
         result = verify(

@@ -155,8 +155,8 @@ class Algorithm(abc.ABC):
         """
         return tuple(type(self).references)
 
-    def plan_notes(self, lrs: list[float], horizon: float, n_paths: int,
-                   order: int) -> list[str]:
+    def plan_notes(self, lrs: list[float], horizon: float, n_paths: int, order: int,
+                   steps_per_lr: int) -> list[str]:
         """Lines that ``smetool verify`` prints before it runs: what the plug-in models and what
         it ignores, and whether the planned run can resolve the errors (default: none).
 
@@ -169,6 +169,8 @@ class Algorithm(abc.ABC):
             Paths per side and learning rate.
         order : int
             The SME order to check.
+        steps_per_lr : int
+            SME steps per learning rate.
         """
         return []
 
