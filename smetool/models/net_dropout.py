@@ -45,7 +45,8 @@ from .net_audit import CHANNEL_DROPOUTS, check_channel_layout, describe_modules,
 
 __all__ = ["NetDropoutModel", "MaskSlot", "DropoutLayer", "LOSSES", "mse_loss", "cross_entropy_loss"]
 
-_CHANNEL_DROPOUTS = tuple(CHANNEL_DROPOUTS)
+_CHANNEL_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+assert set(_CHANNEL_DROPOUTS) == set(CHANNEL_DROPOUTS)  # one list of channel layers
 
 
 def mse_loss(out: Tensor, y: Tensor) -> Tensor:
