@@ -48,3 +48,14 @@ def test_common_random_numbers_share_the_stream_within_a_step_only():
     table = _table(lambda step: _draws, common_random_numbers=True)
     assert torch.equal(table.approx_means, table.reference_means)
     assert len(set(table.approx_means[0, 0].tolist())) == len(STEPS)
+
+
+def test_the_progress_bar_counts_paths_per_side_and_says_how_many_are_simulated(capsys):
+    # 500 paths per side, both sides and one control: the bar said "1.50k path".
+    weak_error(lambda step: _draws, lambda step: _draws, TESTS, 500, steps=[0.1], seed=3,
+               controls={"wrong": lambda step: _draws}, progress=True)
+    err = capsys.readouterr().err
+    final = err.replace("\r", "\n").strip().splitlines()
+    bars = [line for line in final if "path/s" in line]
+    assert bars and all("/500 [" in b and "paths per side (×3 simulated)" in b for b in bars), bars
+    assert "1.50k" not in err

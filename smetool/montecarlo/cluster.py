@@ -22,6 +22,7 @@ Python in Science Conf. (SciPy 2015) — the task scheduler used here.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import warnings
@@ -56,6 +57,28 @@ LOCAL_CLUSTER_CONFIG = {
 """Dask settings of the local clusters started by :func:`dask_executor`."""
 
 _INSTALL = "pip install 'smetool[cluster]'"
+
+WORKER_EXIT_TIMEOUT = 30.0
+"""Seconds a local worker process gets to exit when its cluster closes.
+
+Dask gives it 4 (``Nanny.close(timeout=5)``), then kills it and logs "Worker process still alive
+after 4.0 seconds, killing": a worker with PyTorch loaded took 3–4.5 s to exit on the 2-core
+development machine, so most ``--workers`` runs ended with that warning although every chunk
+was merged. The chunks are done by then; waiting is harmless."""
+
+
+async def _close_all(workers: list[Any], timeout: float) -> None:
+    await asyncio.gather(*(w.close(timeout=timeout) for w in workers))
+
+
+def _close_local_cluster(cluster: Any) -> None:
+    """Close a local cluster, giving its worker processes :data:`WORKER_EXIT_TIMEOUT` to exit."""
+    _, distributed = _dask()
+    nannies = [w for w in getattr(cluster, "workers", {}).values()
+               if isinstance(w, distributed.Nanny)]
+    if nannies:
+        cluster.sync(_close_all, nannies, WORKER_EXIT_TIMEOUT)
+    cluster.close()
 
 
 _SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
@@ -158,8 +181,12 @@ class DaskExecutor(Executor):
             return
         self._closed = True
         self._executor.shutdown(wait=wait and not cancel_futures)
+        _, distributed = _dask()
         for thing in reversed(self._owned):
-            thing.close()
+            if isinstance(thing, distributed.LocalCluster):
+                _close_local_cluster(thing)
+            else:
+                thing.close()
 
     def __repr__(self) -> str:
         return f"DaskExecutor({self.client!r})"
