@@ -84,12 +84,12 @@ MUTANTS: tuple[Mutant, ...] = (
     # ---------------------------------------------------------------- inputs (issue 25)
     Mutant(
         "reserved-flags-of-common-only", "smetool/cli.py",
-        "_clashing_plugins(table, [parser, common, _Parser(parents=[common])])",
-        "_clashing_plugins(table, [common])",
+        "clashing_plugins(table, [parser, common, _Parser(parents=[common])])",
+        "clashing_plugins(table, [common])",
         (f"{CLI_INPUTS}::test_a_plugin_option_that_clashes_is_listed_broken_and_breaks_nothing",),
         "the reserved flags omit the root parser's (--debug) and the sub-command's (--help)"),
     Mutant(
-        "reserved-by-name-not-flag", "smetool/cli.py",
+        "reserved-by-name-not-flag", "smetool/cli_inputs.py",
         "flags = [o.flag for o in spec.options if o.flag in taken]",
         "flags = [o.flag for o in spec.options if o.name in taken]",
         (f"{CLI_INPUTS}::test_a_plugin_option_that_clashes_is_listed_broken_and_breaks_nothing",),

@@ -22,6 +22,7 @@ from .analysis.subjects import ARCHITECTURES, BUILTIN_SETTINGS, builtin_subject
 from .bibliography import format_citation
 from .cli_inputs import (
     CLIError,
+    clashing_plugins,
     join_negative_values,
     lr_list,
     non_negative_int,
@@ -30,7 +31,6 @@ from .cli_inputs import (
     positive_float,
     positive_int,
     require_plotting,
-    taken_flags,
     window_list,
 )
 from .montecarlo import check_scheduler, dask_executor
@@ -168,7 +168,7 @@ def _build_parser() -> argparse.ArgumentParser:
         formatter_class=_HelpFormatter,
     )
     common = _common_verify_options()
-    clashes = _clashing_plugins(table, [parser, common, _Parser(parents=[common])])
+    clashes = clashing_plugins(table, [parser, common, _Parser(parents=[common])])
     table = {name: spec for name, spec in table.items() if name not in clashes}
     verify_sub = ver.add_subparsers(dest="algorithm", metavar="ALGORITHM", parser_class=_Parser,
                                     help=f"plug-in name: {', '.join(sorted(table))}")
@@ -230,23 +230,6 @@ def _build_parser() -> argparse.ArgumentParser:
     commands["analyze"] = ana
     parser.set_defaults(commands=commands, broken=clashes)
     return parser
-
-
-def _clashing_plugins(table: dict[str, PluginSpec],
-                      parsers: list[argparse.ArgumentParser]) -> dict[str, str]:
-    """The plug-ins with an option whose flag ``smetool verify`` already takes, and why.
-
-    The taken flags are read from the parsers themselves (:func:`taken_flags`), so a new option
-    of ``smetool verify`` is reserved the moment it exists. Such a plug-in is listed as broken and
-    left out; it never breaks the other commands (argparse would raise on the clash)."""
-    taken = taken_flags(parsers)
-    clashes = {}
-    for name, spec in table.items():
-        flags = [o.flag for o in spec.options if o.flag in taken]
-        if flags:
-            clashes[name] = (f"its option {flags[0]} is an option of `smetool verify` itself; "
-                             "the plug-in must give it another name in its PluginSpec")
-    return clashes
 
 
 def _run_defaults_text(spec: PluginSpec, order: int) -> str:
@@ -331,7 +314,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
             compile={"auto": None, "on": True, "off": False}[args.compile],
             checkpoint=checkpoint, variance_reduction=args.variance_reduction,
             controls=not args.no_controls, executor=executor,
-            settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options},
+            settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options,
+                      "threads": args.threads},
         )
     print(result.table())
     _write_outputs(result, out, json_path, plot_path)

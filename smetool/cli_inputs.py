@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+from .algorithms.spec import PluginSpec
 
 __all__ = ["CLIError", "positive_int", "positive_float", "non_negative_int", "lr_list",
            "window_list", "output_folder", "output_file", "require_plotting", "taken_flags",
-           "join_negative_values"]
+           "clashing_plugins", "join_negative_values"]
 
 
 class CLIError(Exception):
@@ -169,6 +171,23 @@ def taken_flags(parsers: Iterable[argparse.ArgumentParser]) -> frozenset[str]:
     """Every option string of ``parsers`` (``--seed``, ``-h``, ``--no-controls``, …), read from
     the parsers themselves."""
     return frozenset(flag for p in parsers for flag in p._option_string_actions)
+
+
+def clashing_plugins(table: Mapping[str, PluginSpec],
+                      parsers: list[argparse.ArgumentParser]) -> dict[str, str]:
+    """The plug-ins with an option whose flag ``smetool verify`` already takes, and why.
+
+    The taken flags are read from the parsers themselves (:func:`taken_flags`), so a new option
+    of ``smetool verify`` is reserved the moment it exists. Such a plug-in is listed as broken and
+    left out; it never breaks the other commands (argparse would raise on the clash)."""
+    taken = taken_flags(parsers)
+    clashes = {}
+    for name, spec in table.items():
+        flags = [o.flag for o in spec.options if o.flag in taken]
+        if flags:
+            clashes[name] = (f"its option {flags[0]} is an option of `smetool verify` itself; "
+                             "the plug-in must give it another name in its PluginSpec")
+    return clashes
 
 
 def join_negative_values(argv: Sequence[str],

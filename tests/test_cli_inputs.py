@@ -291,3 +291,14 @@ def test_no_torch_jit_script_warning_from_a_verify(tmp_path):
          "--no-controls"], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "jit" not in done.stderr
+
+
+def test_make_demo_chooses_one_thread_per_process_and_says_so():
+    # Under load torch's default two threads made the demo's order-2 check take 194 s, not 13 s.
+    from pathlib import Path
+
+    makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
+    recipe = makefile.split("\ndemo:", 1)[1].split("\n\n", 1)[0].splitlines()[1:]
+    runs = [line for line in recipe if "smetool verify" in line]
+    assert runs and all("OMP_NUM_THREADS=1" in r and "--threads 1" in r for r in runs), recipe
+    assert any("echo" in line and "thread" in line for line in recipe), recipe

@@ -172,6 +172,10 @@ class NetDropout(StochasticGradientAlgorithm):
         if not self.exact and order == 1:
             lr = min(lrs)
             need = self.paths_needed(lr, horizon, steps_per_lr)
+            if need >= 1 << 62:
+                notes.append("path budget (sampled SME): no estimate, the leading error "
+                             "vanishes at θ0.")
+                return notes
             verdict = ("probably enough" if n_paths >= need else
                        "too few: expect an inconclusive verdict; pass --paths")
             notes.append(
