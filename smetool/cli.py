@@ -117,7 +117,7 @@ def _add_threads(parser: argparse.ArgumentParser) -> None:
         "--threads", type=positive_int, default=1,
         help="PyTorch threads of this process (torch.set_num_threads). One by default: the "
         "kernels are many small operations, and extra threads mostly contend with each other "
-        "and with other jobs on the machine (docs/performance.md); Dask workers always get one")
+        "and with other jobs on the machine (docs/performance.md); --workers processes get one each")
 
 
 def _add_plugin_parser(verify_sub: Any, spec: PluginSpec,
