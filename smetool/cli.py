@@ -156,6 +156,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    common = _common_verify_options()
+    clashes = clashing_plugins(table, [parser, common, _Parser(parents=[common])])
+    table = {name: spec for name, spec in table.items() if name not in clashes}
 
     ver = sub.add_parser(
         "verify",
@@ -167,9 +170,6 @@ def _build_parser() -> argparse.ArgumentParser:
         epilog=_plugin_defaults_table(table),
         formatter_class=_HelpFormatter,
     )
-    common = _common_verify_options()
-    clashes = clashing_plugins(table, [parser, common, _Parser(parents=[common])])
-    table = {name: spec for name, spec in table.items() if name not in clashes}
     verify_sub = ver.add_subparsers(dest="algorithm", metavar="ALGORITHM", parser_class=_Parser,
                                     help=f"plug-in name: {', '.join(sorted(table))}")
     commands: dict[str, argparse.ArgumentParser] = {"verify": ver}
