@@ -75,17 +75,32 @@ def test_a_missing_scheduler_file_fails_at_once(tmp_path):
     assert seconds < 60
 
 
-@pytest.mark.parametrize("address", ["nonsense", "tcp://", "http://127.0.0.1:8786", "host:port",
-                                     str(os.sep + os.path.join("some", "dir"))])
-def test_a_nonsense_scheduler_address_fails_at_once_without_dask_noise(address, tmp_path):
+def test_a_nonsense_scheduler_address_fails_at_once_without_dask_noise(tmp_path):
     # On main: the right line, then Dask's 9-line "Exception ignored" traceback, after 60 s.
-    done, seconds = smetool_subprocess("verify", "sgd", *FAST, "--scheduler", address,
+    done, seconds = smetool_subprocess("verify", "sgd", *FAST, "--scheduler", "nonsense",
                                        cwd=tmp_path)
     assert done.returncode == 2
     line = one_line(done.stderr)
-    assert "--scheduler must be an address" in line and repr(address) in line
+    assert "--scheduler must be an address" in line and "'nonsense'" in line
     assert "Exception ignored" not in done.stderr
     assert seconds < 30
+
+
+@pytest.mark.parametrize("address", ["tcp://", "http://127.0.0.1:8786", "host:port", "tcp://h:1x",
+                                     os.sep + os.path.join("some", "dir"), ""])
+def test_scheduler_addresses_are_checked_without_connecting(address):
+    from smetool.montecarlo import check_scheduler
+
+    with pytest.raises(ValueError, match=r"--scheduler must be an address"):
+        check_scheduler(address, "--scheduler")
+
+
+@pytest.mark.parametrize("address", ["tcp://127.0.0.1:8786", "127.0.0.1:8786", "tls://node-1:8786",
+                                     "tcp://[::1]:8786", "inproc://10.0.0.1/1234/1"])
+def test_scheduler_addresses_of_every_form_pass_the_check(address):
+    from smetool.montecarlo import check_scheduler
+
+    assert check_scheduler(address, "--scheduler") == address
 
 
 def test_an_unreachable_scheduler_fails_within_the_stated_timeout(capsys):

@@ -98,10 +98,12 @@ def test_batchnorm_was_not_a_harmless_choice(data):
     # on the running statistics (main's behaviour) verified the SME of another network.
     net = seq(nn.Linear(3, 8), nn.BatchNorm1d(8), nn.Tanh(), nn.Linear(8, 1))
     X, y = data
-    losses = [0.5 * ((net.train(mode)(X).squeeze(1) - y) ** 2).mean() for mode in (True, False)]
+    with torch.no_grad():
+        losses = [0.5 * ((net.train(mode)(X).squeeze(1) - y) ** 2).mean() for mode in (True, False)]
     assert abs(float(losses[0] - losses[1])) > 1e-3
 
 
+@pytest.mark.filterwarnings("ignore:dropout2d. Received a 3D input:UserWarning")
 @pytest.mark.parametrize(("layer", "shape"), [
     (nn.Dropout1d(0.1), (12, 8)),   # torch: (N, C) is one unbatched (C, L): whole examples drop
     (nn.Dropout2d(0.1), (12, 4, 2)),  # torch: a deprecated 1-D rule on (N, C, L)

@@ -100,7 +100,8 @@ def check_scheduler(scheduler: str | os.PathLike, what: str = "`scheduler`") -> 
     """
     where = os.fspath(scheduler) if isinstance(scheduler, os.PathLike) else scheduler
     if not isinstance(where, str) or not where:
-        raise ValueError(f"{what} must be a scheduler address or file; got {scheduler!r}.")
+        raise ValueError(f"{what} must be an address tcp://HOST:PORT (or HOST:PORT) or a scheduler "
+                         f"file ending in .json; got {scheduler!r}.")
     scheme, sep, rest = where.partition("://")
     if sep:
         if scheme not in _SCHEMES or (scheme != "inproc" and not _HOST_PORT.match(rest)):
