@@ -16,15 +16,24 @@ import torch
 from .algorithms.registry import get_plugin, plugin_errors, plugins
 from .algorithms.spec import Option, PluginSpec
 from .cli_analysis import add_analysis_commands, run_analysis
-from .montecarlo import dask_executor
+from .cli_inputs import (
+    CLIError,
+    clashing_plugins,
+    join_negative_values,
+    lr_list,
+    non_negative_int,
+    output_file,
+    output_folder,
+    positive_float,
+    positive_int,
+    probability,
+    require_plotting,
+)
+from .montecarlo import check_scheduler, dask_executor
 from .solvers import SOLVERS
 from .verification import VerifyResult, verify
 
 __all__ = ["main"]
-
-
-class CLIError(Exception):
-    """A user error, printed as one line without a traceback."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -46,84 +55,26 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0; got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer ≥ 0; got {value}")
-    return value
-
-
-def _probability(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1); got {text!r}") from None
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in (0, 1); got {value:g}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number; got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number; got {value:g}")
-    return value
-
-
-def _lr_list(text: str) -> list[float]:
-    return [_positive_float(t) for t in text.replace(",", " ").split()]
-
-
-def _output_dir(path: str | None) -> Path | None:
-    if path is None:
-        return None
-    out = Path(path)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".smetool-write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise CLIError(f"--out: cannot write to {str(out)!r} ({exc.strerror or exc}).") from None
-    return out
-
-
 def _common_verify_options() -> argparse.ArgumentParser:
     """The options every plug-in's ``smetool verify NAME`` takes (a parent parser)."""
     common = _Parser(add_help=False)
     add = common.add_argument
-    add("--lrs", type=_lr_list, default=None,
+    add("--lrs", type=lr_list, default=None,
         help="learning rates, e.g. '0.04,0.02,0.01' (default: the plug-in's)")
-    add("--horizon", type=_positive_float, default=None,
+    add("--horizon", type=positive_float, default=None,
         help="horizon T in SDE time; T/lr steps of the algorithm (default: the plug-in's)")
-    add("--paths", type=_positive_int, default=None,
+    add("--paths", type=positive_int, default=None,
         help="paths per side and learning rate (default: the plug-in's)")
-    add("--order", type=int, default=1, help="SME order to test")
-    add("--steps-per-lr", type=_positive_int, default=None,
+    add("--order", type=positive_int, default=1, help="SME order to test")
+    add("--steps-per-lr", type=positive_int, default=None,
         help="SME steps per learning rate (even); the SME step is lr/steps (default: the "
         "plug-in's)")
     add("--method", default=None, help="SME solver (see `smetool list`; default: the plug-in's)")
-    add("--seed", type=int, default=0, help="random seed")
+    add("--seed", type=non_negative_int, default=0, help="random seed")
     add("--device", choices=("cpu", "cuda"), default="cpu", help="where to simulate")
     add("--dtype", choices=("float32", "float64"), default="float64",
         help="simulation precision (statistics are always float64)")
-    add("--chunk-size", type=_positive_int, default=None,
+    add("--chunk-size", type=positive_int, default=None,
         help="paths per chunk, to bound memory (default: all paths when they fit in memory, on "
         "the CPU at most 20000)")
     add("--compile", choices=("auto", "on", "off"), default="auto",
@@ -136,9 +87,9 @@ def _common_verify_options() -> argparse.ArgumentParser:
     add("--no-hard-controls", action="store_true",
         help="at order 2, do not run the hard controls (Σ off by twice the detection limit, "
         "diagonal Σ, half the drift correction) in a second pass")
-    add("--false-failure", type=_probability, default=0.01,
+    add("--false-failure", type=probability, default=0.01,
         help="probability that a right SME fails the check (split over the test functions)")
-    add("--noise-modes", type=_nonnegative_int, default=2,
+    add("--noise-modes", type=non_negative_int, default=2,
         help="at order 2, test functions added along the leading eigenvectors of Σ")
     add("--no-extrapolation", action="store_true",
         help="estimate the SME by its finest solve instead of the Richardson combination of "
@@ -151,9 +102,12 @@ def _common_verify_options() -> argparse.ArgumentParser:
         help="folder for per-learning-rate checkpoints; rerun the same command to resume a "
         "killed run")
     add("--quiet", action="store_true", help="no progress bars")
+    _add_threads(common)
+    add("--scheduler-timeout", type=positive_float, default=10.0, metavar="SECONDS",
+        help="with --scheduler: give up when the scheduler does not answer within this time")
     where = common.add_mutually_exclusive_group()
     where.add_argument(
-        "--workers", type=_positive_int, default=None,
+        "--workers", type=positive_int, default=None,
         help="run the chunks on a local Dask cluster of N process workers (needs "
         "smetool[cluster]); same numbers as without it. A chunk is the unit of work: give "
         "--chunk-size so that each learning rate has several chunks per worker")
@@ -162,6 +116,14 @@ def _common_verify_options() -> argparse.ArgumentParser:
         help="run the chunks on a running Dask cluster: tcp://HOST:8786 or a scheduler file "
         "(.json); same numbers as without it")
     return common
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threads", type=positive_int, default=1,
+        help="PyTorch threads of this process (torch.set_num_threads). One by default: the "
+        "kernels are many small operations, and extra threads mostly contend with each other "
+        "and with other jobs on the machine (docs/performance.md); --workers processes get one each")
 
 
 def _add_plugin_parser(verify_sub: Any, spec: PluginSpec,
@@ -200,6 +162,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    common = _common_verify_options()
+    clashes = clashing_plugins(table, [parser, common, _Parser(parents=[common])])
+    table = {name: spec for name, spec in table.items() if name not in clashes}
 
     ver = sub.add_parser(
         "verify",
@@ -213,18 +178,23 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     verify_sub = ver.add_subparsers(dest="algorithm", metavar="ALGORITHM", parser_class=_Parser,
                                     help=f"plug-in name: {', '.join(sorted(table))}")
-    common = _common_verify_options()
     commands: dict[str, argparse.ArgumentParser] = {"verify": ver}
     for name, spec in sorted(table.items()):
         commands[f"verify {name}"] = _add_plugin_parser(verify_sub, spec, common)
+    for name, why in sorted(clashes.items()):  # a command that only says why it cannot run
+        commands[f"verify {name}"] = verify_sub.add_parser(name, help=f"BROKEN: {why}",
+                                                           add_help=False)
 
     commands["list"] = sub.add_parser(
         "list", help="list solvers and plug-ins with their orders",
         description="List the SDE solvers (weak and strong order, noise kinds) and the plug-ins "
         "(SME orders, problem, papers).")
 
-    commands.update(add_analysis_commands(sub, table, _Parser, _HelpFormatter))
-    parser.set_defaults(commands=commands)
+    analysis = add_analysis_commands(sub, table, _Parser, _HelpFormatter)
+    for command in analysis.values():
+        _add_threads(command)
+    commands.update(analysis)
+    parser.set_defaults(commands=commands, broken=clashes)
     return parser
 
 
@@ -249,7 +219,7 @@ def _plugin_defaults_table(table: dict[str, PluginSpec]) -> str:
     return "\n".join(lines)
 
 
-def _cmd_list() -> int:
+def _cmd_list(clashes: dict[str, str]) -> int:
     print("solvers (smetool.solve(..., method=NAME)):")
     for name, cls in SOLVERS.items():
         d = cls().describe()
@@ -257,8 +227,8 @@ def _cmd_list() -> int:
         print(f"  {name:<10} weak order {d['weak_order']:g}, strong order {strong:<4} "
               f"noise: {', '.join(d['noise_kinds'])}")
     print("\nplug-ins (smetool verify NAME):")
-    table = plugins()
-    broken = plugin_errors()
+    broken = {**plugin_errors(), **clashes}
+    table = {name: spec for name, spec in plugins().items() if name not in broken}
     width = max(len(name) for name in [*table, *broken])
     for name, spec in sorted(table.items()):
         orders = ", ".join(str(o) for o in spec.orders)
@@ -273,41 +243,68 @@ def _cmd_list() -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     spec = get_plugin(args.algorithm)
     options = {o.name: getattr(args, f"plugin_{o.name}") for o in spec.options}
-    out = _output_dir(args.out)
+    # Every input before the work: files, folders, optional dependencies, the scheduler's form.
+    json_path = output_file("--json", args.json)
+    plot_path = output_file("--plot", args.plot)
+    if args.plot is not None:
+        require_plotting("--plot", args.plot)
+    if args.out is not None:
+        require_plotting("--out")
+    if args.scheduler is not None:
+        check_scheduler(args.scheduler, "--scheduler")
     if args.device == "cuda" and not torch.cuda.is_available():
         raise CLIError("--device cuda: no CUDA device is available (torch.cuda.is_available() is False).")
     if args.order not in spec.orders:
         raise CLIError(f"--order must be one of {', '.join(str(o) for o in spec.orders)} for "
                        f"{spec.name}; got {args.order}.")
-    dtype = getattr(torch, args.dtype)
-    algorithm = spec.build(dtype=dtype, device=args.device, **options)
     defaults = spec.run_defaults(args.order)
     steps_per_lr = args.steps_per_lr or defaults["steps_per_lr"]
     if steps_per_lr % 2:
         raise CLIError(f"--steps-per-lr must be even; got {steps_per_lr}.")
-    cluster: Any = contextlib.nullcontext()
-    if args.workers is not None or args.scheduler is not None:
-        cluster = dask_executor(workers=args.workers, scheduler=args.scheduler)
-    with cluster as executor:
+    if args.method is not None and args.method not in SOLVERS:
+        raise CLIError(f"--method must be one of {', '.join(SOLVERS)}; got {args.method!r}.")
+    out = output_folder("--out", args.out)
+    checkpoint = output_folder("--checkpoint-dir", args.checkpoint_dir)
+    dtype = getattr(torch, args.dtype)
+    algorithm = spec.build(dtype=dtype, device=args.device, **options)
+    for line in algorithm.plan_notes(args.lrs or list(defaults["lrs"]),
+                                     args.horizon or defaults["horizon"],
+                                     args.paths or defaults["n_paths"], args.order, steps_per_lr):
+        print(line, file=sys.stderr)
+    with _executor(args) as executor:
         result = verify(
             algorithm, args.lrs or list(defaults["lrs"]), args.paths or defaults["n_paths"],
             horizon=args.horizon or defaults["horizon"], order=args.order,
             steps_per_lr=steps_per_lr, method=args.method or defaults["method"], seed=args.seed,
             chunk_size=args.chunk_size, dtype=dtype, device=args.device, progress=not args.quiet,
             compile={"auto": None, "on": True, "off": False}[args.compile],
-            checkpoint=args.checkpoint_dir, variance_reduction=args.variance_reduction,
+            checkpoint=checkpoint, variance_reduction=args.variance_reduction,
             controls=not args.no_controls, hard_controls=not args.no_hard_controls,
             false_failure=args.false_failure, noise_modes=args.noise_modes,
             extrapolate=False if args.no_extrapolation else None, executor=executor,
-            settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options},
+            settings={"problem": spec.describe(algorithm), "plugin": spec.name, "options": options,
+                      "threads": args.threads},
         )
     print(result.table())
-    _write_outputs(result, out, args.json, args.plot)
+    _write_outputs(result, out, json_path, plot_path)
     return 0
 
 
-def _write_outputs(result: VerifyResult, out: Path | None, json_path: str | None,
-                   plot_path: str | None) -> None:
+def _executor(args: argparse.Namespace) -> Any:
+    """The executor of ``--workers`` / ``--scheduler`` (a context manager), or none."""
+    if args.workers is not None:
+        return dask_executor(workers=args.workers)
+    if args.scheduler is None:
+        return contextlib.nullcontext()
+    try:
+        return dask_executor(scheduler=args.scheduler, timeout=args.scheduler_timeout)
+    except OSError as exc:  # Dask's connect timeout
+        raise CLIError(f"--scheduler: no scheduler answered at {args.scheduler!r} within "
+                       f"{args.scheduler_timeout:g} s (--scheduler-timeout): {exc}.") from None
+
+
+def _write_outputs(result: VerifyResult, out: Path | None, json_path: Path | None,
+                   plot_path: Path | None) -> None:
     written: list[Path] = []
     if out is not None:
         result.to_json(str(out / "result.json"))
@@ -316,11 +313,11 @@ def _write_outputs(result: VerifyResult, out: Path | None, json_path: str | None
         (out / "citation.bib").write_text(result.citation() + "\n")
         written += [out / "result.json", out / "errors.png", out / "errors.csv", out / "citation.bib"]
     if json_path is not None:
-        result.to_json(json_path)
-        written.append(Path(json_path))
+        result.to_json(str(json_path))
+        written.append(json_path)
     if plot_path is not None:
-        result.plot(plot_path)
-        written.append(Path(plot_path))
+        result.plot(str(plot_path))
+        written.append(plot_path)
     for path in written:
         print(f"wrote {path}")
 
@@ -336,10 +333,15 @@ def _write_csv(result: VerifyResult, path: Path) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``smetool`` command; returns the exit status (0 on success)."""
     parser = _build_parser()
+    commands = parser.get_default("commands")
+    argv = join_negative_values(sys.argv[1:] if argv is None else list(argv),
+                                [parser, *commands.values()])
     args, extra = parser.parse_known_args(argv)
-    commands = args.commands
     key = f"{args.command} {args.algorithm}" if args.command in ("verify", "analyze") \
         and getattr(args, "algorithm", None) else args.command
+    if args.command == "verify" and args.algorithm in args.broken:
+        commands[key].exit(2, f"smetool {key}: error: plug-in {args.algorithm!r} is installed but "
+                              f"broken: {args.broken[args.algorithm]}.\n")
     if extra:  # name the command whose options these are not
         commands.get(key, parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
@@ -347,12 +349,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command in ("verify", "analyze") and not args.algorithm:
         commands[args.command].error(f"name a plug-in: smetool {args.command} ALGORITHM")
+    threads = torch.get_num_threads()
     try:
         if args.command == "list":
-            return _cmd_list()
+            return _cmd_list(args.broken)
+        torch.set_num_threads(args.threads)
         if args.command == "verify":
             return _cmd_verify(args)
-        return run_analysis(args, plugins(), _output_dir)
+        return run_analysis(args, plugins(), lambda path: output_folder("--out", path))
     except KeyboardInterrupt:
         print("smetool: interrupted", file=sys.stderr)
         return 130
@@ -363,6 +367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(f"smetool {key}: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        torch.set_num_threads(threads)  # main() may be called inside a program that set its own
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,6 +20,7 @@ from .algorithms.spec import Option, PluginSpec
 from .algorithms.training import landscape_of
 from .analysis import REFERENCE, Settings, StudyReport, analyze, compare, initial_points
 from .bibliography import format_citation
+from .cli_inputs import positive_float, positive_int, window_list
 from .models.networks import DATASETS, NETWORK_SETTINGS, NETWORKS, builtin_network
 
 __all__ = ["add_analysis_commands", "run_analysis", "OWN_SEEDS", "NETWORK_OPTIONS",
@@ -30,27 +31,6 @@ OWN_SEEDS = 8
 
 COMPARE_TARGET_FRACTION = 0.025
 """``smetool compare``'s default target: this fraction of the median initial training loss."""
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number; got {value:g}")
-    return value
-
-
-def _windows(text: str) -> tuple[int, ...]:
-    values = tuple(_positive_int(t) for t in text.replace(",", " ").split())
-    if not values or min(values) < 20:
-        raise argparse.ArgumentTypeError(f"must be step counts ≥ 20; got {text!r}")
-    return values
 
 
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
@@ -73,12 +53,12 @@ NETWORK_OPTIONS: dict[str, tuple[Callable[[str], Any], str]] = {
               "problem: " + ", ".join(NETWORKS)),
     "data": (_data, "the network's data: digits (scikit-learn's bundled), toy (the 1-D task) or "
              "an .npz file with arrays X (n, d) and y (n,) (default: the network's)"),
-    "width": (_positive_int, "hidden units (MLP, two-layer) or channels (CNN) (default: the "
+    "width": (positive_int, "hidden units (MLP, two-layer) or channels (CNN) (default: the "
               "network's)"),
-    "keep_prob": (_positive_float, "keep probability p of the network's dropout layers "
+    "keep_prob": (positive_float, "keep probability p of the network's dropout layers "
                   "(default: 0.9)"),
-    "n_samples": (_positive_int, "training digits, the first n (default: the network's)"),
-    "batch_size": (_positive_int, "minibatch size of SGD, SAM and SignSGD on the network "
+    "n_samples": (positive_int, "training digits, the first n (default: the network's)"),
+    "batch_size": (positive_int, "minibatch size of SGD, SAM and SignSGD on the network "
                    "(default: 8)"),
 }
 """The built-in network's options (``builtin_network``'s keywords)."""
@@ -110,11 +90,11 @@ def _network_options(parser: argparse.ArgumentParser, skip: set[str]) -> None:
 
 def _common(parser: argparse.ArgumentParser, out: str) -> None:
     add = parser.add_argument
-    add("--seeds", type=_positive_int, default=None, help="initialisations, one path each")
+    add("--seeds", type=positive_int, default=None, help="initialisations, one path each")
     add("--seed", type=int, default=0, help="random seed (SeedSequence of every draw)")
-    add("--n-noise", type=_positive_int, default=256,
+    add("--n-noise", type=positive_int, default=256,
         help="draws of each algorithm's step at its end points (random gradient data)")
-    add("--n-eigen", type=_positive_int, default=20,
+    add("--n-eigen", type=positive_int, default=20,
         help="top Hessian eigendirections of the variance principle")
     add("--out", default=out, help="folder for report.json, the figures and citation.bib")
     add("--quiet", action="store_true", help="no progress bar")
@@ -152,13 +132,13 @@ def add_analysis_commands(sub: Any, table: dict[str, PluginSpec], parser_class: 
             _plugin_option(p, option)
         if spec.analysis.on_networks:
             _network_options(p, own)
-        p.add_argument("--lr", type=_positive_float, default=None,
+        p.add_argument("--lr", type=positive_float, default=None,
                        help="learning rate of the algorithm (default: its declaration's)")
-        p.add_argument("--reference-lr", type=_positive_float, default=None,
+        p.add_argument("--reference-lr", type=positive_float, default=None,
                        help="learning rate of gradient descent (default: the algorithm's; on a "
                        "network the network's)")
-        p.add_argument("--steps", type=_positive_int, default=None, help="training steps")
-        p.add_argument("--windows", type=_windows, default=(100, 1000),
+        p.add_argument("--steps", type=positive_int, default=None, help="training steps")
+        p.add_argument("--windows", type=window_list, default=(100, 1000),
                        help="trajectory window lengths in steps, after training (default: "
                        "100,1000)")
         _common(p, "out/analysis")
@@ -179,12 +159,12 @@ def add_analysis_commands(sub: Any, table: dict[str, PluginSpec], parser_class: 
     _network_options(cmp, set())
     cmp.set_defaults(net_model="mlp")
     cmp.add_argument("--test", type=int, default=500, help="held-out digits for test accuracy")
-    cmp.add_argument("--target", type=_positive_float, default=None,
+    cmp.add_argument("--target", type=positive_float, default=None,
                      help=f"training loss every run trains to (default: {COMPARE_TARGET_FRACTION:g}"
                      " × the median initial loss)")
-    cmp.add_argument("--max-steps", type=_positive_int, default=20_000,
+    cmp.add_argument("--max-steps", type=positive_int, default=20_000,
                      help="the most steps a run may take to reach the target")
-    cmp.add_argument("--check-every", type=_positive_int, default=10,
+    cmp.add_argument("--check-every", type=positive_int, default=10,
                      help="steps between checks of the training loss")
     _common(cmp, "out/compare")
     commands["compare"] = cmp

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import importlib
 import math
 import os
 import platform
+import sys
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +32,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 __all__ = [
+    "load_jvp_decompositions",
     "device_info",
     "device_fingerprint",
     "exact_matmul",
@@ -310,5 +314,31 @@ def functorch_exclusive(fn: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(fn)
     def locked(*args: Any, **kwargs: Any) -> Any:
         with _FUNCTORCH_LOCK:
+            if _JVP_DECOMPOSITIONS not in sys.modules:
+                load_jvp_decompositions()
             return fn(*args, **kwargs)
     return locked
+
+
+_JVP_DECOMPOSITIONS = "torch._decomp.decompositions_for_jvp"
+
+
+def load_jvp_decompositions() -> None:
+    """Import torch's forward-mode AD decompositions, without the warning their import gives.
+
+    The first ``torch.func.jvp`` (or ``make_dual``) imports
+    ``torch._decomp.decompositions_for_jvp``, which builds its tables with ``torch.jit.script``
+    and so warns "`torch.jit.script` is deprecated" once per process: a ``DeprecationWarning``
+    under torch 2.13 (hidden by default), a ``FutureWarning`` under 2.14 (printed by every
+    ``smetool verify``). It is torch's own use, nothing a user can act on: that one message is
+    silenced for that one import; every other warning, smetool's included, is untouched. A torch
+    without the module is fine (nothing to load).
+    """
+    with warnings.catch_warnings():
+        for category in (DeprecationWarning, FutureWarning):
+            warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
+                                    category=category)
+        try:
+            importlib.import_module(_JVP_DECOMPOSITIONS)
+        except ImportError:
+            pass

@@ -323,8 +323,9 @@ def test_registry_refuses_duplicates_and_non_specs(fresh_registry):
         register(plugins()["sgd"])
     with pytest.raises(TypeError, match="`spec` must be a PluginSpec; got dict"):
         register({"name": "x"})
-    with pytest.raises(ValueError, match="option 'seed' clashes with an option of `smetool verify`"):
-        replace(plugins()["dropout"], name="dropout-2", options=(Option("seed", int, 0, "x"),))
+    with pytest.raises(ValueError, match="option names must be distinct"):
+        replace(plugins()["dropout"], name="dropout-2",
+                options=(Option("seed2", int, 0, "x"), Option("seed2", int, 1, "y")))
     with pytest.raises(ValueError, match=r"`horizon` \(0.2\) must be a whole number of steps"):
         replace(plugins()["dropout"], name="dropout-2", lrs=(0.03, 0.01))
     assert "dropout-2" not in plugins()

@@ -285,3 +285,29 @@ def test_chunks_on_threads_take_turns_in_torch_func(name, lrs, n_paths, controls
     with ThreadPoolExecutor(4) as pool:
         threaded = verify(algorithm, spec.lrs[:lrs], n_paths, executor=pool, **run)
     _assert_same(threaded, verify(algorithm, spec.lrs[:lrs], n_paths, **run))
+
+
+def test_closing_a_local_cluster_waits_for_its_workers_to_exit():
+    # Dask gives a worker 4 s to exit before its nanny kills it and logs "Worker process still
+    # alive after 4.0 seconds, killing" (every `--workers` run ended so on the 2-core machine).
+    # Here the worker's exit is made to take 6 s, deterministically.
+    import logging
+
+    def slow_exit():
+        import multiprocessing.util
+        import time
+
+        multiprocessing.util.Finalize(None, time.sleep, args=(6,), exitpriority=0)
+
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("distributed.nanny")
+    logger.addHandler(handler)
+    try:
+        with dask_executor(workers=1) as executor:
+            executor.client.run(slow_exit)
+    finally:
+        logger.removeHandler(handler)
+    killed = [r.getMessage() for r in records if "still alive" in r.getMessage()]
+    assert not killed, killed

@@ -28,7 +28,19 @@ def dists(tmp_path_factory):
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    (out / "build.log").write_text(done.stdout + done.stderr)
     return out
+
+
+def test_the_license_is_an_spdx_expression(dists):
+    # The `project.license` table is deprecated by setuptools (an error from 2027-02-18).
+    log = (dists / "build.log").read_text()
+    assert "project.license" not in log and "License classifiers are deprecated" not in log, log
+    with zipfile.ZipFile(dists / f"smetool-{VERSION}-py3-none-any.whl") as whl:
+        metadata = whl.read(f"smetool-{VERSION}.dist-info/METADATA").decode()
+        names = whl.namelist()
+    assert "License-Expression: BSD-3-Clause" in metadata.splitlines()
+    assert f"smetool-{VERSION}.dist-info/licenses/LICENSE" in names
 
 
 def test_sdist_and_wheel_carry_the_package(dists):

@@ -73,3 +73,58 @@ def test_drift_only_is_second_order():
     errors = [heun_moments(0.0, h)[0] - exact_moments(0.0)[0] for h in hs]
     fit = fit_order(hs, errors)
     assert abs(fit.slope - 2.0) < 0.1, fit
+
+
+# Time-dependent drift with multiplicative noise: the non-additive branch of the step, whose
+# corrector must evaluate the drift at t + h (issue 25: a mutant evaluating it at t survived the
+# suite, because the time-dependent problems of the other tests only reach the additive branch).
+MU0, MU1, S0, S1 = 0.8, -0.6, 0.5, 0.4
+
+
+def _rate(c0: float, c1: float, t: float) -> float:
+    return c0 + c1 * t
+
+
+def _time_dependent_gbm(kind: str) -> FunctionSDE:
+    def drift(t, x):
+        return _rate(MU0, MU1, t) * x
+
+    if kind == "diagonal":
+        return FunctionSDE(drift, lambda t, x: _rate(S0, S1, t) * x, noise_kind="diagonal")
+    if kind == "general":
+        return FunctionSDE(drift, lambda t, x: (_rate(S0, S1, t) * x).unsqueeze(-1),
+                           noise_kind="general", noise_dim=1)
+    return FunctionSDE(drift, lambda t, x: torch.diag_embed((_rate(S0, S1, t) * x) ** 2),
+                       noise_kind="covariance")
+
+
+@pytest.mark.parametrize("kind", ["diagonal", "general", "covariance"])
+def test_the_corrector_evaluates_the_drift_at_t_plus_h(kind):
+    # One step from t = 0.3 is the affine map x (1 + ½h μ(t) + ½h μ(t+h)(1 + μ(t)h + σ(t)ΔW)
+    # + σ(t)ΔW); with μ(t) in place of μ(t+h) it is off by ½ μ₁ h² (1 + …) = 5e-3 here.
+    sde, h, t = _time_dependent_gbm(kind), 0.125, 0.3
+    gen = torch.Generator().manual_seed(0)
+    dW = torch.randn(4, 1, generator=gen, dtype=torch.float64) * math.sqrt(h)
+    x = torch.full((4, 1), 2.0, dtype=torch.float64)
+    got = SmallNoiseHeun().step(sde, t, x, h, dW, gen)
+    mu, mu_next, sig = _rate(MU0, MU1, t), _rate(MU0, MU1, t + h), _rate(S0, S1, t)
+    factor = 1 + 0.5 * h * mu + 0.5 * h * mu_next * (1 + mu * h + sig * dW) + sig * dW
+    torch.testing.assert_close(got, x * factor, rtol=1e-14, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["diagonal", "general", "covariance"])
+def test_the_mean_is_second_order_with_a_time_dependent_drift(kind):
+    # The step is affine in each ΔW and linear in x, so E X_N is the run with ΔW = 0: exact, no
+    # Monte Carlo. E X_T = x0 exp(μ₀T + μ₁T²/2); Heun's mean error is O(h²) (ratio 4 per
+    # halving), and O(h) (ratio 2) with the drift of the corrector taken at t.
+    sde, x0 = _time_dependent_gbm(kind), 1.0
+    exact = x0 * math.exp(MU0 * T + MU1 * T * T / 2)
+    errors = []
+    for n in (16, 32, 64):
+        h, x = T / n, torch.full((1, 1), x0, dtype=torch.float64)
+        zero = torch.zeros(1, 1, dtype=torch.float64)
+        for k in range(n):
+            x = SmallNoiseHeun().step(sde, k * h, x, h, zero, None)
+        errors.append(float(x) - exact)
+    ratios = [errors[i] / errors[i + 1] for i in range(2)]
+    assert all(abs(r - 4.0) < 0.2 for r in ratios), (errors, ratios)

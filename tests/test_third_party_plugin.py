@@ -73,3 +73,33 @@ def test_a_broken_entry_point_is_named_not_a_traceback(site, tmp_path):
     done = subprocess.run([sys.executable, "-m", "smetool", "verify", "broken"],
                           capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
+
+
+def test_an_installed_plugin_whose_option_clashes_is_listed_broken_and_breaks_nothing(site, tmp_path):
+    # On main, `Option("compile", ...)` passed the hand-copied reserved names, then every smetool
+    # command, `list` included, died with argparse.ArgumentError.
+    clash = tmp_path / "clash_site"
+    dist = clash / "clash_plugin-0.0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: clash-plugin\nVersion: 0.0.1\n")
+    (dist / "entry_points.txt").write_text("[smetool.plugins]\nclash = clash_plugin:PLUGIN\n")
+    (clash / "clash_plugin.py").write_text(
+        "from dataclasses import replace\n"
+        "from smetool import Option\n"
+        "from smetool.algorithms.sgd import PLUGINS\n"
+        "PLUGIN = replace(PLUGINS[0], name='clash', options=(\n"
+        "    Option('compile', str, 'yes', 'a flag smetool verify already has'),))\n")
+    env = dict(os.environ, PYTHONPATH=f"{site}{os.pathsep}{clash}", OMP_NUM_THREADS="1")
+
+    def run(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "smetool", *argv], capture_output=True,
+                              text=True, timeout=300, env=env, cwd=tmp_path)
+
+    done = run("list")
+    assert done.returncode == 0, done.stderr
+    line = next(x for x in done.stdout.splitlines() if x.strip().startswith("clash "))
+    assert "BROKEN" in line and "--compile" in line
+    assert "noisy-gd" in done.stdout and "Traceback" not in done.stderr
+    done = run("verify", "clash", "--paths", "8")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "'clash' is installed but broken" in done.stderr and "--compile" in done.stderr

@@ -183,6 +183,25 @@ class Algorithm(abc.ABC):
         """
         return tuple(type(self).references)
 
+    def plan_notes(self, lrs: list[float], horizon: float, n_paths: int, order: int,
+                   steps_per_lr: int) -> list[str]:
+        """Lines that ``smetool verify`` prints before it runs: what the plug-in models and what
+        it ignores, and whether the planned run can resolve the errors (default: none).
+
+        Parameters
+        ----------
+        lrs : list of float
+        horizon : float
+            ``T`` in SDE time.
+        n_paths : int
+            Paths per side and learning rate.
+        order : int
+            The SME order to check.
+        steps_per_lr : int
+            SME steps per learning rate.
+        """
+        return []
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
 

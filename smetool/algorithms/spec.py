@@ -28,19 +28,10 @@ from ..checks import (
 from .base import Algorithm
 from .capabilities import HasLandscape
 
-__all__ = ["Option", "PluginSpec", "PluginBuildError", "RESERVED_OPTIONS", "AnalysisSpec"]
+__all__ = ["Option", "PluginSpec", "PluginBuildError", "AnalysisSpec"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _RUN_KEYS = frozenset({"lrs", "horizon", "n_paths", "steps_per_lr", "method"})
-
-RESERVED_OPTIONS = frozenset({
-    "lrs", "horizon", "paths", "order", "steps_per_lr", "method", "seed", "device", "dtype",
-    "chunk_size", "out", "json", "plot", "checkpoint_dir", "quiet", "help", "workers",
-    "scheduler", "variance_reduction", "controls", "debug", "no_hard_controls", "false_failure",
-    "noise_modes", "no_extrapolation",
-})
-"""Option names taken by ``smetool verify`` itself."""
-
 
 class PluginBuildError(RuntimeError):
     """A plug-in's factory failed; the message names the plug-in."""
@@ -189,7 +180,9 @@ class PluginSpec:
     ValueError, TypeError
         A declaration that cannot run: a bad name, defaults that do not fit together (a horizon
         that is not a whole number of steps of every learning rate, an odd ``steps_per_lr``),
-        options that clash with ``smetool verify``'s own.
+        option names that repeat. (An option whose flag ``smetool verify`` already takes is
+        found by the command line, which reads its own flags from its parser: the plug-in is
+        then listed as broken, and the other commands run.)
     """
 
     name: str
@@ -236,9 +229,6 @@ class PluginSpec:
         for option in options:
             if not isinstance(option, Option):
                 raise TypeError(f"{owner}: `options` must hold smetool Option objects; got {option!r}.")
-            if option.name in RESERVED_OPTIONS:
-                raise ValueError(f"{owner}: option {option.name!r} clashes with an option of "
-                                 "`smetool verify`; choose another name.")
         names = [o.name for o in options]
         if len(set(names)) != len(names):
             raise ValueError(f"{owner}: option names must be distinct; got {names}.")

@@ -41,6 +41,7 @@ from torch.func import functional_call, grad, jacrev, jvp, vmap
 from ..checks import check_batch_size, check_positive_int
 from ..device import functorch_exclusive
 from .landscape import FiniteSum, Units
+from .net_audit import check_channel_layout, describe_modules, refuse_unmodelled
 from .net_parts import (
     CHANNEL_DROPOUTS,
     LOSSES,
@@ -65,9 +66,9 @@ class NetDropoutModel(FiniteSum):
         The network, with one or more ``nn.Dropout`` (or ``Dropout1d/2d/3d``) layers anywhere.
         It is deep-copied (the caller's module is not changed) and cast to the dtype and device
         of ``X``; its current parameters (all of them, in ``named_parameters()`` order) are
-        :attr:`theta0`. The copy runs in eval mode (a BatchNorm layer uses its running
-        statistics; the dropout layers are replaced by mask slots). **Keep probability p = 1 − q**
-        for ``nn.Dropout(q)``.
+        :attr:`theta0`. The dropout layers are replaced by mask slots; everything else must
+        behave the same in training and evaluation mode and be deterministic (checked; see
+        Raises). **Keep probability p = 1 − q** for ``nn.Dropout(q)``.
     X : Tensor, (n, …)
         Inputs, in the layout the module expects; floating point.
     y : Tensor
@@ -84,6 +85,8 @@ class NetDropoutModel(FiniteSum):
     Attributes
     ----------
     layers : tuple of DropoutLayer
+    module_report : tuple of str
+        Lines naming the dropout layers modelled and the modules run unchanged.
     theta0 : Tensor, (D,)
     n_params : int
         ``D``.
@@ -94,7 +97,10 @@ class NetDropoutModel(FiniteSum):
         ``module`` is not an ``nn.Module``; ``X`` not floating point.
     ValueError
         No dropout layer, a dropout layer with ``q = 1`` (nothing kept), non-finite data, ``y`` of
-        the wrong length or ``loss`` unknown.
+        the wrong length or ``loss`` unknown; and, naming the module, anything the dropout SME
+        cannot model (:mod:`smetool.models.net_audit`): alpha dropout, batch normalisation,
+        channel dropout on another layout than torch's, functional dropout or other random calls
+        in ``forward``, any output that differs between ``train()`` and ``eval()``.
 
     Notes
     -----
@@ -136,7 +142,7 @@ class NetDropoutModel(FiniteSum):
         net = copy.deepcopy(module).to(dtype=X.dtype, device=X.device)
         net.eval()
         with torch.no_grad():
-            out_shape = tuple(net(X[:1]).shape[1:])
+            out_shape = tuple(net(X[:8]).shape[1:])
         if loss == "mse" and tuple(y.shape[1:]) != out_shape:
             if y[:1].numel() != math.prod(out_shape):
                 raise ValueError(f"`y` must have the module's output shape per example, {out_shape}, "
@@ -146,8 +152,8 @@ class NetDropoutModel(FiniteSum):
         if not found:
             raise ValueError("`module` must contain an nn.Dropout layer (or Dropout1d/2d/3d); got "
                              f"none in {type(module).__name__}.")
-        shapes = self._layer_inputs(net, [name for name, _ in found], X[:1])
-        layers = []
+        shapes = self._layer_inputs(net, [name for name, _ in found], X[:8])
+        layers, described = [], []
         for name, layer in found:
             q = float(layer.p)
             if q >= 1.0:
@@ -155,9 +161,15 @@ class NetDropoutModel(FiniteSum):
                                  "p is the drop probability, smetool's keep probability is 1 − p.")
             shape = shapes[name]
             if isinstance(layer, CHANNEL_DROPOUTS):
+                check_channel_layout(name, layer, shape)
                 shape = (shape[0],) + (1,) * (len(shape) - 1)
             layers.append(DropoutLayer(name, 1.0 - q, tuple(shape)))
+            described.append((name, f"{type(layer).__name__}(p={q:g}): keep probability "
+                                    f"{1.0 - q:g}, masks of shape {tuple(shape)}"))
             set_submodule(net, name, MaskSlot(tuple(shape)).to(dtype=X.dtype, device=X.device))
+        # What else could make the output random, or differ from training, is refused here.
+        refuse_unmodelled(net, X[:8], MaskSlot)
+        self.module_report = tuple(describe_modules(net, MaskSlot, described))
         self.module = net
         self.X, self.y, self.loss_name = X, y, loss
         self.loss_fn = LOSSES[loss]

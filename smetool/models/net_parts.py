@@ -14,10 +14,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from .net_audit import CHANNEL_DROPOUTS as CHANNEL_RANKS
+
 __all__ = ["CHANNEL_DROPOUTS", "LOSSES", "mse_loss", "cross_entropy_loss", "MaskSlot",
            "DropoutLayer", "dropout_layers", "set_submodule"]
 
 CHANNEL_DROPOUTS = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+assert set(CHANNEL_DROPOUTS) == set(CHANNEL_RANKS)  # one list of channel layers: net_audit's
 
 
 def mse_loss(out: Tensor, y: Tensor) -> Tensor:

@@ -8,7 +8,7 @@ Dask cluster (:func:`dask_executor`);
 """
 
 from .checkpoint import read_checkpoint
-from .cluster import DaskExecutor, dask_executor
+from .cluster import DaskExecutor, check_scheduler, dask_executor
 from .control import TangentPaths, VarianceReduction
 from .engine import NonFiniteChunkError, chunk_seed, run_chunks
 from .extrapolation import richardson_monte_carlo
@@ -32,6 +32,7 @@ __all__ = [
     "read_checkpoint",
     "DaskExecutor",
     "dask_executor",
+    "check_scheduler",
     "TangentPaths",
     "VarianceReduction",
     "PathProducer",

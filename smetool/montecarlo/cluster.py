@@ -22,7 +22,9 @@ Python in Science Conf. (SciPy 2015) — the task scheduler used here.
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
 import warnings
 from concurrent.futures import Executor, Future
 from pathlib import Path
@@ -30,7 +32,8 @@ from typing import Any
 
 from ..checks import check_positive_int
 
-__all__ = ["DaskExecutor", "dask_executor", "MALLOC_VARIABLE", "LOCAL_CLUSTER_CONFIG"]
+__all__ = ["DaskExecutor", "dask_executor", "check_scheduler", "MALLOC_VARIABLE",
+           "LOCAL_CLUSTER_CONFIG"]
 
 MALLOC_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
 """The glibc variable that Dask's nannies set in their workers (65536 by default).
@@ -54,6 +57,67 @@ LOCAL_CLUSTER_CONFIG = {
 """Dask settings of the local clusters started by :func:`dask_executor`."""
 
 _INSTALL = "pip install 'smetool[cluster]'"
+
+WORKER_EXIT_TIMEOUT = 30.0
+"""Seconds a local worker process gets to exit when its cluster closes.
+
+Dask gives it 4 (``Nanny.close(timeout=5)``), then kills it and logs "Worker process still alive
+after 4.0 seconds, killing": a worker with PyTorch loaded took 3–4.5 s to exit on the 2-core
+development machine, so most ``--workers`` runs ended with that warning although every chunk
+was merged. The chunks are done by then; waiting is harmless."""
+
+
+async def _close_all(workers: list[Any], timeout: float) -> None:
+    await asyncio.gather(*(w.close(timeout=timeout) for w in workers))
+
+
+def _close_local_cluster(cluster: Any) -> None:
+    """Close a local cluster, giving its worker processes :data:`WORKER_EXIT_TIMEOUT` to exit."""
+    _, distributed = _dask()
+    nannies = [w for w in getattr(cluster, "workers", {}).values()
+               if isinstance(w, distributed.Nanny)]
+    if nannies:
+        cluster.sync(_close_all, nannies, WORKER_EXIT_TIMEOUT)
+    cluster.close()
+
+
+_SCHEMES = ("tcp", "tls", "inproc", "ucx", "ws", "wss")
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})$")
+
+
+def check_scheduler(scheduler: str | os.PathLike, what: str = "`scheduler`") -> str:
+    """``scheduler`` if it is a scheduler address or an existing scheduler file, checked without
+    connecting.
+
+    An address is ``SCHEME://HOST:PORT`` (schemes tcp, tls, inproc, ucx, ws, wss) or
+    ``HOST:PORT``; a scheduler file is a path ending in ``.json`` that exists (Dask's client would
+    otherwise wait for it to appear, for ever).
+
+    Raises
+    ------
+    ValueError
+        Anything else, in one line naming ``what`` and the value.
+    """
+    where = os.fspath(scheduler) if isinstance(scheduler, os.PathLike) else scheduler
+    if not isinstance(where, str) or not where:
+        raise ValueError(f"{what} must be an address tcp://HOST:PORT (or HOST:PORT) or a scheduler "
+                         f"file ending in .json; got {scheduler!r}.")
+    scheme, sep, rest = where.partition("://")
+    if sep:
+        if scheme not in _SCHEMES or (scheme != "inproc" and not _HOST_PORT.match(rest)):
+            raise ValueError(f"{what} must be an address SCHEME://HOST:PORT with SCHEME one of "
+                             f"{', '.join(_SCHEMES)}; got {where!r}.")
+        return where
+    path = Path(where)
+    if path.suffix == ".json":
+        if not path.is_file():
+            raise ValueError(f"{what}: the scheduler file {where!r} does not exist (start the "
+                             "scheduler with --scheduler-file first).")
+        return where
+    if _HOST_PORT.match(where):
+        return where
+    raise ValueError(f"{what} must be an address tcp://HOST:PORT (or HOST:PORT) or a scheduler "
+                     f"file ending in .json; got {where!r}.")
 
 
 def _dask() -> tuple[Any, Any]:
@@ -118,8 +182,12 @@ class DaskExecutor(Executor):
             return
         self._closed = True
         self._executor.shutdown(wait=wait and not cancel_futures)
+        _, distributed = _dask()
         for thing in reversed(self._owned):
-            thing.close()
+            if isinstance(thing, distributed.LocalCluster):
+                _close_local_cluster(thing)
+            else:
+                thing.close()
 
     def __repr__(self) -> str:
         return f"DaskExecutor({self.client!r})"
@@ -188,7 +256,8 @@ def dask_executor(
     Raises
     ------
     ValueError
-        Neither or both of ``workers`` and ``scheduler``; a non-positive count.
+        Neither or both of ``workers`` and ``scheduler``; a non-positive count; a ``scheduler``
+        that is neither an address nor an existing scheduler file (:func:`check_scheduler`).
     ImportError
         Without ``dask.distributed`` (the ``cluster`` extra).
     OSError
@@ -209,7 +278,7 @@ def dask_executor(
     if timeout is not None:
         connect["timeout"] = timeout
     if scheduler is not None:
-        where = str(scheduler)
+        where = check_scheduler(scheduler)
         path = Path(where)
         if "://" not in where and path.suffix == ".json":
             client = distributed.Client(scheduler_file=str(path), **connect)

@@ -34,6 +34,7 @@ __all__ = [
     "chunk_seed",
     "chunk_generator",
     "plan_chunk_size",
+    "progress_label",
     "usable_memory",
     "chunk_moments",
     "run_chunks",
@@ -113,6 +114,14 @@ def usable_memory(device: torch.device, memory_budget: int | None) -> int | None
     if free is None:
         return None
     return int(free * MEMORY_FRACTION.get(device.type, 0.5))
+
+
+def progress_label(desc: str, paths_per_sample: int) -> str:
+    """The progress bar's label: it counts paths per side, and says so when a sample simulates
+    several paths (both sides, the negative controls, antithetic pairs)."""
+    if paths_per_sample == 1:
+        return desc
+    return f"{desc}, paths per side (×{paths_per_sample} simulated)"
 
 
 def plan_chunk_size(chunk_size: int | None, n_paths: int, *, device: torch.device,
@@ -246,7 +255,9 @@ def run_chunks(
     desc : str
         The progress bar's label.
     paths_per_sample : int
-        Simulated paths per sample (for the progress bar).
+        Simulated paths per sample (for the progress bar, which counts samples — paths per side
+        — and says how many paths each one simulates: "1.50k path" for 500 paths per side and
+        three sides left a reader guessing).
     executor : Executor, optional
         Where to run the chunks; ``None`` runs them here, one after the other. All chunks are
         submitted at once (the executor queues them) and the unmerged ones are cancelled when a
@@ -277,8 +288,8 @@ def run_chunks(
         from tqdm.auto import tqdm  # tqdm is only needed for the bar
 
         done = sum(sizes[:start])
-        bar = tqdm(total=n_samples * paths_per_sample, initial=done * paths_per_sample,
-                   desc=desc, unit="path", unit_scale=True, leave=False)
+        bar = tqdm(total=n_samples, initial=done, desc=progress_label(desc, paths_per_sample),
+                   unit="path", unit_scale=True, leave=False)
 
     def merge(c: int, moments: Mapping[str, StreamingMoments]) -> None:
         for name, m in moments.items():
@@ -289,7 +300,7 @@ def run_chunks(
                     "and dimension every call.")
             acc.setdefault(name, StreamingMoments()).merge(m)
         if bar is not None:
-            bar.update(sizes[c] * paths_per_sample)
+            bar.update(sizes[c])
         if checkpoint is not None and ((c + 1) % checkpoint_every == 0 or c + 1 == n_chunks):
             save_checkpoint(checkpoint, fingerprint, c + 1, acc)
 
