@@ -54,6 +54,11 @@ class Mutant:
 CLI_INPUTS = "tests/test_cli_inputs.py"
 NET_AUDIT = "tests/test_net_audit.py"
 SEEDS = "tests/test_seed_streams.py"
+CALIBRATION = "tests/test_calibration.py"
+EXACT = "tests/test_exact_agreement.py"
+EXTRAPOLATION = "tests/test_solver_extrapolation.py"
+VERDICTS = "tests/test_verdicts.py"
+JUDGE = "tests/test_judge.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # ---------------------------------------------------------------- numerics (issue 25)
@@ -158,6 +163,68 @@ MUTANTS: tuple[Mutant, ...] = (
         "                check_channel_layout(name, layer, shape)", "                pass",
         (f"{NET_AUDIT}::test_channel_dropout_on_another_layout_than_torchs_is_refused",),
         "nn.Dropout1d on (N, C) features gets per-feature masks; torch drops whole examples"),
+    # ---------------------------------------------- right numbers and verdicts (issue 22)
+    Mutant(
+        "cv-sign", "smetool/montecarlo/weak.py",
+        "self.mean = used.mean - shift * cv.mean", "self.mean = used.mean + shift * cv.mean",
+        (f"{CALIBRATION}::test_verify_is_calibrated",),
+        "the control variates subtracted as (2 − β)·c while the spread of g − βc is reported"),
+    Mutant(
+        "extrapolate-first-order", "smetool/verification/verify.py",
+        "levels = 3 if use_extrapolation else 2", "levels = 2",
+        (f"{EXACT}::test_errors_agree_with_the_closed_form",),
+        "the SME solver's error removed as if first order in the step (two levels, h and 2h)"),
+    Mutant(
+        "solver-order-not-declared", "smetool/verification/producers.py",
+        "solver_order=self.solver.weak_order_for(self.sde.noise_kind) if self.levels > 1 else None,",
+        "solver_order=2.0 if self.levels > 1 else None,",
+        (f"{EXTRAPOLATION}::test_the_producer_combines_its_levels_with_the_declared_order",),
+        "the Richardson weights of a weak order-2 scheme for the Heun scheme on "
+        "state-dependent noise: its O(h) term is left in"),
+    Mutant(
+        "coarse-levels-without-cv", "smetool/montecarlo/weak.py",
+        "cv = combined(controls) if sample.extrapolate and every_level else controls[0]",
+        "cv = controls[0]",
+        (f"{EXTRAPOLATION}::test_every_level_of_the_extrapolation_carries_its_control_variates",),
+        "the extrapolated term carries no control variates (the finest level's only)"),
+    Mutant(
+        "no-truncation-allowance", "smetool/stats/series.py",
+        "return coef, math.sqrt(se**2 + beta**2 * (c_next**2 + se_next**2))",
+        "return coef, se",
+        (f"{VERDICTS}::test_the_false_failure_probability_is_at_most_alpha",),
+        "the series test ignores the bias of the omitted terms: right SMEs fail far above α"),
+    Mutant(
+        "lower-term-not-tested", "smetool/stats/series.py",
+        "    if abs(t_lower) > ext.quantile:", "    if False:",
+        (f"{VERDICTS}::test_a_small_lower_order_term_under_a_large_one_is_failed",),
+        "a demanded lower-order term does not fail the claim"),
+    Mutant(
+        "no-bonferroni", "smetool/verification/judge.py",
+        "return float(false_failure) / max(1, len(tests))", "return float(false_failure)",
+        (f"{JUDGE}::test_the_level_of_each_test_function_is_bonferroni",),
+        "every test function tested at the check's level: the check fails right SMEs K× as often"),
+    Mutant(
+        "inconclusive-control-rejected", "smetool/verification/result.py",
+        "return {name: v.failed for name, v in self.verdicts.items()}",
+        "return {name: not v.passed for name, v in self.verdicts.items()}",
+        (f"{JUDGE}::test_a_control_is_rejected_only_when_a_test_function_fails_it",),
+        "a negative control that no test function fails counts as rejected"),
+    Mutant(
+        "detection-limit-without-change", "smetool/stats/series.py",
+        "return verdict.lower_quantile * verdict.lower_stderr * abs(change) / abs(sens)",
+        "return verdict.lower_quantile * verdict.lower_stderr / abs(sens)",
+        (f"{JUDGE}::test_the_noise_limit_is_the_lower_coefficients_resolution_over_its_sensitivity",),
+        "the detection limit ignores how far the measuring control is from the SME"),
+    Mutant(
+        "hard-control-at-the-limit", "smetool/verification/judge.py",
+        "change = sign * 2.0 * noise.best", "change = sign * noise.best",
+        (f"{JUDGE}::test_the_hard_controls_sit_at_twice_the_limit",),
+        "the hard Σ controls at the detection limit, where they fail only half the time"),
+    Mutant(
+        "fit-order-without-inflation", "smetool/stats/orders.py",
+        "inflation = max(1.0, rchi2) if dof > 0 else 1.0", "inflation = 1.0",
+        (f"{VERDICTS}::test_the_slope_interval_is_widened_by_the_lack_of_fit",),
+        "the log–log slope's interval ignores a lack of fit"),
 )
 
 
