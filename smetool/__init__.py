@@ -71,7 +71,16 @@ from .stats import (
     richardson,
     richardson_weights,
 )
-from .verification import PluginError, VerifyResult, VerifyRow, verify
+from .verification import (
+    ConvergenceResult,
+    PluginError,
+    VerifyResult,
+    VerifyRow,
+    WorkPrecision,
+    convergence,
+    verify,
+    work_precision,
+)
 from .version import __version__
 
 __all__ = [
@@ -135,6 +144,10 @@ __all__ = [
     "VerifyResult",
     "VerifyRow",
     "PluginError",
+    "convergence",
+    "ConvergenceResult",
+    "work_precision",
+    "WorkPrecision",
     "Algorithm",
     "PluginSpec",
     "Option",
