@@ -20,6 +20,8 @@ from .analysis.report import REFERENCES as ANALYSIS_REFERENCES
 from .analysis.report import analyze_dropout
 from .analysis.subjects import ARCHITECTURES, BUILTIN_SETTINGS, builtin_subject
 from .bibliography import format_citation
+from .cli_convergence import add_parser as add_convergence_parser
+from .cli_convergence import run as run_convergence
 from .montecarlo import dask_executor
 from .solvers import SOLVERS
 from .verification import VerifyResult, verify
@@ -228,6 +230,8 @@ def _build_parser() -> argparse.ArgumentParser:
     commands: dict[str, argparse.ArgumentParser] = {"verify": ver}
     for name, spec in sorted(table.items()):
         commands[f"verify {name}"] = _add_plugin_parser(verify_sub, spec, common)
+
+    commands["convergence"] = add_convergence_parser(sub, _HelpFormatter)
 
     commands["list"] = sub.add_parser(
         "list", help="list solvers and plug-ins with their orders",
@@ -451,6 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list()
         if args.command == "verify":
             return _cmd_verify(args)
+        if args.command == "convergence":
+            return run_convergence(args)
         return _cmd_analyze(args)
     except KeyboardInterrupt:
         print("smetool: interrupted", file=sys.stderr)

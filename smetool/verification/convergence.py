@@ -15,13 +15,15 @@ for strong ones). The reference, best first (``reference="auto"``):
   Brownian path as the scheme, combined with the Richardson weights of its weak order (Talay &
   Tubaro 1990), which removes its first two error terms; ``h_ref = min(dts)/4`` by default. Weak
   errors only.
-* ``"fine"`` — the reference solver at ``h_ref`` alone (``min(dts)/16``, strong: ``/64``); its own
-  error is a bias common to every step (a strong error against it is low by about
-  ``E‖Y_ref − X‖``).
+* ``"fine"`` — the reference solver at ``h_ref = min(dts)/16`` alone; its own error is a bias
+  common to every step (a strong error against it is off by up to ``E‖Y_ref − X‖``: for a
+  strong order ½ reference, a quarter of the error at the smallest step — prefer the exact
+  solution, or a smaller ``reference_dt``).
 
-The reference solver defaults to the most accurate of smetool's schemes that accepts the SDE
-(Platen's weak order 2 for weak errors, Milstein for strong ones, else Euler–Maruyama): a scheme
-extrapolated against itself would converge to its own limit and could not show an inconsistency.
+The reference solver defaults to the smetool scheme of the highest declared order for the SDE's
+noise kind (Platen's weak order 2 for weak errors; Milstein, where it applies, for strong ones):
+a scheme extrapolated against itself would converge to its own limit and could not show an
+inconsistency.
 
 References
 ----------
@@ -48,7 +50,14 @@ from ..integrate import as_solver, checked_diffusion
 from ..montecarlo import ExactReference, weak_error
 from ..noise import brownian_dim
 from ..sde import SDE, NoiseKind, as_sde
-from ..solvers import EulerMaruyama, Milstein, PlatenWeak2, Solver, UnsupportedError
+from ..solvers import (
+    EulerMaruyama,
+    Milstein,
+    PlatenWeak2,
+    SmallNoiseHeun,
+    Solver,
+    UnsupportedError,
+)
 from ..stats import OrderFit, SeriesVerdict, WeakOrderWarning, fit_order, judge_series
 from .convergence_paths import (
     AgainstPath,
@@ -74,14 +83,18 @@ STRONG = "E|Y-X|"
 def _reference_solver(kind: str, sde: SDE, given: Solver | str | None) -> Solver:
     if given is not None:
         return as_solver(given)
-    for candidate in ((Milstein(), EulerMaruyama()) if kind == "strong" else
-                      (PlatenWeak2(), EulerMaruyama())):
+    usable = []
+    for candidate in (PlatenWeak2(), Milstein(), SmallNoiseHeun(), EulerMaruyama()):
         try:
             candidate.check(sde, GaussianIncrements())
-            return candidate
         except UnsupportedError:
             continue
-    return EulerMaruyama()
+        order = candidate.strong_order_for(sde.noise_kind) if kind == "strong" else \
+            candidate.weak_order_for(sde.noise_kind)
+        if order is not None:
+            usable.append((order, candidate))
+    # the highest declared order; ties keep the order above (Platen, Milstein, Heun, Euler)
+    return max(usable, key=lambda pair: pair[0])[1] if usable else EulerMaruyama()
 
 
 def _resolve_reference(reference: Any, kind: str, tests: list[ObservableSpec], sampled: bool,
@@ -175,7 +188,7 @@ def convergence(
         The solver of the ``"extrapolated"`` and ``"fine"`` references (default: the module's
         rule).
     reference_dt : float, optional
-        Their finest step (default ``min(dts)/4``; ``"fine"`` ``/16``, strong ``/64``); it must
+        Their finest step (default ``min(dts)/4``; ``"fine"`` ``/16``); it must
         divide every step (and for ``"extrapolated"`` the span into a multiple of 4 steps).
     false_failure : float
         The probability that a right order fails (split over the test functions: Bonferroni).
@@ -257,7 +270,7 @@ def convergence(
     ref_order = ref_solver.weak_order_for(the_sde.noise_kind)
     n_ref = None
     if ref in ("extrapolated", "fine"):
-        factor = 4 if ref == "extrapolated" else 64 if strong else 16
+        factor = 4 if ref == "extrapolated" else 16
         h_ref = min(hs) / factor if reference_dt is None else float(reference_dt)
         n_ref = whole_steps(span, h_ref, span_name="t1 - t0", step_name="reference_dt")
         bad = [h for h, n in n_steps.items() if n_ref % n]
