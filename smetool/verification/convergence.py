@@ -221,6 +221,9 @@ def convergence(
     the_sde = as_sde(problem.sde if problem is not None else sde)
     if kind not in ("weak", "strong"):
         raise ValueError(f"`kind` must be 'weak' or 'strong'; got {kind!r}.")
+    if kind == "strong" and the_sde.noise_kind is NoiseKind.SAMPLED:
+        raise ValueError("strong errors need a Brownian path; noise_kind='sampled' has none "
+                         "(use kind='weak').")
     solver = as_solver(method)
     solver.check(the_sde, GaussianIncrements())
     if x0 is None:

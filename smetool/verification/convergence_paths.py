@@ -234,7 +234,12 @@ def test_specs(problem: LibraryProblem | None, dim: int, test_functions: Any,
         raise TypeError("`test_functions` must be a dict {name: g} for an SDE that is not a "
                         f"library problem; got {test_functions!r}.")
     for name in test_functions:
-        obs = problem.observable(str(name))
+        try:
+            obs = problem.observable(str(name))
+        except KeyError as exc:
+            names = ", ".join(o.name for o in problem.observables)
+            raise ValueError(f"`test_functions` must be observables of {problem.name} ({names}) "
+                             f"or a dict of functions; got {name!r}.") from exc
         on_path = problem.path_value(obs.name)
         if solution is not None:
             on_path = Composed(obs.g, solution)
