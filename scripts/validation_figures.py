@@ -95,29 +95,40 @@ def mc_figure(cases: list[dict], title: str, path: Path) -> Path | None:
     return path
 
 
-def plugin_figure(cases: list[dict], path: Path) -> Path | None:
-    """A panel per ``smetool verify`` run: its test functions and its negative controls."""
+def draw_plugin_panel(ax, case: dict, *, title: str | None = None,
+                      legend: str = "below") -> None:
+    """One ``smetool verify`` run of the record (a plug-in case): its test functions with their
+    fitted series, its negative controls in grey, the claimed order."""
     from smetool.plotting import draw_claimed_order, draw_errors, finish_axes
 
+    labelled = False
+    for ctl in case.get("controls", []):
+        for name, errors in ctl["errors"].items():
+            draw_errors(ax, case["lrs"], errors, ctl["stderrs"][name], control=True,
+                        label=None if labelled else "negative controls")
+            labelled = True
+    for f in case["tests"]:
+        series = _series(f["steps"], f["errors"], f["stderrs"], case["order"], "weak",
+                         case["alpha"])
+        draw_errors(ax, f["steps"], f["errors"], f["stderrs"], series=series,
+                    label=f"{f['test_function']}: {f['verdict']}")
+    if case["tests"]:  # through the first test function's errors
+        draw_claimed_order(ax, case["tests"][0]["steps"], case["tests"][0]["errors"],
+                           case["order"], label=f"claimed order {case['order']}")
+    finish_axes(ax, case["lrs"], xlabel="learning rate", ylabel="|weak error|",
+                title=title if title is not None else
+                _title(case["command"].removeprefix("smetool "), case["verdict"]),
+                legend=legend, fontsize="small")
+
+
+def plugin_figure(cases: list[dict], path: Path) -> Path | None:
+    """A panel per ``smetool verify`` run: its test functions and its negative controls."""
     runs = [c for c in cases if "tests" in c]
     if not runs:
         return None
     fig, axes = _grid(len(runs), "Plug-ins: weak error of each SME against its algorithm")
     for ax, c in zip(axes, runs):
-        for ctl in c.get("controls", []):
-            for name, errors in ctl["errors"].items():
-                draw_errors(ax, c["lrs"], errors, ctl["stderrs"][name], control=True)
-        for f in c["tests"]:
-            series = _series(f["steps"], f["errors"], f["stderrs"], c["order"], "weak",
-                             c["alpha"])
-            draw_errors(ax, f["steps"], f["errors"], f["stderrs"], series=series,
-                        label=f"{f['test_function']}: {f['verdict']}")
-        if c["tests"]:  # through the first test function's errors
-            draw_claimed_order(ax, c["tests"][0]["steps"], c["tests"][0]["errors"], c["order"],
-                               label="_nolegend_")
-        finish_axes(ax, c["lrs"], xlabel="learning rate", ylabel="|weak error|",
-                    title=_title(c["command"].removeprefix("smetool "), c["verdict"]),
-                    legend="below", fontsize="small")
+        draw_plugin_panel(ax, c)
     _key(fig)
     fig.savefig(path, dpi=100)
     _close(fig)
