@@ -51,8 +51,8 @@ def draw_errors(ax: Any, steps: Any, errors: Any, stderrs: Any, *, label: str | 
                 control: bool = False) -> Any:
     """Draw ``|error| ± z·SE`` against the step on ``ax`` (log–log), with the fitted series.
 
-    Points whose interval reaches zero (``|e| < z·SE``: not resolved) are hollow; bars are clipped
-    at the bottom of the axis. ``series`` (a :class:`~smetool.SeriesFit` or its ``to_dict()``) is
+    Points whose interval reaches zero (``|e| < z·SE``: not resolved) are hollow, their bars
+    drawn down to a tenth of the point. ``series`` (a :class:`~smetool.SeriesFit` or its ``to_dict()``) is
     drawn as a solid curve ``|Σ_j c_j h^{q_j}|``; without it, ``fit`` (the log–log slope) as a
     line. A ``control`` is drawn in :data:`CONTROL_COLOR`, smaller, its points joined by a thin
     line. Returns the colour used.
@@ -63,8 +63,10 @@ def draw_errors(ax: Any, steps: Any, errors: Any, stderrs: Any, *, label: str | 
     y = np.abs(e)
     ok = y > 0
     h, e, se, y = h[ok], e[ok], se[ok], y[ok]
-    lower = np.minimum(z * se, y * (1 - 1e-9))
     resolved = y >= z * se
+    # a bar that reaches zero is drawn down to a tenth of the point (with a hollow marker): on a
+    # log axis the true bar has no end, and drawing it to ~0 would stretch the axis by decades
+    lower = np.where(resolved, z * se, 0.9 * y)
     if control:
         color = CONTROL_COLOR
         ax.plot(h, y, "-", color=color, lw=0.8, zorder=1)
@@ -182,8 +184,8 @@ def plot_weak_errors(
 ) -> Any:
     """Plot ``|error|`` against the step on log–log axes (:func:`draw_errors` per series).
 
-    Error bars are ``± z·SE`` (clipped at the bottom of the axis where they reach zero); points
-    whose interval reaches zero are hollow. Each series carries its fitted error series when
+    Error bars are ``± z·SE``; points whose interval reaches zero are hollow (their bars drawn down
+    to a tenth of the point). Each series carries its fitted error series when
     ``series`` has it, else its log–log slope line when ``fits``; a dashed line of slope
     ``reference_order`` (the claimed order) goes through the middle of the data, and the
     negative ``controls`` (wrong references on the same paths) are drawn in grey.

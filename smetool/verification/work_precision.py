@@ -91,7 +91,7 @@ class WorkPrecision:
             _, e, se = result.series(name)
             secs = np.asarray(self.seconds[method])
             y = np.abs(e)
-            ax.errorbar(secs, y, yerr=[np.minimum(2 * se, y * (1 - 1e-9)), 2 * se], fmt="o-",
+            ax.errorbar(secs, y, yerr=[np.where(y > 2 * se, 2 * se, 0.9 * y), 2 * se], fmt="o-",
                         capsize=3, label=f"{method} (order {result.order:g})")
         ax.set_xscale("log")
         ax.set_yscale("log")
