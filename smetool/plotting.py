@@ -119,10 +119,10 @@ def _number(value: float, _pos: Any = None) -> str:
 
 
 def tidy_log_axis(axis: Any, fontsize: str = "small") -> None:
-    """Readable labels on a log axis whatever its range: the decades when it spans more than 2.5
-    of them, else 1, 2 and 5 times the decades (and every integer multiple below a factor of
-    3), in plain numbers between 10⁻³ and 10³; minor ticks unlabelled, so labels never run into
-    each other."""
+    """Readable labels on a log axis whatever its range: the decades when it spans more than 1.5
+    of them, else 1, 2 and 5 times the decades (every integer multiple below half a decade), in
+    plain numbers between 10⁻³ and 10³; minor ticks unlabelled, so labels never run into each
+    other."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     axis.axes.autoscale_view()
@@ -130,7 +130,7 @@ def tidy_log_axis(axis: Any, fontsize: str = "small") -> None:
     if not (lo > 0 and hi > lo):
         return
     decades = math.log10(hi / lo)
-    subs = (1.0,) if decades > 2.5 else (1.0, 2.0, 5.0) if decades > 0.5 else \
+    subs = (1.0,) if decades > 1.5 else (1.0, 2.0, 5.0) if decades > 0.5 else \
         tuple(float(k) for k in range(1, 10))
     axis.set_major_locator(LogLocator(base=10.0, subs=subs))
     axis.set_major_formatter(FuncFormatter(_number))
