@@ -94,16 +94,17 @@ def _vector(text: str) -> list[float]:
 
 def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> argparse.ArgumentParser:
     """Add ``smetool convergence`` to the subcommands ``sub``."""
-    library = "; ".join(f"{name}({', '.join(f'{k}={v!r}' for k, v in problem_parameters(name).items())})"
-                        for name in PROBLEMS)
+    library = "\n".join(f"  {name}({', '.join(f'{k}={v!r}' for k, v in problem_parameters(name).items())})"
+                         for name in PROBLEMS)
     parser = sub.add_parser(
         "convergence", help="a scheme's weak or strong order on an SDE, judged in one call",
         formatter_class=formatter,
         description="Measure a scheme's errors at several steps on a problem with an exact "
         "reference (the exact solution on the scheme's own Brownian path where there is one, "
-        "else closed-form expectations, else an extrapolated fine solve on the same path), "
-        "print the table and the series test of its declared order (pass / fail / "
-        "inconclusive), and write the log-log plot and the JSON record.\n\nproblems: " + library,
+        "else closed-form expectations,\nelse an extrapolated fine solve on the same path), "
+        "print the table and the series test of its declared order\n(pass / fail / "
+        "inconclusive), and write the log-log plot and the JSON record.\n\nproblems "
+        "(--set NAME=VALUE sets a parameter):\n" + library,
         epilog="examples:\n  smetool convergence gbm --method euler --test x --dts 2^-3..2^-6 "
         "--paths 100000\n  smetool convergence gbm --set mu=0.5 --set sigma=1 --method milstein "
         "--kind strong\n  smetool convergence mypkg.models:my_problem --method mypkg.schemes:MyScheme\n\n"
@@ -114,7 +115,7 @@ def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> argparse.Ar
         help=f"scheme: {', '.join(SOLVERS)} or MODULE:OBJECT (a Solver); repeat for several "
         "(default: euler)")
     add("--set", action="append", type=_setting, default=[], metavar="NAME=VALUE",
-        help="a parameter of the problem (repeatable)")
+        help="a parameter of the problem (repeatable; default: the problem's defaults)")
     add("--x0", type=_vector, default=None, help="initial state, e.g. '1,0.5' (for an SDE)")
     add("--horizon", type=_number, default=None, help="T (default: the problem's)")
     add("--dts", type=parse_steps, default=None,
