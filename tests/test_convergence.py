@@ -198,6 +198,23 @@ def test_bad_input_is_refused_before_any_path(kwargs, match):
         convergence(library_problem("gbm"), **options)
 
 
+def test_a_library_problem_keeps_its_own_initial_state_and_users_functions_use_its_solution():
+    with pytest.raises(ValueError, match="exact references hold from x0 = \\[1.0\\]"):
+        convergence(library_problem("gbm"), [2.0], "euler", STEPS, paths=100)
+    with pytest.raises(ValueError, match="at t0 = 0"):
+        convergence(library_problem("gbm"), method="euler", dts=[0.25, 0.125, 0.0625],
+                    t_span=(0.5, 1.5), paths=100)
+    result = convergence(library_problem("gbm"), method="euler", dts=STEPS, paths=4_000,
+                         test_functions={"cube": lambda x: x[:, 0] ** 3})
+    assert result.settings["reference"] == "solution"  # g on the problem's exact solution
+    assert result.variance_reduction[0][-1] > 10
+    longer = convergence(library_problem("gbm"), method="euler", dts=[0.5, 0.25, 0.125],
+                         test_functions=["x"], t_span=(0.0, 2.0), paths=4_000)
+    exact = [gbm_em_moments(1.0, 0.5, 1.0, h, round(2 / h))[0] - gbm_moment(1.0, 0.5, 1.0, 2.0)
+             for h in (0.5, 0.25, 0.125)]
+    _within(longer, "x", exact)
+
+
 def test_strong_errors_need_a_brownian_path_and_an_sde_needs_x0():
     sampled = library_problem("additive", noise_kind="sampled")
     with pytest.raises(ValueError, match="strong errors need a Brownian path"):

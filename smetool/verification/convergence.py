@@ -237,6 +237,15 @@ def convergence(
     t0, t1 = (float(t) for t in (t_span or (problem.t_span if problem else (0.0, 1.0))))
     if not (math.isfinite(t0) and math.isfinite(t1) and t1 > t0):
         raise ValueError(f"`t_span` must be (t0, t1) with finite t0 < t1; got ({t0}, {t1}).")
+    if problem is not None and (
+            len(problem.x0) != D or t0 != problem.t_span[0]
+            or not all(math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+                       for a, b in zip(start.tolist(), problem.x0))):
+        # the problem's solution and expectations are those of its own initial state and time
+        raise ValueError(f"{problem.name}'s exact references hold from x0 = {list(problem.x0)} "
+                         f"at t0 = {problem.t_span[0]:g}; got x0 = {start.tolist()}, t0 = {t0:g} "
+                         "(build the problem with the initial state you want, e.g. "
+                         "library_problem(name, x0=…)).")
     span = t1 - t0
     strong = kind == "strong"
     if dts is None:
@@ -263,7 +272,8 @@ def convergence(
         solution = problem.solution
     given_means = dict(reference) if isinstance(reference, Mapping) else None
     tests = [] if strong else test_specs(problem, D, test_functions, given_means,
-                                     reference if callable(reference) else None, t1)
+                                         reference if callable(reference) else None, t1,
+                                         solution)
     named = reference if isinstance(reference, str) else (
         "solution" if callable(reference) else "expectations")
     ref = _resolve_reference(named, kind, tests, sampled, solution is not None)

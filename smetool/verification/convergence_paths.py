@@ -209,8 +209,10 @@ class Distance:
 
 def test_specs(problem: LibraryProblem | None, dim: int, test_functions: Any,
                expectations: Mapping[str, float] | None, solution: Callable | None,
-               t1: float) -> list[ObservableSpec]:
-    """The test functions with what is known of each: the mean, the value on a path."""
+               t1: float, default_solution: Callable | None = None) -> list[ObservableSpec]:
+    """The test functions with what is known of each: the mean, the value on a path
+    (``solution``, the one given, overrides the observables' own; a user's function is
+    evaluated on ``solution`` or else ``default_solution``, the problem's)."""
     if test_functions is None:
         if problem is not None:
             test_functions = [o.name for o in problem.observables]
@@ -227,8 +229,9 @@ def test_specs(problem: LibraryProblem | None, dim: int, test_functions: Any,
                                 f"(P,)); got {type(g).__name__}.")
             mean = None if expectations is None or name not in expectations else \
                 float(expectations[name])
-            out.append(ObservableSpec(str(name), g, mean, None if solution is None else Composed(
-                g, solution)))
+            exact = solution if solution is not None else default_solution
+            out.append(ObservableSpec(str(name), g, mean,
+                                      None if exact is None else Composed(g, exact)))
         return out
     if problem is None:
         raise TypeError("`test_functions` must be a dict {name: g} for an SDE that is not a "
