@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
@@ -893,6 +894,7 @@ def render(record: dict) -> str:
 SECTIONS = ("exact", "solvers", "problems", "plugins", "benchmarks")
 
 
+@functools.lru_cache(maxsize=1)
 def _figures():
     """scripts/validation_figures.py (loaded by path: this script is also imported by the tests)."""
     import importlib.util
