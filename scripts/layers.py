@@ -14,7 +14,7 @@ The layers, bottom first (a module may import its own layer and those below):
   6   algorithms      algorithms (plug-ins)
   7   verification    verification, plotting, citation
   8   analysis        analysis
-  9   interface       cli, cli_analysis, cli_inputs, the package root, __main__
+  9   interface       cli, cli_analysis, cli_convergence, cli_inputs, the package root, __main__
 ====  ==============  ===============================================================
 
 An import of smetool code inside a function is reported too (it hides an arrow from readers);
@@ -41,7 +41,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("algorithms", ("algorithms",)),
     ("verification", ("verification", "plotting", "citation")),
     ("analysis", ("analysis",)),
-    ("interface", ("cli", "cli_analysis", "cli_inputs", "__init__", "__main__")),
+    ("interface", ("cli", "cli_analysis", "cli_convergence", "cli_inputs", "__init__", "__main__")),
 )
 
 

@@ -3,12 +3,13 @@ and the benchmark ratios, each with the command that produced it and the machine
 
     python scripts/validation.py                 # full run (about 20 min on 2 CPU cores)
     python scripts/validation.py --fast --out D  # a smoke run in seconds; its numbers prove nothing
-    python scripts/validation.py --render-only   # re-render docs/validation.md from its JSON
+    python scripts/validation.py --render-only   # re-render docs/validation.md (and its figures)
 
-The run writes ``validation.json`` (everything measured, with the settings) and ``validation.md``
-(rendered from the JSON alone, so the page holds no typed number) into ``--out`` (default
-``docs/``). Every check has one of three verdicts — **pass**, **fail** or **inconclusive** —
-computed here from the numbers on the page, and the summary line counts each:
+The run writes ``validation.json`` (everything measured, with the settings), ``validation.md``
+(rendered from the JSON alone, so the page holds no typed number) and the convergence figures
+``figures/validation/*.png`` (``scripts/validation_figures.py``, also from the JSON alone) into
+``--out`` (default ``docs/``). Every check has one of three verdicts — **pass**, **fail** or
+**inconclusive** — computed here from the numbers on the page, and the summary line counts each:
 
 * exact references (no randomness): pass when the last local slope
   ``log(e_i/e_{i+1}) / log(h_i/h_{i+1})`` is within 0.05 of the theoretical order, else fail;
@@ -34,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import math
 import os
@@ -177,6 +179,38 @@ def exact_section(fast: bool) -> dict:
 
 
 # ------------------------------------------------------------------ Monte-Carlo solver orders
+# Each row of the solver section in one `smetool convergence` call (its own seeds, so the numbers
+# agree within their standard errors, not digit for digit): tests/test_convergence_cli.py runs
+# every one against the committed record.
+CONVERGENCE_COMMANDS = {
+    ("euler", "weak", "GBM μ = 1, σ = 0.5, g = x"):
+        "gbm --set mu=1 --set sigma=0.5 --method euler --test x --dts 2^-3..2^-6 --paths 100000",
+    ("milstein", "weak", "GBM μ = 1, σ = 0.5, g = x"):
+        "gbm --set mu=1 --set sigma=0.5 --method milstein --test x --dts 2^-3..2^-6 "
+        "--paths 100000",
+    ("heun", "weak", "GBM μ = 1, σ = 0.5, g = x²"):
+        "gbm --set mu=1 --set sigma=0.5 --method heun --test x^2 --dts 2^-3..2^-6 --paths 100000",
+    ("platen", "weak", "GBM μ = 1.5, σ = 0.2, g = x"):
+        "gbm --set mu=1.5 --set sigma=0.2 --method platen --test x --dts 2^-4..2^-7 --paths 50000",
+    ("platen", "weak", "GBM μ = 1.5, σ = 0.2, g = x²"):
+        "gbm --set mu=1.5 --set sigma=0.2 --method platen --test x^2 --dts 2^-4..2^-7 "
+        "--paths 50000",
+    ("euler", "weak", "2-d, non-commutative general noise, g = x_1²"):
+        "noncommutative --method euler --test x1^2 --dts 2^-2..2^-5 --paths 50000",
+    ("platen", "weak", "2-d, non-commutative general noise, g = x_1²"):
+        "noncommutative --method platen --test x1^2 --dts 2^-1..2^-4 --paths 50000",
+    **{(name, "strong", "GBM μ = 0.5, σ = 1, E|Y_T − X_T|"):
+       f"gbm --set mu=0.5 --set sigma=1 --method {name} --kind strong --dts 2^-4..2^-8 "
+       "--paths 20000" for name in ("euler", "milstein", "heun")},
+}
+
+
+def convergence_command(solver: str, kind: str, problem: str) -> str | None:
+    """The `smetool convergence` call that reproduces a row of the solver section."""
+    args = CONVERGENCE_COMMANDS.get((solver, kind, problem))
+    return None if args is None else "smetool convergence " + args
+
+
 def solver_section(fast: bool, device: str) -> dict:
     import torch
 
@@ -263,6 +297,7 @@ def _mc_case(solver: str, kind: str, problem: str, theory: float, paths: int, hs
                 series=series_record(verdict), verdict=verdict.verdict.value,
                 reasons=list(verdict.reasons))
     case["seconds"] = time.perf_counter() - start
+    case["convergence"] = convergence_command(solver, kind, problem)
     return case
 
 
@@ -715,6 +750,9 @@ def render(record: dict) -> str:
     for section in record["sections"]:
         lines += [f"## {section['title']}", ""]
         kind = section["kind"]
+        figure = _figures().figure_link(kind)
+        if figure is not None and any("stderrs" in c or "tests" in c for c in section["cases"]):
+            lines += [figure, ""]
         if kind == "exact":
             lines += [f"Command: `{section['command']}`.", "",
                       "| what | test function | theory | step range | local slopes (large → small step) "
@@ -737,6 +775,12 @@ def render(record: dict) -> str:
                       "|---|---|---|---|---|---|---|---|---|---|---|---|"]
             for c in section["cases"]:
                 lines.append(_mc_row(c))
+            calls = [c for c in section["cases"] if c.get("convergence")]
+            if calls:
+                lines += ["", "Each row in one call of `smetool convergence` (its own seeds: the "
+                          "same verdict, errors within their standard errors):", ""]
+                lines += [f"- `{c['solver']}`, {c['kind']}, {_cell(c['problem'])}: "
+                          f"`{c['convergence']}`" for c in calls]
         elif kind == "problems":
             lines += [f"Command: `{section['command']}`. The problems are "
                       "`smetool.exact.sde_problems`: SciML's SDEProblemLibrary problems with "
@@ -850,6 +894,18 @@ def render(record: dict) -> str:
 SECTIONS = ("exact", "solvers", "problems", "plugins", "benchmarks")
 
 
+@functools.lru_cache(maxsize=1)
+def _figures():
+    """scripts/validation_figures.py (loaded by path: this script is also imported by the tests)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("validation_figures",
+                                                  Path(__file__).with_name("validation_figures.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -865,6 +921,7 @@ def main(argv=None) -> int:
     if args.render_only:
         record = json.loads((out / "validation.json").read_text())
         (out / "validation.md").write_text(render(record))
+        _figures().write_figures(record, out)
         return 0
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
@@ -889,7 +946,8 @@ def main(argv=None) -> int:
     record["seconds"] = time.perf_counter() - start
     (out / "validation.json").write_text(json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     (out / "validation.md").write_text(render(record))
-    print(f"wrote {out / 'validation.json'} and {out / 'validation.md'} "
+    figures = _figures().write_figures(record, out)
+    print(f"wrote {out / 'validation.json'}, {out / 'validation.md'} and {len(figures)} figures "
           f"({record['seconds']:.0f} s)")
     return 0
 

@@ -70,7 +70,16 @@ from .stats import (
     richardson,
     richardson_weights,
 )
-from .verification import PluginError, VerifyResult, VerifyRow, verify
+from .verification import (
+    ConvergenceResult,
+    PluginError,
+    VerifyResult,
+    VerifyRow,
+    WorkPrecision,
+    convergence,
+    verify,
+    work_precision,
+)
 from .version import __version__
 
 __all__ = [
@@ -134,6 +143,10 @@ __all__ = [
     "VerifyResult",
     "VerifyRow",
     "PluginError",
+    "convergence",
+    "ConvergenceResult",
+    "work_precision",
+    "WorkPrecision",
     "Algorithm",
     "PluginSpec",
     "Option",

@@ -9,6 +9,7 @@ here (``True`` is refused where an int or float is asked for).
 from __future__ import annotations
 
 import enum
+import importlib
 import math
 import numbers
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +31,7 @@ __all__ = [
     "check_test_functions",
     "check_distinct_positive",
     "check_choice",
+    "import_object",
 ]
 
 #: Relative tolerance of "a whole number of steps": a span ``T`` is ``k`` steps of ``h`` when
@@ -232,3 +234,33 @@ def check_choice(kind: type[E], value: Any, name: str) -> E:
     except ValueError:
         valid = ", ".join(str(member.value) for member in kind)
         raise ValueError(f"`{name}` must be one of {valid}; got {value!r}.") from None
+
+
+def import_object(spec: Any, name: str) -> Any:
+    """The object named by ``"package.module:attribute"`` (a dotted attribute path allowed), for
+    options that take a user's own code (``--model pkg.nets:factory``).
+
+    The module is imported (running its top level, as ``python -c "import …"`` would); nothing
+    is called.
+
+    Raises
+    ------
+    ValueError
+        "`name` must be MODULE:OBJECT …; got …", the module cannot be imported (with the reason),
+        or it has no such attribute.
+    """
+    text = str(spec)
+    module_name, sep, attribute = text.partition(":")
+    if not sep or not module_name or not attribute or ":" in attribute:
+        raise ValueError(f"`{name}` must be MODULE:OBJECT (e.g. mypkg.nets:build); got {text!r}.")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # any failure of the user's import is reported, in one line
+        raise ValueError(f"`{name}`: cannot import module {module_name!r} "
+                         f"({type(exc).__name__}: {exc}).") from None
+    obj: Any = module
+    for part in attribute.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"`{name}`: module {module_name!r} has no attribute {attribute!r}.")
+        obj = getattr(obj, part)
+    return obj

@@ -16,6 +16,8 @@ import torch
 from .algorithms.registry import get_plugin, plugin_errors, plugins
 from .algorithms.spec import Option, PluginSpec
 from .cli_analysis import add_analysis_commands, run_analysis
+from .cli_convergence import add_parser as add_convergence_parser
+from .cli_convergence import run as run_convergence
 from .cli_inputs import (
     CLIError,
     clashing_plugins,
@@ -184,6 +186,9 @@ def _build_parser() -> argparse.ArgumentParser:
     for name, why in sorted(clashes.items()):  # a command that only says why it cannot run
         commands[f"verify {name}"] = verify_sub.add_parser(name, help=f"BROKEN: {why}",
                                                            add_help=False)
+
+    commands["convergence"] = add_convergence_parser(sub, _HelpFormatter)
+    _add_threads(commands["convergence"])
 
     commands["list"] = sub.add_parser(
         "list", help="list solvers and plug-ins with their orders",
@@ -356,6 +361,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
         if args.command == "verify":
             return _cmd_verify(args)
+        if args.command == "convergence":
+            return run_convergence(args)
         return run_analysis(args, plugins(), lambda path: output_folder("--out", path))
     except KeyboardInterrupt:
         print("smetool: interrupted", file=sys.stderr)

@@ -86,8 +86,10 @@ def test_unresolved_points_are_reported_not_raised():
     assert "no slope" in result.table()
     assert all("needs ≥ 3 steps" in v.reasons[0] for v in result.verdicts.values())
     assert result.verdict is Verdict.INCONCLUSIVE
-    with pytest.raises(ValueError, match="no test function has a fitted order to plot"):
-        result.plot()
+    # the plot still shows the unresolved errors (hollow points), with no fitted line
+    pytest.importorskip("matplotlib").use("Agg")
+    fig = result.plot()
+    assert len(fig.axes[0].get_lines()) >= len(result.verdicts)
 
 
 # ----------------------------------------------------------------------------- validation

@@ -43,6 +43,7 @@ from .base import NegativeControl, SeparableStochasticGradient, StochasticGradie
 from .capabilities import HasLandscape, Regularizer, closed_form
 from .dropout_net_sme import NetDropoutSME, SampledNetDropoutSME, check_order
 from .spec import AnalysisSpec, Option, PluginSpec
+from .user_network import is_user_spec, parse_data, parse_model, user_module_and_data
 
 __all__ = ["dropout_net", "net_dropout", "builtin_problem", "NetDropout", "ExactNetDropout",
            "NetDropoutSME", "SampledNetDropoutSME", "PLUGINS", "REGULARIZER_MASKS"]
@@ -411,6 +412,11 @@ def builtin_problem(*, model: str = "mlp", data: str = "digits", keep_prob: floa
 
 
 def _factory(*, dtype: torch.dtype, device, **options) -> NetDropout:
+    if is_user_spec(options["model"]) or is_user_spec(options["data"]):
+        defaults = {o.name: o.default for o in PLUGINS[0].options}
+        module, X, y = user_module_and_data(options, defaults, dtype=dtype, device=device)
+        return dropout_net(module, X, y, loss=options["loss"],
+                           drift_masks=options["drift_masks"])
     return builtin_problem(dtype=dtype, device=device, **options)
 
 
@@ -432,8 +438,8 @@ PLUGINS = (
     PluginSpec(
         name="dropout-net",
         factory=_factory,
-        description="dropout GD on an nn.Module (MLP or CNN) on digits or the 1-D task; exact SME "
-                    "for last-layer dropout with MSE, sampled otherwise",
+        description="dropout GD on an nn.Module (MLP, CNN or your own) on digits, the 1-D task or "
+                    "your data; exact SME for last-layer dropout with MSE, sampled otherwise",
         orders=(1, 2),
         lrs=(0.05, 0.025, 0.0125, 0.00625),
         horizon=0.2,
@@ -443,9 +449,12 @@ PLUGINS = (
         order_defaults={2: {"lrs": (0.05, 0.04, 0.025, 0.02), "n_paths": 600,
                             "steps_per_lr": 4}},
         options=(
-            Option("model", _choice("model", ("mlp", "cnn")), "mlp", "network: mlp or cnn"),
-            Option("data", _choice("data", ("digits", "toy")), "digits",
-                   "digits (scikit-learn's bundled load_digits) or toy (the embedded 1-D task)"),
+            Option("model", parse_model, "mlp",
+                   "network: mlp, cnn, or your own as MODULE:OBJECT (an nn.Module with dropout "
+                   "layers, or a function returning one)"),
+            Option("data", parse_data, "digits",
+                   "digits (scikit-learn's bundled load_digits), toy (the embedded 1-D task), a "
+                   "FILE.npz with arrays X and y, or MODULE:OBJECT (a loader returning (X, y))"),
             Option("keep_prob", lambda t: check_keep_prob(float(t)), 0.9,
                    "keep probability p in (0, 1] (the layers are nn.Dropout(1 - p))"),
             Option("width", _positive_int("width"), 8, "hidden units (mlp) or channels (cnn)"),

@@ -16,6 +16,7 @@ parameterised ones — each with its exact solution and expectations.
 from .linear_moments import AffineGradientModel, LinearMomentModel
 from .moment_results import ExactWeakErrors, MomentPath, Quadratic
 from .momentum_moments import HeavyBallMoments
+from .problem_library import PROBLEMS, gbm, library_problem, noncommutative, problem_parameters
 from .sam_moments import USAMMoments
 from .scale_invariant import ScaleInvariantNorms
 from .sde_problems import (
@@ -62,6 +63,11 @@ from .sgd_moments import LeastSquaresSGDMoments, LinearDropoutMoments
 from .svag_moments import SVAGMoments, svag_amplification, svag_coefficients
 
 __all__ = [
+    "PROBLEMS",
+    "gbm",
+    "noncommutative",
+    "library_problem",
+    "problem_parameters",
     "LinearMomentModel",
     "AffineGradientModel",
     "ExactWeakErrors",

@@ -87,11 +87,18 @@ class Observable:
     g : callable ``(P, D) -> (P,)``
     expectation : callable ``t -> float``
         ``E g(X_t)`` for the problem's initial state.
+    on_path : callable ``(t, W_t) -> (P,)``, optional
+        ``g(X_t)`` as a function of the Brownian path's value ``W_t − W_0`` ``(P, M)`` where
+        the problem has no full solution but ``g`` of it is one (the first component of the
+        non-commutative problem is a geometric Brownian motion): an exact value on the scheme's
+        own Brownian path, a control variate with known mean. Default: ``g`` of the problem's
+        solution, when it has one (:meth:`LibraryProblem.path_value`).
     """
 
     name: str
     g: Callable[[Tensor], Tensor]
     expectation: Callable[[float], float]
+    on_path: Callable[[float, Tensor], Tensor] | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return f"Observable({self.name!r})"
@@ -150,6 +157,18 @@ class LibraryProblem:
         names = ", ".join(o.name for o in self.observables)
         raise KeyError(f"`name` must be one of {names}; got {name!r}.")
 
+    def path_value(self, name: str) -> Callable[[float, Tensor], Tensor] | None:
+        """``(t, W_t) -> g(X_t)`` ``(P,)`` for the observable ``name``: its own
+        :attr:`Observable.on_path`, else ``g`` of :attr:`solution`; ``None`` when neither exists
+        (no exact value on a path)."""
+        obs = self.observable(name)
+        if obs.on_path is not None:
+            return obs.on_path
+        solution = self.solution
+        if solution is None:
+            return None
+        return functools.partial(_on_solution, obs.g, solution)
+
     def initial_state(self, n_paths: int, *, dtype: torch.dtype = torch.float64,
                       device: torch.device | str = "cpu") -> Tensor:
         """``x0`` repeated for ``n_paths`` paths, ``(P, D)``."""
@@ -171,6 +190,11 @@ class LibraryProblem:
 
 # --------------------------------------------------------------------------------------------
 # Helpers
+
+
+def _on_solution(g: Callable[[Tensor], Tensor], solution: Callable[[float, Tensor], Tensor],
+                 t: float, W: Tensor) -> Tensor:
+    return g(solution(t, W))
 
 
 def gaussian_expectation(f: Callable[[np.ndarray], np.ndarray], mean: float, var: float,

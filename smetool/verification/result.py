@@ -253,16 +253,23 @@ class VerifyResult:
         with open(path, "w") as fh:
             json.dump(self.to_dict(), fh, indent=2)
 
-    def plot(self, path: str | None = None, *, ax: Any = None) -> Any:
+    def plot(self, path: str | None = None, *, ax: Any = None, controls: bool = True) -> Any:
         """Log–log plot of |error| against the learning rate, one series per test function.
 
-        Error bars are ±2 standard errors; each fitted slope is drawn with a reference line of the
-        tested order. Needs matplotlib (``pip install 'smetool[plots]'``). Returns the figure.
+        Error bars are ±2 standard errors (hollow points: not resolved); each test function's
+        fitted error series (its verdict's series from ``lr^p``) is the solid curve, the tested
+        order the dashed line, and the negative controls — wrong SMEs on the same random numbers,
+        which the check must fail — are drawn in grey. The legend sits to the right of the data.
+        Needs matplotlib (``pip install 'smetool[plots]'``). Returns the figure.
         """
-        if not self.fits:
-            raise ValueError("no test function has a fitted order to plot (see `unfitted`).")
+        names = list(self.verdicts) or list(self.fits)
+        if not names:
+            raise ValueError("no test function has errors to plot (see `unfitted`).")
+        series = {n: v.reduced for n, v in self.verdicts.items() if v.reduced is not None}
         return plot_weak_errors(
-            self.weak_errors, names=list(self.fits), fits=self.fits, reference_order=self.order,
+            self.weak_errors, names=names, fits=self.fits, reference_order=self.order,
+            series=series, controls={k: c.weak_errors for k, c in self.controls.items()}
+            if controls else None,
             ax=ax, path=path, xlabel="learning rate ε", ylabel="|E g(discrete) − E g(SME)|",
             title=f"{self.algorithm}: weak error of the order-{self.order} SME")
 
