@@ -249,6 +249,10 @@ def test_every_plugins_chunks_travel_to_a_worker_unchanged(name):
                            **{o.name: o.default for o in spec.options})
     run = dict(horizon=spec.horizon, order=spec.orders[-1], steps_per_lr=spec.steps_per_lr,
                method=spec.method, seed=1, chunk_size=4, progress=False)
+    if name == "dropout-net":
+        # Its 610-parameter linearisation (a minute per run) is not what travels here; every
+        # other plug-in's chunks carry their tangents, the hard controls and their pickles.
+        run["variance_reduction"] = "none"
     lrs = spec.lrs[:2]
     _assert_same(verify(algorithm, lrs, 8, executor=ThroughCloudpickle(), **run),
                  verify(algorithm, lrs, 8, **run))
