@@ -41,8 +41,9 @@ from torch import Tensor
 from ..checks import check_lr, check_positive, check_positive_int
 from ..device import functorch_exclusive
 from ..sde import SDE, NoiseKind, SampledDriftSDE
+from .derive_batch import support_for
 from .derive_checks import check_update
-from .derive_core import Support, Update, check_law, check_order, evaluate
+from .derive_core import Update, check_law, check_order, evaluate
 from .noise_laws import FiniteNoise, NoiseLaw, SampledNoise, Tree
 
 __all__ = ["derive_sme", "DerivedSME", "SampledDerivedSME"]
@@ -58,7 +59,9 @@ class DerivedSME(SDE):
       apply). :meth:`diffusion_product` gives ``√lr F dW`` matrix-free, in the same pass as ``b₀``.
 
     Cost per evaluation: ``S`` evaluations of ``A`` per path (a jvp for the order-2 drift), in
-    blocks of :data:`CHUNK_ELEMENTS`.
+    blocks of :data:`~smetool.algorithms.derive_core.CHUNK_ELEMENTS`. For a
+    :class:`~smetool.algorithms.derive_batch.BatchMean` update the sums run over the examples of
+    the mini-batch instead (``M = S_ζ n + S_ζ`` columns), exactly.
 
     Parameters
     ----------
@@ -79,8 +82,8 @@ class DerivedSME(SDE):
         self.update, self.law = update, law
         self.lr = check_lr(lr)
         self.order = check_order(order)
-        self.noise_dim = law.size
-        self._support = Support(update, law)
+        self._support = support_for(update, law)
+        self.noise_dim = self._support.noise_dim
 
     def mean(self, x: Tensor) -> Tensor:
         """``b₀(x) = E_ξ A(x, ξ)``, ``(P, D)``."""

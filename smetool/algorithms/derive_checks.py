@@ -28,7 +28,8 @@ import torch
 from torch import Tensor
 
 from ..device import functorch_exclusive
-from .derive_core import Support, Update, check_order, evaluate
+from .derive_batch import BatchMean, BatchMeanSupport, batch_factor, support_for
+from .derive_core import DifferentiableUpdate, Update, check_order, evaluate
 from .noise_laws import FiniteNoise, NoiseLaw, Tree, tree_map
 
 __all__ = ["check_update", "as_probe_state", "FORM_TOLERANCE", "SAMPLED_PROBE_DRAWS"]
@@ -66,7 +67,7 @@ class _Probe:
 
     def __init__(self, update: Update, law: NoiseLaw, x: Tensor, draws: int):
         self.update, self.law = update, law
-        self.support = Support(update, law) if isinstance(law, FiniteNoise) else None
+        self.support = support_for(update, law) if isinstance(law, FiniteNoise) else None
         self.xi: Tree | None = None
         if self.support is None:
             gen = torch.Generator(device=x.device).manual_seed(0)
@@ -97,6 +98,8 @@ def check_update(update: Update, law: NoiseLaw, x0: Tensor, *, order: int,
     """
     order = check_order(order)
     x = as_probe_state(x0)
+    if isinstance(update, BatchMean):
+        _check_batch_mean(update, law, x)
     _check_finite(update, law, x)
     if check_form:
         _check_form(update, law, x)
@@ -106,7 +109,9 @@ def check_update(update: Update, law: NoiseLaw, x0: Tensor, *, order: int,
 
 def _check_finite(update: Update, law: NoiseLaw, x: Tensor) -> None:
     if isinstance(law, FiniteNoise):
-        for A, _, index in Support(update, law).blocks(x):
+        support = support_for(update, law)
+        exact = support.examples if isinstance(support, BatchMeanSupport) else support
+        for A, _, index in exact.blocks(x):
             _floating(A)
             bad = ~torch.isfinite(A).all(dim=-1)[0]
             if bool(bad.any()):
@@ -118,10 +123,33 @@ def _check_finite(update: Update, law: NoiseLaw, x: Tensor) -> None:
     xi = law.draw(SAMPLED_PROBE_DRAWS, gen, dtype=x.dtype, device=x.device)
     A = evaluate(update, x.expand(SAMPLED_PROBE_DRAWS, -1).clone(), xi)
     _floating(A)
-    bad = int((~torch.isfinite(A).all(dim=-1)).sum())
-    if bad:
-        raise ValueError(f"`update(x0, ξ)` is not finite for {bad} of {SAMPLED_PROBE_DRAWS} draws "
+    count = int((~torch.isfinite(A).all(dim=-1)).sum())
+    if count:
+        raise ValueError(f"`update(x0, ξ)` is not finite for {count} of {SAMPLED_PROBE_DRAWS} draws "
                          "of ξ: Σ = Cov A is not finite, which the SME theorem excludes.")
+
+
+def _check_batch_mean(update: BatchMean, law: NoiseLaw, x: Tensor) -> None:
+    """The declaration of :class:`BatchMean`: on 4 drawn batches, ``A`` is the mean of its
+    values on the batch's single examples (to round-off)."""
+    found = batch_factor(law)
+    if found is None:
+        raise ValueError("BatchMean: the noise law must end with FiniteNoise.minibatches(n, B) "
+                         f"(the batch the update averages over); got {law!r}.")
+    gen = torch.Generator(device=x.device).manual_seed(3)
+    xi = law.draw(4, gen, dtype=x.dtype, device=x.device)
+    rows = x.expand(4, -1).clone()
+    whole = evaluate(update, rows, xi)
+    batch = xi[-1] if isinstance(xi, tuple) else xi
+    parts = []
+    for j in range(batch.shape[1]):
+        one = batch[:, j:j + 1]
+        parts.append(evaluate(update, rows, (*xi[:-1], one) if isinstance(xi, tuple) else one))
+    mean = torch.stack(parts).mean(dim=0)
+    gap = float((whole - mean).abs().max() / whole.abs().max().clamp_min(1e-300))
+    if gap > 1e3 * torch.finfo(x.dtype).eps:
+        raise ValueError("BatchMean: `update(x, ξ)` must be the mean of its values on the batch's "
+                         f"single examples; at x0 they differ by {gap:.2g} (relative).")
 
 
 def _floating(A: Tensor) -> None:
@@ -152,6 +180,18 @@ def _check_form(update: Update, law: NoiseLaw, x: Tensor) -> None:
             f"(< {FORM_TOLERANCE}); pass check_form=False if A really is close to x.")
 
 
+def _directional(update: Update, probe: _Probe, rows: Tensor, U: Tensor) -> Tensor:
+    """The derivative the SME will use: the update's closed form (a :class:`DifferentiableUpdate`,
+    whose formula is then what the central differences check) or :func:`torch.func.jvp`."""
+    if isinstance(update, DifferentiableUpdate):
+        if probe.support is not None:
+            return probe.support.directional(rows, U)
+        reps = rows.shape[0] // probe.draws
+        xi = tree_map(lambda leaf: leaf.repeat(reps, *([1] * (leaf.ndim - 1))), probe.xi)
+        return update.directional(rows, xi, U)
+    return functorch_exclusive(torch.func.jvp)(probe, (rows,), (U,))[1]
+
+
 def _check_differentiable(update: Update, law: NoiseLaw, x: Tensor) -> None:
     D = x.shape[1]
     columns = torch.arange(D, device=x.device)
@@ -164,7 +204,7 @@ def _check_differentiable(update: Update, law: NoiseLaw, x: Tensor) -> None:
     U = eye.repeat_interleave(draws, dim=0)  # row j·draws + k: column j, draw k
     rows = x.expand(U.shape[0], -1).clone()
     try:
-        jvp = functorch_exclusive(torch.func.jvp)(probe, (rows,), (U,))[1]
+        jvp = _directional(update, probe, rows, U)
     except Exception as exc:  # noqa: BLE001 — any failure of the transform is the user's A
         raise ValueError("`update` must be differentiable in x at order 2 (the drift needs "
                          f"(∇b₀) b₀ by torch.func.jvp); at x0 the jvp raised {_first_line(exc)}"

@@ -3,6 +3,7 @@ contract and exact sums over a :class:`~smetool.algorithms.noise_laws.FiniteNois
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable, Iterator
 
 import torch
@@ -11,7 +12,8 @@ from torch import Tensor
 from ..device import functorch_exclusive
 from .noise_laws import FiniteNoise, NoiseLaw, Tree, tree_map
 
-__all__ = ["Update", "CHUNK_ELEMENTS", "Support", "check_order", "check_law", "evaluate"]
+__all__ = ["Update", "DifferentiableUpdate", "CHUNK_ELEMENTS", "Support", "check_order",
+           "check_law", "evaluate"]
 
 Update = Callable[[Tensor, Tree], Tensor]
 """``update(x, ξ) -> A``: states ``(N, D)`` and draws with ``N`` rows to increments ``(N, D)``."""
@@ -48,22 +50,61 @@ def evaluate(update: Update, x: Tensor, xi: Tree) -> Tensor:
     return out
 
 
+class DifferentiableUpdate(abc.ABC):
+    """An update that also gives its directional derivative in ``x`` in closed form.
+
+    :func:`~smetool.algorithms.derive.derive_sme` differentiates a plain ``update`` with
+    :func:`torch.func.jvp` (forward mode, several times the cost of ``A`` in eager torch); an
+    update of this class is differentiated by :meth:`directional` instead. The tests check one
+    against the other.
+    """
+
+    @abc.abstractmethod
+    def __call__(self, x: Tensor, xi: Tree) -> Tensor:
+        """``A(x, ξ)``, ``(N, D)``."""
+
+    @abc.abstractmethod
+    def directional(self, x: Tensor, xi: Tree, u: Tensor) -> Tensor:
+        """``∇_x A(x, ξ) u``, ``(N, D)`` for directions ``u (N, D)``."""
+
+
 class Support:
-    """Exact sums over the support of a :class:`FiniteNoise`, batched over paths and support."""
+    """Exact sums over the support of a :class:`FiniteNoise`, batched over paths and support.
+
+    The increments of the last state visited in one block are kept (a scheme evaluates the drift
+    and the noise at the same, unmodified tensor), so the noise costs no second pass there.
+    """
 
     def __init__(self, update: Update, law: FiniteNoise):
         self.update, self.law = update, law
+        self.noise_dim = law.size
+        self._memo: tuple[Tensor, int, Tensor] | None = None
 
-    def blocks(self, x: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
-        """``(A (P, c, D), w (c,), index (c,))`` over blocks of the support."""
+    def rows(self, x: Tensor) -> Iterator[tuple[Tensor, Tree, Tensor, Tensor]]:
+        """``(x rows (P c, D), ξ (P c rows), w (c,), index (c,))`` over blocks of the support;
+        row ``p c + j`` is path ``p`` with support point ``index[j]``."""
         P, D = x.shape
         size = max(1, CHUNK_ELEMENTS // max(1, P * D))
         for index in self.law.chunks(size):
             c = index.numel()
             xi = self.law.take(index, dtype=x.dtype, device=x.device)
             xi = tree_map(lambda leaf: leaf.repeat(P, *([1] * (leaf.ndim - 1))), xi)
-            A = evaluate(self.update, x.repeat_interleave(c, dim=0), xi).reshape(P, c, D)
-            yield A, self.law.weights_at(index).to(dtype=x.dtype, device=x.device), index
+            w = self.law.weights_at(index).to(dtype=x.dtype, device=x.device)
+            yield x.repeat_interleave(c, dim=0), xi, w, index
+
+    def blocks(self, x: Tensor) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+        """``(A (P, c, D), w (c,), index (c,))`` over blocks of the support."""
+        memo = self._memo
+        if memo is not None and memo[0] is x and memo[1] == x._version:
+            yield memo[2], self.law.weights_at(torch.arange(self.law.size)).to(memo[2]), \
+                torch.arange(self.law.size)
+            return
+        P, D = x.shape
+        for rows, xi, w, index in self.rows(x):
+            A = evaluate(self.update, rows, xi).reshape(P, -1, D)
+            if index.numel() == self.law.size and not _transformed(x):
+                self._memo = (x, x._version, A)
+            yield A, w, index
 
     def mean(self, x: Tensor) -> Tensor:
         """``b₀(x) = Σ_i w_i A(x, ξ_i)``, ``(P, D)``."""
@@ -101,5 +142,26 @@ class Support:
         return total
 
     def directional(self, x: Tensor, u: Tensor) -> Tensor:
-        """``(∇b₀)(x) u`` by one :func:`torch.func.jvp` of the exact mean, ``(P, D)``."""
-        return functorch_exclusive(torch.func.jvp)(self.mean, (x,), (u,))[1]
+        """``(∇b₀)(x) u = Σ_i w_i ∇A(x, ξ_i) u``, ``(P, D)``: by the update's own
+        :meth:`DifferentiableUpdate.directional`, else one :func:`torch.func.jvp` of the mean."""
+        if not isinstance(self.update, DifferentiableUpdate):
+            return functorch_exclusive(torch.func.jvp)(self._mean_uncached, (x,), (u,))[1]
+        P, D = x.shape
+        total = torch.zeros_like(x)
+        for rows, xi, w, index in self.rows(x):
+            du = self.update.directional(rows, xi, u.repeat_interleave(index.numel(), dim=0))
+            total = total + torch.einsum("pcd,c->pd", du.reshape(P, -1, D), w)
+        return total
+
+    def _mean_uncached(self, x: Tensor) -> Tensor:
+        total = torch.zeros_like(x)
+        P, D = x.shape
+        for rows, xi, w, _ in self.rows(x):
+            A = evaluate(self.update, rows, xi).reshape(P, -1, D)
+            total = total + torch.einsum("pcd,c->pd", A, w)
+        return total
+
+
+def _transformed(x: Tensor) -> bool:
+    """Whether ``x`` is a :mod:`torch.func` wrapper (a value inside a transform: never kept)."""
+    return torch._C._functorch.is_functorch_wrapped_tensor(x)

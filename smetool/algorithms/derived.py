@@ -19,8 +19,9 @@ from ..checks import check_lr, check_positive_int, check_test_functions
 from ..sde import SDE
 from .base import Algorithm, NegativeControl, SeparableNoise, TestFunction
 from .derive import DerivedSME, SampledDerivedSME, derive_sme
+from .derive_batch import support_for
 from .derive_checks import as_probe_state, check_update
-from .derive_core import Support, Update, check_law, check_order
+from .derive_core import Update, check_law, check_order
 from .noise_laws import FiniteNoise, NoiseLaw, SampledNoise, Tree
 
 __all__ = ["DerivedAlgorithm"]
@@ -108,11 +109,12 @@ class DerivedAlgorithm(SeparableNoise, Algorithm):
         if not isinstance(x0, Tensor) or x0.ndim != 1:
             raise ValueError(f"`x0` must have shape (D,); got {tuple(probe.shape)} rows.")
         self.x0 = x0.detach()
-        self._tests = ({"norm_sq": _norm_sq, "x[0]": _first} if test_functions is None
-                       else check_test_functions(test_functions, name))
+        self._tests: dict[str, TestFunction] = (
+            {"norm_sq": _norm_sq, "x[0]": _first} if test_functions is None
+            else check_test_functions(test_functions, name))
         if not isinstance(name, str) or not name:
             raise ValueError(f"`name` must be a non-empty string; got {name!r}.")
-        self.name = name
+        self.name = name  # type: ignore[misc]  # an instance may name itself
         self._references = tuple(references)
         if not all(isinstance(r, Reference) for r in self._references):
             raise TypeError("`references` must hold smetool Reference objects.")
@@ -121,7 +123,8 @@ class DerivedAlgorithm(SeparableNoise, Algorithm):
         self.check_form = bool(check_form)
         check_update(update, self.law, self.x0, order=1, check_form=self.check_form)
         self._differentiable = False
-        self._support = Support(update, self.law) if isinstance(self.law, FiniteNoise) else None
+        self._support = (support_for(update, self.law) if isinstance(self.law, FiniteNoise)
+                         else None)
 
     # ----------------------------------------------------------------------------- the contract
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,

@@ -126,6 +126,7 @@ class FiniteNoise(NoiseLaw):
         self._size = size
         self._weights = self._check_weights(weights, size)
         self._factors: tuple[FiniteNoise, ...] = (self,)
+        self.batch: tuple[int, int, bool] | None = None
 
     @staticmethod
     def _check_weights(weights: Any, size: int) -> Tensor | None:
@@ -225,6 +226,7 @@ class FiniteNoise(NoiseLaw):
                              f"points; got {size} = {' × '.join(str(f.size) for f in factors)}.")
         out = cls.__new__(cls)
         out._values, out._size, out._weights, out._factors = None, size, None, factors
+        out.batch = None
         return out
 
     @classmethod
@@ -258,7 +260,10 @@ class FiniteNoise(NoiseLaw):
         :class:`~smetool.algorithms.sgd.FiniteSumSGD`) the support is the multisets, each with its
         multinomial probability, ``S = C(n + B − 1, B)``; without, the ``C(n, B)`` subsets,
         uniform. An update that averages over its batch depends only on the multiset, so this is
-        exact.
+        exact. Declare such an update with :class:`~smetool.algorithms.derive_core.BatchMean` and
+        the expectations visit the ``n`` examples instead of the ``S`` batches.
+
+        The law remembers ``(n, B, replacement)`` in :attr:`batch` (``None`` for other laws).
         """
         n = check_positive_int(n, "n")
         batch_size = check_positive_int(batch_size, "batch_size")
@@ -273,7 +278,9 @@ class FiniteNoise(NoiseLaw):
                   else itertools.combinations(range(n), batch_size))
         index = torch.tensor(list(combos), dtype=torch.long).reshape(count, batch_size)
         if not replacement:
-            return cls(index)
+            law = cls(index)
+            law.batch = (n, batch_size, False)
+            return law
         # P(multiset) = B! / ∏_k c_k! · n^{-B}, c_k the multiplicities.
         log_w = torch.full((count,), math.lgamma(batch_size + 1) - batch_size * math.log(n),
                            dtype=torch.float64)
@@ -281,7 +288,9 @@ class FiniteNoise(NoiseLaw):
             c = (index == k).sum(dim=1).double()
             log_w -= torch.lgamma(c + 1.0)
         weights = log_w.exp()
-        return cls(index, weights / weights.sum())
+        law = cls(index, weights / weights.sum())
+        law.batch = (n, batch_size, True)
+        return law
 
     def __repr__(self) -> str:
         if len(self._factors) > 1:
