@@ -9,7 +9,7 @@ I: mathematical foundations", JMLR 20 (2019).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -94,7 +94,7 @@ class DerivedAlgorithm(SeparableNoise, Algorithm):
     """
 
     name = "derived"
-    references = (LI_TAI_E_2019, MILSTEIN_1986)
+    references: ClassVar[tuple[Reference, ...]] = (LI_TAI_E_2019, MILSTEIN_1986)
     sme_orders = (1, 2)
 
     def __init__(self, update: Update, noise: NoiseLaw, x0: Tensor,
