@@ -95,7 +95,7 @@ class DerivedAlgorithm(SeparableNoise, Algorithm):
 
     name = "derived"
     references: ClassVar[tuple[Reference, ...]] = (LI_TAI_E_2019, MILSTEIN_1986)
-    sme_orders = (1, 2)
+    sme_orders: ClassVar[tuple[int, ...]] = (1, 2)
 
     def __init__(self, update: Update, noise: NoiseLaw, x0: Tensor,
                  test_functions: Mapping[str, TestFunction] | None = None, *,
