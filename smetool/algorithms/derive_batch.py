@@ -130,10 +130,12 @@ class BatchMeanSupport:
     def covariance(self, x: Tensor) -> Tensor:
         """``Σ = c_B E_ζ Cov_i a + Cov_ζ ā``, ``(P, D, D)``."""
         a, abar, mean, w = self._terms(x)
-        d_in = a - abar.unsqueeze(2)
+        P, D = x.shape
+        d_in = (a - abar.unsqueeze(2)).reshape(P, -1, D)
         d_out = abar - mean.unsqueeze(1)
-        within = torch.einsum("psid,psie,s->pde", d_in, d_in, w) * (self.c / self.n)
-        return within + torch.einsum("psd,pse,s->pde", d_out, d_out, w)
+        w_in = (w * (self.c / self.n)).repeat_interleave(self.n)
+        within = torch.bmm((d_in * w_in.unsqueeze(-1)).transpose(1, 2), d_in)
+        return within + torch.bmm((d_out * w.unsqueeze(-1)).transpose(1, 2), d_out)
 
 
 ExactSupport = Support | BatchMeanSupport

@@ -138,7 +138,7 @@ class Support:
         total = x.new_zeros(x.shape[0], x.shape[1], x.shape[1])
         for A, w, _ in self.blocks(x):
             c = A - mean.unsqueeze(1)
-            total = total + torch.einsum("pcd,pce,c->pde", c, c, w)
+            total = total + torch.bmm((c * w.unsqueeze(-1)).transpose(1, 2), c)
         return total
 
     def directional(self, x: Tensor, u: Tensor) -> Tensor:
