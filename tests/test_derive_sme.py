@@ -16,6 +16,7 @@ import pytest
 import torch
 from scipy.stats import norm
 
+import smetool
 from smetool import (
     BatchMean,
     DerivedAlgorithm,
@@ -435,3 +436,38 @@ def test_refuses_bad_arguments_with_one_line_messages():
         derive_sme(BatchMean(good), LAW, lr=0.1, x0=X0)
     with pytest.raises(ValueError, match="`x0` must have shape"):
         DerivedAlgorithm(good, LAW, torch.zeros(2, 1, dtype=F64))
+
+
+def test_dropout_net_with_mini_batches_is_a_derived_sampled_plugin():
+    from smetool.algorithms.dropout_net_minibatch import NetDropoutMiniBatch
+
+    algo = builtin_problem(batch_size=8)
+    assert isinstance(algo, NetDropoutMiniBatch) and not algo.exact
+    assert isinstance(algo.sme(0.04), SampledDerivedSME)
+    with pytest.raises(ValueError, match=r"`order` must be one of \(1,\)"):
+        algo.sme(0.04, 2)
+    model = algo.model
+    x = algo.initial_state(3)
+    masks, index = algo.draw(3, 0.04, torch.Generator().manual_seed(0), dtype=F64,
+                             device=torch.device("cpu"))
+    assert index.shape == (3, 8)
+    full = torch.arange(model.n_points).expand(3, -1)
+    assert torch.allclose(-algo.update(x, (masks, full)), model.dropout_loss_grad(x, masks)[1],
+                          rtol=1e-12, atol=1e-15)
+    assert [c.name for c in algo.negative_controls(0.04, 1)] == ["half-speed time", "no R_1"]
+    with pytest.raises(ValueError, match=r"`batch_size` must be an integer in \[1, n\]"):
+        builtin_problem(batch_size=1000)
+
+
+@pytest.mark.parametrize("name", ["dropout-sgd", "dropconnect", "gaussian-dropout"])
+def test_new_plugins_are_registered_with_references(name):
+    from smetool.algorithms.registry import get_plugin
+
+    spec = get_plugin(name)
+    algo = spec.build()
+    assert algo.name == name and spec.orders == (1, 2)
+    keys = {ref.key for ref in algo.cited_references()}
+    assert "li2019sme" in keys
+    assert {"dropout-sgd": "srivastava2014dropout", "dropconnect": "wan2013dropconnect",
+            "gaussian-dropout": "srivastava2014dropout"}[name] in keys
+    assert isinstance(algo.sme(spec.lrs[0], 2), smetool.SDE)
