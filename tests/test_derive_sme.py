@@ -438,12 +438,43 @@ def test_refuses_bad_arguments_with_one_line_messages():
         DerivedAlgorithm(good, LAW, torch.zeros(2, 1, dtype=F64))
 
 
-def test_dropout_net_with_mini_batches_is_a_derived_sampled_plugin():
-    from smetool.algorithms.dropout_net_minibatch import NetDropoutMiniBatch
+@pytest.mark.parametrize("batch_size,replacement", [(1, True), (4, True), (3, False)])
+def test_dropout_net_mini_batch_closed_form_equals_the_derived_sme(batch_size, replacement):
+    """Last-layer dropout SGD on mini-batches: the closed form of the mini-batch identity against
+    derive_sme with every mask × example enumerated (BatchMean), ≤ 1e-12."""
+    from smetool.algorithms.dropout_net_minibatch import MiniBatchNetDropoutSME, NetMiniBatchUpdate
+    from smetool.models.net_dropout_minibatch import MiniBatchLastLayerDropout
 
-    algo = builtin_problem(batch_size=8)
+    algo = builtin_problem(width=3, n_samples=10)
+    closed = MiniBatchLastLayerDropout(algo.closed_form, batch_size, replacement=replacement)
+    law = FiniteNoise.product(FiniteNoise.bernoulli_masks(3, 0.9),
+                              FiniteNoise.minibatches(10, batch_size, replacement=replacement))
+    derived = derive_sme(BatchMean(NetMiniBatchUpdate(algo.model)), law, lr=0.05, x0=algo.theta0)
+    x = states(algo.theta0, n=2, spread=0.05)
+    check_against(derived, MiniBatchNetDropoutSME(closed, 0.05, 1),
+                  MiniBatchNetDropoutSME(closed, 0.05, 2), closed.noise_covariance, x)
+    z = torch.randn(2, closed.noise_dim, generator=torch.Generator().manual_seed(0), dtype=F64)
+    assert rel(closed.noise_factor_matvec(x, z),
+               torch.einsum("pdm,pm->pd", closed.noise_factor(x), z)) <= RTOL
+
+
+def test_dropout_net_with_mini_batches_is_a_plugin_exact_or_sampled():
+    from smetool.algorithms.dropout_net_minibatch import (
+        ExactNetDropoutMiniBatch,
+        NetDropoutMiniBatch,
+    )
+
+    exact = builtin_problem(batch_size=8)
+    assert isinstance(exact, ExactNetDropoutMiniBatch) and exact.exact
+    x = exact.initial_state(2)
+    noise = exact.draw(2, 0.04, torch.Generator().manual_seed(0), dtype=F64,
+                       device=torch.device("cpu"))
+    assert torch.equal(exact.step(x, 0.04, torch.Generator().manual_seed(0)),
+                       exact.step_with(x, 0.04, noise))
+    assert [c.name for c in exact.negative_controls(0.04, 2)] == ["no R_1", "order-1 SME",
+                                                                   "noise-free"]
+    algo = builtin_problem(batch_size=8, placement="every", depth=2)
     assert isinstance(algo, NetDropoutMiniBatch) and not algo.exact
-    assert isinstance(algo.sme(0.04), SampledDerivedSME)
     with pytest.raises(ValueError, match=r"`order` must be one of \(1,\)"):
         algo.sme(0.04, 2)
     model = algo.model
@@ -454,6 +485,7 @@ def test_dropout_net_with_mini_batches_is_a_derived_sampled_plugin():
     full = torch.arange(model.n_points).expand(3, -1)
     assert torch.allclose(-algo.update(x, (masks, full)), model.dropout_loss_grad(x, masks)[1],
                           rtol=1e-12, atol=1e-15)
+    assert isinstance(algo.sme(0.04), SampledDerivedSME)
     assert [c.name for c in algo.negative_controls(0.04, 1)] == ["half-speed time", "no R_1"]
     with pytest.raises(ValueError, match=r"`batch_size` must be an integer in \[1, n\]"):
         builtin_problem(batch_size=1000)

@@ -41,7 +41,7 @@ from ..models.net_dropout_exact import LastLayerDropout, last_layer_reason
 from ..sde import SDE
 from .base import NegativeControl, SeparableStochasticGradient, StochasticGradientAlgorithm, TestFunction
 from .capabilities import HasLandscape, Regularizer, closed_form
-from .dropout_net_minibatch import NetDropoutMiniBatch
+from .dropout_net_minibatch import ExactNetDropoutMiniBatch, NetDropoutMiniBatch
 from .dropout_net_sme import NetDropoutSME, SampledNetDropoutSME, check_order
 from .spec import AnalysisSpec, Option, PluginSpec
 from .user_network import is_user_spec, parse_data, parse_model, user_module_and_data
@@ -357,7 +357,8 @@ def builtin_problem(*, model: str = "mlp", data: str = "digits", keep_prob: floa
                     width: int = 8, loss: str = "mse", placement: str = "last", depth: int = 1,
                     n_samples: int = 32, out_scale: float = 0.1, init_seed: int = 0,
                     drift_masks: int = 1, batch_size: int = 0, dtype: torch.dtype = torch.float64,
-                    device: torch.device | str | None = None) -> NetDropout | NetDropoutMiniBatch:
+                    device: torch.device | str | None = None
+                    ) -> NetDropout | NetDropoutMiniBatch | ExactNetDropoutMiniBatch:
     """The problems of ``smetool verify dropout-net``: a small MLP or CNN on the first
     ``n_samples`` digits (scikit-learn's bundled ``load_digits``) or on the embedded 1-D task.
 
@@ -381,8 +382,9 @@ def builtin_problem(*, model: str = "mlp", data: str = "digits", keep_prob: floa
         ``K`` of the sampled SME.
     batch_size : int
         ``0`` (default): full-batch dropout GD. ``B ≥ 1``: dropout SGD on mini-batches of ``B``
-        examples with its derived, sampled order-1 SME (:class:`NetDropoutMiniBatch`; verify it
-        with ``method="euler"``).
+        examples (drawn with replacement, one mask per batch): exact SMEs of orders 1 and 2 for
+        last-layer dropout with ``"mse"`` (:class:`ExactNetDropoutMiniBatch`), else the derived,
+        sampled order-1 SME (:class:`NetDropoutMiniBatch`; verify it with ``method="euler"``).
     dtype, device
         Of the data and ``θ0``.
 
@@ -418,16 +420,20 @@ def builtin_problem(*, model: str = "mlp", data: str = "digits", keep_prob: floa
 
 
 def with_batches(algo: NetDropout, batch_size: int, drift_masks: int = 1
-                 ) -> NetDropout | NetDropoutMiniBatch:
-    """``algo`` itself for ``batch_size = 0``, else dropout SGD on mini-batches of that size
-    on its network and data."""
+                 ) -> NetDropout | NetDropoutMiniBatch | ExactNetDropoutMiniBatch:
+    """``algo`` itself for ``batch_size = 0``, else dropout SGD on mini-batches of that size on
+    its network and data: exact (:class:`ExactNetDropoutMiniBatch`) where the last-layer closed
+    forms apply, sampled (:class:`NetDropoutMiniBatch`) otherwise."""
     if check_nonnegative_int(batch_size, "batch_size"):
+        if algo.exact:
+            return ExactNetDropoutMiniBatch(algo.model, algo.theta0, batch_size=batch_size)
         return NetDropoutMiniBatch(algo.model, algo.theta0, batch_size=batch_size,
                                    drift_samples=drift_masks)
     return algo
 
 
-def _factory(*, dtype: torch.dtype, device, **options) -> NetDropout | NetDropoutMiniBatch:
+def _factory(*, dtype: torch.dtype, device, **options
+             ) -> NetDropout | NetDropoutMiniBatch | ExactNetDropoutMiniBatch:
     if is_user_spec(options["model"]) or is_user_spec(options["data"]):
         defaults = {o.name: o.default for o in PLUGINS[0].options}
         module, X, y = user_module_and_data(options, defaults, dtype=dtype, device=device)
@@ -486,8 +492,8 @@ PLUGINS = (
             Option("drift_masks", _positive_int("drift_masks"), 1,
                    "dropout gradients per drift estimate of the sampled SME (h <= lr K)"),
             Option("batch_size", lambda t: check_nonnegative_int(int(t), "batch_size"), 0,
-                   "mini-batch size B (with replacement; one mask per batch) with the derived, "
-                   "sampled order-1 SME (use --method euler); 0 = full batch"),
+                   "mini-batch size B (with replacement; one mask per batch): exact SME for "
+                   "last-layer dropout with mse, else sampled (--method euler); 0 = full batch"),
         ),
         algorithm=NetDropout,
         describe=lambda alg: {"problem": repr(alg), "exact": alg.exact},
