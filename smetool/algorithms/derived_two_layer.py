@@ -318,7 +318,7 @@ PLUGINS = (
         horizon=0.8,
         n_paths=500,
         steps_per_lr=4,
-        order_defaults={2: {"n_paths": 1_000}},
+        order_defaults={2: {"n_paths": 800}},
         options=(_KEEP_PROB,
                  Option("width", _positive_int("width"), 3, "hidden neurons m (2^(m d) masks)"),
                  Option("n_points", _positive_int("n_points"), 8, "data points n")),
