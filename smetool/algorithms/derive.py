@@ -43,7 +43,7 @@ from ..device import functorch_exclusive
 from ..sde import SDE, NoiseKind, SampledDriftSDE
 from .derive_batch import support_for
 from .derive_checks import check_update
-from .derive_core import Update, check_law, check_order, evaluate
+from .derive_core import DifferentiableUpdate, Update, check_law, check_order, evaluate
 from .noise_laws import FiniteNoise, NoiseLaw, SampledNoise, Tree
 
 __all__ = ["derive_sme", "DerivedSME", "SampledDerivedSME"]
@@ -174,8 +174,11 @@ class SampledDerivedSME(SampledDriftSDE):
             _, xi_i = self._draws(x, K, generator)
             _, xi_j = self._draws(x, K, generator)
             direction = evaluate(self.update, xs, xi_j)
-            jvp = functorch_exclusive(torch.func.jvp)(lambda y: self.update(y, xi_i), (xs,),
-                                                      (direction,))[1]
+            if isinstance(self.update, DifferentiableUpdate):
+                jvp = self.update.directional(xs, xi_i, direction)
+            else:
+                jvp = functorch_exclusive(torch.func.jvp)(lambda y: self.update(y, xi_i), (xs,),
+                                                          (direction,))[1]
             mean = mean - 0.5 * self.lr * jvp.reshape(K, P, -1).mean(dim=0)
         return self.speed * mean
 
