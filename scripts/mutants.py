@@ -59,6 +59,7 @@ EXACT = "tests/test_exact_agreement.py"
 EXTRAPOLATION = "tests/test_solver_extrapolation.py"
 VERDICTS = "tests/test_verdicts.py"
 JUDGE = "tests/test_judge.py"
+DERIVE = "tests/test_derive_sme.py"
 
 MUTANTS: tuple[Mutant, ...] = (
     # ---------------------------------------------------------------- numerics (issue 25)
@@ -225,6 +226,40 @@ MUTANTS: tuple[Mutant, ...] = (
         "inflation = max(1.0, rchi2) if dof > 0 else 1.0", "inflation = 1.0",
         (f"{VERDICTS}::test_the_slope_interval_is_widened_by_the_lack_of_fit",),
         "the log–log slope's interval ignores a lack of fit"),
+    # ---------------------------------------------------------------- derived SMEs (issue 23)
+    Mutant(
+        "derived-drop-order2-term", "smetool/algorithms/derive.py",
+        "        return mean - 0.5 * self.lr * self._support.directional(x, mean)\n",
+        "        return mean\n",
+        (f"{DERIVE}::test_sgd_least_squares_derived_equals_hand_written",
+         f"{DERIVE}::test_dropout_net_last_layer_derived_equals_hand_written"),
+        "the derived order-2 SME loses its drift correction −(lr/2)(∇b₀)b₀"),
+    Mutant(
+        "derived-transposed-jacobian", "smetool/algorithms/derive_core.py",
+        "return functorch_exclusive(torch.func.jvp)(self._mean_uncached, (x,), (u,))[1]",
+        "return torch.func.vjp(self._mean_uncached, x)[1](u)[0]",
+        (f"{DERIVE}::test_order2_drift_of_a_rotational_update_uses_the_jacobian_not_its_transpose",),
+        "the order-2 correction uses (∇b₀)ᵀ b₀ (equal to (∇b₀) b₀ for every gradient update: only a "
+        "rotational update tells them apart)"),
+    Mutant(
+        "batch-mean-without-1-over-b", "smetool/algorithms/derive_batch.py",
+        "self.c = 1.0 / B if replacement", "self.c = 1.0 if replacement",
+        (f"{DERIVE}::test_batch_mean_sums_over_examples_exactly",),
+        "the mini-batch identity forgets that averaging B examples divides their noise by B"),
+    Mutant(
+        "gaussian-dropout-without-square-columns", "smetool/models/gaussian_dropout.py",
+        "return sigma + 2.0 * self.v * self.v * torch.einsum(\"prd,pre->pde\", cols, cols)",
+        "return sigma",
+        (f"{DERIVE}::test_gaussian_dropout_closed_form_equals_gauss_hermite_enumeration",),
+        "Gaussian dropout's covariance misses the 2v² B_rr B_rrᵀ terms of Var(η² − v) = 2v² "
+        "(Bernoulli dropout's two-point identity used for a Gaussian)"),
+    Mutant(
+        "sampled-noise-uncompensated", "smetool/algorithms/derive.py",
+        "        return self.speed / (self.lr * self.drift_samples)\n",
+        "        return 0.0\n",
+        (f"{DERIVE}::test_sampled_sme_steps_have_the_exact_covariance",),
+        "the sampled SME's Euler step adds the drift estimate's noise on top of the full noise "
+        "(covariance h Σ (lr + h/K) instead of lr h Σ)"),
 )
 
 

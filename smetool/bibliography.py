@@ -36,6 +36,9 @@ __all__ = [
     "BARRETT_DHERIN_2021",
     "SMITH_2021_ORIGIN",
     "ZHU_2019_ANISOTROPIC",
+    "MILSTEIN_1986",
+    "WAN_2013_DROPCONNECT",
+    "SRIVASTAVA_2014_DROPOUT",
 ]
 
 
@@ -241,3 +244,26 @@ ZHU_2019_ANISOTROPIC = Reference.of(
     author="Zhu, Zhanxing and Wu, Jingfeng and Yu, Bing and Wu, Lei and Ma, Jinwen",
     booktitle="Proceedings of the 36th International Conference on Machine Learning (ICML)",
     series="Proceedings of Machine Learning Research", volume="97", year="2019")
+
+MILSTEIN_1986 = Reference.of(
+    "milstein1986weak", "article",
+    title="Weak Approximation of Solutions of Systems of Stochastic Differential Equations",
+    author="Milstein, G. N.",
+    journal="Theory of Probability and Its Applications", volume="30", number="4",
+    pages="750--766", year="1986", doi="10.1137/1130095")
+
+WAN_2013_DROPCONNECT = Reference.of(
+    "wan2013dropconnect", "inproceedings",
+    title="Regularization of Neural Networks using {DropConnect}",
+    author="Wan, Li and Zeiler, Matthew and Zhang, Sixin and LeCun, Yann and Fergus, Rob",
+    booktitle="Proceedings of the 30th International Conference on Machine Learning (ICML)",
+    series="Proceedings of Machine Learning Research", volume="28", number="3",
+    pages="1058--1066", year="2013")
+
+SRIVASTAVA_2014_DROPOUT = Reference.of(
+    "srivastava2014dropout", "article",
+    title="Dropout: A Simple Way to Prevent Neural Networks from Overfitting",
+    author="Srivastava, Nitish and Hinton, Geoffrey and Krizhevsky, Alex and Sutskever, Ilya and "
+    "Salakhutdinov, Ruslan",
+    journal="Journal of Machine Learning Research", volume="15", number="56", pages="1929--1958",
+    year="2014")

@@ -18,6 +18,11 @@ from .base import (
 )
 from .base import NegativeControl as NegativeControl
 from .capabilities import HasLandscape, Regularizer
+from .derive import DerivedSME, SampledDerivedSME, derive_sme
+from .derive_batch import BatchMean
+from .derive_core import DifferentiableUpdate
+from .derived import DerivedAlgorithm
+from .derived_two_layer import CovarianceSplit, DropConnect, DropoutSGD, covariance_split
 from .dropout import DropoutAlgorithm, DropoutSME
 from .dropout_net import ExactNetDropout, NetDropout, builtin_problem, dropout_net, net_dropout
 from .dropout_net_sme import NetDropoutSME, SampledNetDropoutSME
@@ -29,8 +34,10 @@ from .dropout_noise import (
     MaskPairNoise,
 )
 from .dropout_noise import DropoutNoise as DropoutNoise
+from .gaussian_dropout import GaussianDropout
 from .gradient import GradientDescent, GradientFlow, MinibatchSGD
 from .momentum import HeavyBallSGD, HeavyBallSME
+from .noise_laws import FiniteNoise, NoiseLaw, SampledNoise
 from .registry import ENTRY_POINT_GROUP, get_plugin, plugins, register
 from .rmsprop import RMSprop, RMSpropSME
 from .sam import SAM, SAMSME, USAM, USAMSME
@@ -102,4 +109,18 @@ __all__ = [
     "SGDWeightDecaySME",
     "sqrt_scaling_rule",
     "sde_constants",
+    "derive_sme",
+    "DerivedSME",
+    "SampledDerivedSME",
+    "DerivedAlgorithm",
+    "FiniteNoise",
+    "SampledNoise",
+    "NoiseLaw",
+    "BatchMean",
+    "DifferentiableUpdate",
+    "DropoutSGD",
+    "DropConnect",
+    "GaussianDropout",
+    "CovarianceSplit",
+    "covariance_split",
 ]

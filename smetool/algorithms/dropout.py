@@ -13,12 +13,12 @@ stochastic gradient algorithms I: mathematical foundations", JMLR 20 (2019) (the
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT, ZHANG_XU_2024_IMPLICIT
+from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT, ZHANG_XU_2024_IMPLICIT, Reference
 from ..checks import check_keep_prob, check_lr, check_positive_int
 from ..models.dropout_problem import DropoutProblem, DropoutTerms, default_problem
 from ..models.landscape import Landscape
@@ -200,7 +200,7 @@ class DropoutAlgorithm(SeparableStochasticGradient, HasLandscape):
     """
 
     name = "dropout"
-    references = (ZHANG_2024_DROPOUT, LI_TAI_E_2019)
+    references: ClassVar[tuple[Reference, ...]] = (ZHANG_2024_DROPOUT, LI_TAI_E_2019)
     sme_orders = (1, 2)
 
     def __init__(self, problem: DropoutProblem, theta0: Tensor):

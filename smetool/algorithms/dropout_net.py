@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT, ZHANG_XU_2024_IMPLICIT
-from ..checks import check_keep_prob, check_positive_int, check_seed
+from ..checks import check_keep_prob, check_nonnegative_int, check_positive_int, check_seed
 from ..models.builtin_nets import PLACEMENTS, cnn, mlp
 from ..models.data import digits_data, toy_data
 from ..models.net_dropout import NetDropoutModel
@@ -41,12 +41,14 @@ from ..models.net_dropout_exact import LastLayerDropout, last_layer_reason
 from ..sde import SDE
 from .base import NegativeControl, SeparableStochasticGradient, StochasticGradientAlgorithm, TestFunction
 from .capabilities import HasLandscape, Regularizer, closed_form
+from .dropout_net_minibatch import ExactNetDropoutMiniBatch, NetDropoutMiniBatch
 from .dropout_net_sme import NetDropoutSME, SampledNetDropoutSME, check_order
 from .spec import AnalysisSpec, Option, PluginSpec
 from .user_network import is_user_spec, parse_data, parse_model, user_module_and_data
 
 __all__ = ["dropout_net", "net_dropout", "builtin_problem", "NetDropout", "ExactNetDropout",
-           "NetDropoutSME", "SampledNetDropoutSME", "PLUGINS", "REGULARIZER_MASKS"]
+           "NetDropoutSME", "SampledNetDropoutSME", "NetDropoutMiniBatch", "PLUGINS",
+           "REGULARIZER_MASKS"]
 
 REGULARIZER_MASKS = 64
 """Dropout masks per point of the Monte-Carlo value of ``R_1`` (the sampled case)."""
@@ -354,8 +356,9 @@ def net_dropout(model: NetDropoutModel, theta0: Tensor | None = None, *, drift_m
 def builtin_problem(*, model: str = "mlp", data: str = "digits", keep_prob: float = 0.9,
                     width: int = 8, loss: str = "mse", placement: str = "last", depth: int = 1,
                     n_samples: int = 32, out_scale: float = 0.1, init_seed: int = 0,
-                    drift_masks: int = 1, dtype: torch.dtype = torch.float64,
-                    device: torch.device | str | None = None) -> NetDropout:
+                    drift_masks: int = 1, batch_size: int = 0, dtype: torch.dtype = torch.float64,
+                    device: torch.device | str | None = None
+                    ) -> NetDropout | NetDropoutMiniBatch | ExactNetDropoutMiniBatch:
     """The problems of ``smetool verify dropout-net``: a small MLP or CNN on the first
     ``n_samples`` digits (scikit-learn's bundled ``load_digits``) or on the embedded 1-D task.
 
@@ -377,6 +380,11 @@ def builtin_problem(*, model: str = "mlp", data: str = "digits", keep_prob: floa
         Seed of the initial weights.
     drift_masks : int
         ``K`` of the sampled SME.
+    batch_size : int
+        ``0`` (default): full-batch dropout GD. ``B ≥ 1``: dropout SGD on mini-batches of ``B``
+        examples (drawn with replacement, one mask per batch): exact SMEs of orders 1 and 2 for
+        last-layer dropout with ``"mse"`` (:class:`ExactNetDropoutMiniBatch`), else the derived,
+        sampled order-1 SME (:class:`NetDropoutMiniBatch`; verify it with ``method="euler"``).
     dtype, device
         Of the data and ``θ0``.
 
@@ -408,15 +416,30 @@ def builtin_problem(*, model: str = "mlp", data: str = "digits", keep_prob: floa
     algo = dropout_net(net.to(dtype=dtype, device=device), ds.X.to(dtype=dtype, device=device),
                        ds.y.to(device=device), loss=loss, drift_masks=drift_masks)
     algo.model.label = f"{model} ({ds.name})"
+    return with_batches(algo, batch_size, drift_masks)
+
+
+def with_batches(algo: NetDropout, batch_size: int, drift_masks: int = 1
+                 ) -> NetDropout | NetDropoutMiniBatch | ExactNetDropoutMiniBatch:
+    """``algo`` itself for ``batch_size = 0``, else dropout SGD on mini-batches of that size on
+    its network and data: exact (:class:`ExactNetDropoutMiniBatch`) where the last-layer closed
+    forms apply, sampled (:class:`NetDropoutMiniBatch`) otherwise."""
+    if check_nonnegative_int(batch_size, "batch_size"):
+        if algo.exact:
+            return ExactNetDropoutMiniBatch(algo.model, algo.theta0, batch_size=batch_size)
+        return NetDropoutMiniBatch(algo.model, algo.theta0, batch_size=batch_size,
+                                   drift_samples=drift_masks)
     return algo
 
 
-def _factory(*, dtype: torch.dtype, device, **options) -> NetDropout:
+def _factory(*, dtype: torch.dtype, device, **options
+             ) -> NetDropout | NetDropoutMiniBatch | ExactNetDropoutMiniBatch:
     if is_user_spec(options["model"]) or is_user_spec(options["data"]):
         defaults = {o.name: o.default for o in PLUGINS[0].options}
         module, X, y = user_module_and_data(options, defaults, dtype=dtype, device=device)
-        return dropout_net(module, X, y, loss=options["loss"],
-                           drift_masks=options["drift_masks"])
+        return with_batches(dropout_net(module, X, y, loss=options["loss"],
+                                        drift_masks=options["drift_masks"]),
+                            options["batch_size"], options["drift_masks"])
     return builtin_problem(dtype=dtype, device=device, **options)
 
 
@@ -468,6 +491,9 @@ PLUGINS = (
             Option("init_seed", lambda t: check_seed(int(t)), 0, "seed of the initial weights"),
             Option("drift_masks", _positive_int("drift_masks"), 1,
                    "dropout gradients per drift estimate of the sampled SME (h <= lr K)"),
+            Option("batch_size", lambda t: check_nonnegative_int(int(t), "batch_size"), 0,
+                   "mini-batch size B (with replacement; one mask per batch): exact SME for "
+                   "last-layer dropout with mse, else sampled (--method euler); 0 = full batch"),
         ),
         algorithm=NetDropout,
         describe=lambda alg: {"problem": repr(alg), "exact": alg.exact},

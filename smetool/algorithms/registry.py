@@ -43,6 +43,8 @@ BUILTIN_MODULES = (
     "smetool.algorithms.sam",
     "smetool.algorithms.signsgd",
     "smetool.algorithms.sgd_wd",
+    "smetool.algorithms.derived_two_layer",
+    "smetool.algorithms.gaussian_dropout",
 )
 """smetool's own plug-in modules; each declares ``PLUGINS``, a tuple of PluginSpec."""
 

@@ -317,6 +317,31 @@ class NetDropoutModel(FiniteSum):
             theta, masks)
         return value, g
 
+    @functorch_exclusive
+    def batch_dropout_loss_grad(self, theta: Tensor, masks: tuple[Tensor, ...],
+                                index: Tensor) -> Tensor:
+        """The gradient of the dropout loss on each path's own mini-batch, ``(P, D)``.
+
+        Parameters
+        ----------
+        theta : Tensor, (P, D)
+        masks : tuple of Tensor
+            ``(P, *mask_shape)`` per layer, one mask per path shared by its batch.
+        index : Tensor, (P, B)
+            The examples of each path's batch.
+        """
+        self.check_theta(theta)
+        self._check_masks(masks, theta.shape[0])
+        if index.ndim != 2 or index.shape[0] != theta.shape[0] or index.is_floating_point():
+            raise ValueError(f"`index` must be integer indices of shape ({theta.shape[0]}, B); got "
+                             f"{index.dtype} {tuple(index.shape)}.")
+        X, y = self.data(theta)
+
+        def one(th: Tensor, m: tuple[Tensor, ...], idx: Tensor) -> Tensor:
+            return self.loss_one(th, m, X[idx], y[idx])
+
+        return vmap(grad(one))(theta, masks, index.to(theta.device))
+
     def _check_masks(self, masks: tuple[Tensor, ...], P: int) -> None:
         want = [(P, *layer.mask_shape) for layer in self.layers]
         got = [tuple(m.shape) for m in masks] if isinstance(masks, (tuple, list)) else masks
