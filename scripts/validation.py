@@ -52,6 +52,8 @@ EXACT_TOLERANCE = 0.05
 MC_MIN_SNR = 5.0
 MC_CONFIDENCE = 0.99
 MC_ALPHA = 0.01
+DERIVED = ("dropout-sgd", "dropconnect", "gaussian-dropout")
+"""Plug-ins whose SMEs come from :func:`smetool.derive_sme` (or its theorem in closed form)."""
 
 
 # ------------------------------------------------------------------------------------ machine
@@ -847,6 +849,23 @@ def render(record: dict) -> str:
                         f"{_verdict(f)} |")
                 lines.append(f"| `{c['command']}` | **the check** | | | | | | | | "
                              f"**{_verdict(c)}** |")
+            derived = [c for c in section["cases"] if c["plugin"] in DERIVED]
+            if derived:
+                lines += ["", "### Derived SMEs", "",
+                          "The SMEs of these plug-ins are not typed in: `smetool.derive_sme` "
+                          "derives them from the update rule and its noise law (`b₀ = E A`, "
+                          "`Σ = Cov A`, the order-2 drift `b₀ − (lr/2)(∇b₀)b₀`; Li, Tai & E 2019; "
+                          "[the tutorial](tutorial-derive-sme.md)); Gaussian dropout's moments are "
+                          "closed-form. Their rows above, in short:", "",
+                          "| command | verdict | Σ detection limit | controls failed | seconds |",
+                          "|---|---|---|---|---|"]
+                for c in derived:
+                    lim = c["limits"].get("noise covariance Σ")
+                    shown = ("–" if lim is None else "∞" if lim["best"] is None
+                             else f"{100 * lim['best']:.2g} % (`{lim['best_test']}`)")
+                    failed = sum(ctl["rejected"] for ctl in c["controls"])
+                    lines.append(f"| `{c['command']}` | {_verdict(c)} | {shown} | "
+                                 f"{failed}/{len(c['controls'])} | {c['seconds']:.0f} |")
             lines += ["", "Detection limits — the smallest relative error in a part of the SME that "
                       "each run fails (from the control that scales that part, on the same random "
                       "numbers):", "",
