@@ -67,7 +67,60 @@ def last_layer_reason(model: NetDropoutModel) -> str | None:
     return None
 
 
-class LastLayerDropout:
+class JacobianNoiseFactor:
+    """The noise factor ``F(θ) = (∂φ/∂θ)ᵀ`` of a per-example feature map ``φ: θ ↦ (M,)`` whose
+    Jacobian Gram matrix is the noise covariance, ``Σ = F Fᵀ``: the closed forms of
+    :class:`LastLayerDropout` and of its mini-batch version share it.
+
+    Subclasses give ``model`` (a :class:`NetDropoutModel`), ``noise_dim`` (``M``) and
+    :meth:`_noise_feature`.
+    """
+
+    model: NetDropoutModel
+
+    @property
+    def noise_dim(self) -> int:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def _noise_feature(self, theta: Tensor, X: Tensor, y: Tensor) -> Tensor:
+        """``φ(θ)``, ``(M,)``, for one path ``θ (D,)`` on the data ``X, y``."""
+        raise NotImplementedError  # pragma: no cover - every subclass overrides it
+
+    @functorch_exclusive
+    def noise_factor_matvec(self, theta: Tensor, z: Tensor) -> Tensor:
+        """``F(θ) z`` without forming ``F``: ``(P, D)`` for ``θ (P, D)``, ``z (P, M)``; one
+        vector–Jacobian product per path.
+
+        Raises
+        ------
+        ValueError
+            ``z`` not of shape ``(P, M)``.
+        """
+        self.model.check_theta(theta)
+        if z.shape != (theta.shape[0], self.noise_dim):
+            raise ValueError(f"`z` must have shape ({theta.shape[0]}, {self.noise_dim}); got "
+                             f"{tuple(z.shape)}.")
+        X, y = self.model.data(theta)
+
+        def one(th: Tensor, zz: Tensor) -> Tensor:
+            return vjp(lambda t: self._noise_feature(t, X, y), th)[1](zz)[0]
+
+        return vmap(one)(theta, z)
+
+    @functorch_exclusive
+    def noise_factor(self, theta: Tensor) -> Tensor:
+        """``F(θ)``, ``(P, D, M)``, with ``F Fᵀ = Σ(θ)`` (``M`` backward passes per path)."""
+        self.model.check_theta(theta)
+        X, y = self.model.data(theta)
+        return vmap(jacrev(lambda th: self._noise_feature(th, X, y)))(theta).transpose(1, 2)
+
+    def noise_covariance(self, theta: Tensor) -> Tensor:
+        """``Σ(θ) = F Fᵀ``, ``(P, D, D)``."""
+        F = self.noise_factor(theta)
+        return F @ F.transpose(1, 2)
+
+
+class LastLayerDropout(JacobianNoiseFactor):
     """Exact ``L_S``, ``∇L_S``, ``∇²L_S u`` and noise factor ``F`` (``Σ = F Fᵀ``) of a network with
     dropout only on the input of its final linear layer and the squared loss.
 
@@ -170,37 +223,9 @@ class LastLayerDropout:
         X, y = self.model.data(theta)
         return hvp(lambda th: self._expected_loss_one(th, X, y), theta, vec)
 
-    @functorch_exclusive
-    def noise_factor_matvec(self, theta: Tensor, z: Tensor) -> Tensor:
-        """``F(θ) z`` without forming ``F``: ``(P, D)`` for ``z (P, M)``.
-
-        Raises
-        ------
-        ValueError
-            ``z`` not of shape ``(P, M)``.
-        """
-        self.model.check_theta(theta)
-        if z.shape != (theta.shape[0], self.noise_dim):
-            raise ValueError(f"`z` must have shape ({theta.shape[0]}, {self.noise_dim}); got "
-                             f"{tuple(z.shape)}.")
-        X, y = self.model.data(theta)
-
-        def one(th: Tensor, zz: Tensor) -> Tensor:
-            return vjp(lambda t: self._phi_one(t, X, y), th)[1](zz)[0]
-
-        return vmap(one)(theta, z)
-
-    @functorch_exclusive
-    def noise_factor(self, theta: Tensor) -> Tensor:
-        """``F(θ)``, ``(P, D, M)``, with ``F Fᵀ = Σ(θ) = Cov_η ∇R_S^drop``. Zero when ``p = 1``."""
-        self.model.check_theta(theta)
-        X, y = self.model.data(theta)
-        return vmap(jacrev(lambda th: self._phi_one(th, X, y)))(theta).transpose(1, 2)
-
-    def noise_covariance(self, theta: Tensor) -> Tensor:
-        """``Σ(θ) = F Fᵀ``, ``(P, D, D)``."""
-        F = self.noise_factor(theta)
-        return F @ F.transpose(1, 2)
+    def _noise_feature(self, theta: Tensor, X: Tensor, y: Tensor) -> Tensor:
+        """``φ(θ)`` whose Jacobian Gram matrix is ``Σ = Cov_η ∇R_S^drop`` (zero when ``p = 1``)."""
+        return self._phi_one(theta, X, y)
 
 
 def mask_enumeration(model: NetDropoutModel, theta: Tensor,

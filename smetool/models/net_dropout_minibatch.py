@@ -30,16 +30,14 @@ import math
 
 import torch
 from torch import Tensor
-from torch.func import jacrev, vjp, vmap
 
 from ..checks import check_batch_size
-from ..device import functorch_exclusive
-from .net_dropout_exact import LastLayerDropout
+from .net_dropout_exact import JacobianNoiseFactor, LastLayerDropout
 
 __all__ = ["MiniBatchLastLayerDropout"]
 
 
-class MiniBatchLastLayerDropout:
+class MiniBatchLastLayerDropout(JacobianNoiseFactor):
     """The exact mean and noise factor of last-layer dropout SGD on mini-batches (see the module).
 
     Parameters
@@ -94,28 +92,6 @@ class MiniBatchLastLayerDropout:
         """``∇²L_S u``, ``(P, D)``."""
         return self.exact.expected_loss_hvp(theta, vec)
 
-    @functorch_exclusive
-    def noise_factor_matvec(self, theta: Tensor, z: Tensor) -> Tensor:
-        """``F(θ) z`` without forming ``F``, ``(P, D)`` for ``z (P, M)``."""
-        self.model.check_theta(theta)
-        if z.shape != (theta.shape[0], self.noise_dim):
-            raise ValueError(f"`z` must have shape ({theta.shape[0]}, {self.noise_dim}); got "
-                             f"{tuple(z.shape)}.")
-        X, y = self.model.data(theta)
-
-        def one(th: Tensor, zz: Tensor) -> Tensor:
-            return vjp(lambda t: self._psi_one(t, X, y), th)[1](zz)[0]
-
-        return vmap(one)(theta, z)
-
-    @functorch_exclusive
-    def noise_factor(self, theta: Tensor) -> Tensor:
-        """``F(θ) (P, D, M)`` with ``F Fᵀ = Σ``."""
-        self.model.check_theta(theta)
-        X, y = self.model.data(theta)
-        return vmap(jacrev(lambda th: self._psi_one(th, X, y)))(theta).transpose(1, 2)
-
-    def noise_covariance(self, theta: Tensor) -> Tensor:
-        """``Σ(θ) = F Fᵀ``, ``(P, D, D)``."""
-        F = self.noise_factor(theta)
-        return F @ F.transpose(1, 2)
+    def _noise_feature(self, theta: Tensor, X: Tensor, y: Tensor) -> Tensor:
+        """``ψ(θ)``: the dropout, mini-batch and interaction features (see the module)."""
+        return self._psi_one(theta, X, y)
