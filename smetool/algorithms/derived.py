@@ -23,16 +23,9 @@ from .derive_batch import support_for
 from .derive_checks import as_probe_state, check_update
 from .derive_core import Update, check_law, check_order
 from .noise_laws import FiniteNoise, NoiseLaw, SampledNoise, Tree
+from .observables import Coordinate, SquaredNorm
 
 __all__ = ["DerivedAlgorithm"]
-
-
-def _norm_sq(x: Tensor) -> Tensor:
-    return (x * x).sum(dim=1)
-
-
-def _first(x: Tensor) -> Tensor:
-    return x[:, 0]
 
 
 class DerivedAlgorithm(SeparableNoise, Algorithm):
@@ -110,7 +103,7 @@ class DerivedAlgorithm(SeparableNoise, Algorithm):
             raise ValueError(f"`x0` must have shape (D,); got {tuple(probe.shape)} rows.")
         self.x0 = x0.detach()
         self._tests: dict[str, TestFunction] = (
-            {"norm_sq": _norm_sq, "x[0]": _first} if test_functions is None
+            {"norm_sq": SquaredNorm(), "x[0]": Coordinate(0)} if test_functions is None
             else check_test_functions(test_functions, name))
         if not isinstance(name, str) or not name:
             raise ValueError(f"`name` must be a non-empty string; got {name!r}.")

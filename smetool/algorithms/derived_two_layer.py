@@ -40,6 +40,7 @@ from .derive_batch import BatchMean, support_for
 from .derive_core import DifferentiableUpdate, Support
 from .derived import DerivedAlgorithm
 from .noise_laws import FiniteNoise
+from .observables import Coordinate, SquaredNorm
 from .spec import Option, PluginSpec
 
 __all__ = ["DropoutSGD", "DropConnect", "CovarianceSplit", "covariance_split",
@@ -49,18 +50,6 @@ __all__ = ["DropoutSGD", "DropConnect", "CovarianceSplit", "covariance_split",
 # DifferentiableUpdate, which lives a layer up): declared here, so derive_sme skips forward-mode AD.
 DifferentiableUpdate.register(DropoutMiniBatchUpdate)
 DifferentiableUpdate.register(DropConnectUpdate)
-
-
-def _norm_sq(x: Tensor) -> Tensor:
-    return (x * x).sum(dim=1)
-
-
-class _Coordinate:
-    def __init__(self, j: int):
-        self.j = j
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return x[:, self.j]
 
 
 class _OutputAt:
@@ -134,7 +123,7 @@ class DropoutSGD(DerivedAlgorithm):
         j = probe_coordinate(self)
         tests: dict[str, TestFunction] = {"f(0)": _OutputAt(problem, 0.0),
                                           "a_norm_sq": _OutputNormSq(problem.width),
-                                          f"theta[{j}]": _Coordinate(j)}
+                                          f"theta[{j}]": Coordinate(j)}
         self._tests = tests
         problem.net.warn_if_not_smooth("the derived dropout-sgd SME")
 
@@ -181,8 +170,8 @@ class DropConnect(DerivedAlgorithm):
         update = DropConnectUpdate(problem.net, problem.X, problem.y)
         super().__init__(update, law, theta0, {"R_S": problem.loss}, name=self.name)
         j = probe_coordinate(self)
-        tests: dict[str, TestFunction] = {"R_S": problem.loss, "theta_norm_sq": _norm_sq,
-                                          f"theta[{j}]": _Coordinate(j)}
+        tests: dict[str, TestFunction] = {"R_S": problem.loss, "theta_norm_sq": SquaredNorm(),
+                                          f"theta[{j}]": Coordinate(j)}
         self._tests = tests
         problem.net.warn_if_not_smooth("the derived DropConnect SME")
 

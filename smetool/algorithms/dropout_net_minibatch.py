@@ -41,6 +41,7 @@ from .base import Algorithm, NegativeControl, SeparableNoise, TestFunction
 from .derived import DerivedAlgorithm
 from .dropout_net_sme import check_order
 from .noise_laws import SampledNoise
+from .observables import Coordinate, SquaredNorm
 
 __all__ = ["NetDropoutMiniBatch", "ExactNetDropoutMiniBatch", "MiniBatchNetDropoutSME",
            "NetMiniBatchUpdate", "NetMiniBatchDraw"]
@@ -129,8 +130,8 @@ class NetDropoutMiniBatch(DerivedAlgorithm):
         start = self.x0.unsqueeze(0)
         j = int(model.loss_hvp(start, model.loss_grad(start))[0].abs().argmax())
         tests: dict[str, TestFunction] = {"R_S": model.loss,
-                                          "theta_norm_sq": lambda x: (x * x).sum(dim=1),
-                                          f"theta[{j}]": lambda x: x[:, j]}
+                                          "theta_norm_sq": SquaredNorm(),
+                                          f"theta[{j}]": Coordinate(j)}
         self._tests = tests
 
     @property
@@ -248,8 +249,8 @@ class ExactNetDropoutMiniBatch(SeparableNoise, Algorithm):
         exact = self.closed.exact
         j = int(exact.expected_loss_hvp(start, exact.expected_loss_grad(start))[0].abs().argmax())
         self._tests: dict[str, TestFunction] = {
-            "R_S": model.loss, "L_S": exact.expected_loss, "theta_norm_sq": _norm_sq,
-            f"theta[{j}]": _Coordinate(j)}
+            "R_S": model.loss, "L_S": exact.expected_loss, "theta_norm_sq": SquaredNorm(),
+            f"theta[{j}]": Coordinate(j)}
 
     @property
     def exact(self) -> bool:
@@ -298,13 +299,3 @@ class ExactNetDropoutMiniBatch(SeparableNoise, Algorithm):
                 f"batch_size={self.batch_size})")
 
 
-def _norm_sq(x: Tensor) -> Tensor:
-    return (x * x).sum(dim=1)
-
-
-class _Coordinate:
-    def __init__(self, j: int):
-        self.j = j
-
-    def __call__(self, x: Tensor) -> Tensor:
-        return x[:, self.j]
