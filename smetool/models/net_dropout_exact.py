@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from abc import ABC, abstractmethod
 from collections import OrderedDict
 
 import torch
@@ -67,7 +68,7 @@ def last_layer_reason(model: NetDropoutModel) -> str | None:
     return None
 
 
-class JacobianNoiseFactor:
+class JacobianNoiseFactor(ABC):
     """The noise factor ``F(θ) = (∂φ/∂θ)ᵀ`` of a per-example feature map ``φ: θ ↦ (M,)`` whose
     Jacobian Gram matrix is the noise covariance, ``Σ = F Fᵀ``: the closed forms of
     :class:`LastLayerDropout` and of its mini-batch version share it.
@@ -79,12 +80,13 @@ class JacobianNoiseFactor:
     model: NetDropoutModel
 
     @property
-    def noise_dim(self) -> int:  # pragma: no cover - every subclass overrides it
-        raise NotImplementedError
+    @abstractmethod
+    def noise_dim(self) -> int:
+        """``M``, the length of the feature map."""
 
+    @abstractmethod
     def _noise_feature(self, theta: Tensor, X: Tensor, y: Tensor) -> Tensor:
         """``φ(θ)``, ``(M,)``, for one path ``θ (D,)`` on the data ``X, y``."""
-        raise NotImplementedError  # pragma: no cover - every subclass overrides it
 
     @functorch_exclusive
     def noise_factor_matvec(self, theta: Tensor, z: Tensor) -> Tensor:
