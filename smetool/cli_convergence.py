@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .checks import import_object
+from .cli_inputs import positive_int
 from .exact import PROBLEMS, LibraryProblem, library_problem, problem_parameters
 from .sde import SDE
 from .solvers import SOLVERS, Solver
@@ -63,16 +64,6 @@ def _number(text: str) -> float:
         return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {value}")
-    return value
 
 
 def _setting(text: str) -> tuple[str, Any]:
@@ -132,19 +123,19 @@ def add_parser(sub: Any, formatter: type[argparse.HelpFormatter]) -> argparse.Ar
     add("--reference-dt", type=_number, default=None, help="finest step of that reference")
     add("--order", type=_number, default=None,
         help="claimed order (default: the method's declared order for the noise kind)")
-    add("--paths", type=_positive_int, default=10_000, help="paths per step")
+    add("--paths", type=positive_int, default=10_000, help="paths per step")
     add("--false-failure", type=_number, default=0.01,
         help="probability that a right order fails (split over the test functions)")
     add("--seed", type=int, default=0, help="random seed")
     add("--device", choices=("cpu", "cuda"), default="cpu", help="where to simulate")
     add("--dtype", choices=("float32", "float64"), default="float64", help="precision")
-    add("--chunk-size", type=_positive_int, default=None, help="paths per chunk")
+    add("--chunk-size", type=positive_int, default=None, help="paths per chunk")
     add("--json", default=None, help="write the JSON record here")
     add("--plot", default=None, help="write the log-log plot (PNG) here (one per method: "
         "NAME is inserted before the suffix when there are several)")
     add("--work-precision", default=None, metavar="PNG",
         help="also time each method and draw error against seconds")
-    add("--timing-paths", type=_positive_int, default=None,
+    add("--timing-paths", type=positive_int, default=None,
         help="paths per timed solve (default: --paths)")
     add("--quiet", action="store_true", help="no progress bars")
     return parser
