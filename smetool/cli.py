@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .algorithms.registry import get_plugin, plugin_errors, plugins
-from .algorithms.spec import Option, PluginSpec
+from .algorithms.spec import PluginSpec
 from .cli_analysis import add_analysis_commands, run_analysis
 from .cli_convergence import add_parser as add_convergence_parser
 from .cli_convergence import run as run_convergence
@@ -26,6 +26,7 @@ from .cli_inputs import (
     non_negative_int,
     output_file,
     output_folder,
+    plugin_option_type,
     positive_float,
     positive_int,
     probability,
@@ -138,21 +139,9 @@ def _add_plugin_parser(verify_sub: Any, spec: PluginSpec,
                                     for o in spec.orders),
     )
     for option in spec.options:
-        parser.add_argument(option.flag, dest=f"plugin_{option.name}", type=_argparse_type(option),
+        parser.add_argument(option.flag, dest=f"plugin_{option.name}", type=plugin_option_type(option),
                             default=option.default, help=option.help.replace("%", "%%"))
     return parser
-
-
-def _argparse_type(option: Option) -> Any:
-    """The option's converter, its errors turned into argparse's one-line messages."""
-    def convert(text: str) -> Any:
-        try:
-            return option.type(text)
-        except (ValueError, TypeError) as exc:
-            raise argparse.ArgumentTypeError(f"{exc} (from {text!r})") from None
-
-    convert.__name__ = option.name  # argparse names the converter in some messages
-    return convert
 
 
 def _build_parser() -> argparse.ArgumentParser:

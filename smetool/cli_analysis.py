@@ -20,7 +20,7 @@ from .algorithms.spec import Option, PluginSpec
 from .algorithms.training import landscape_of
 from .analysis import REFERENCE, Settings, StudyReport, analyze, compare, initial_points
 from .bibliography import format_citation
-from .cli_inputs import positive_float, positive_int, window_list
+from .cli_inputs import plugin_option_type, positive_float, positive_int, window_list
 from .models.networks import DATASETS, NETWORK_SETTINGS, NETWORKS, builtin_network
 
 __all__ = ["add_analysis_commands", "run_analysis", "OWN_SEEDS", "NETWORK_OPTIONS",
@@ -69,16 +69,9 @@ def _flag(name: str) -> str:
 
 
 def _plugin_option(parser: argparse.ArgumentParser, option: Option) -> None:
-    def convert(text: str) -> Any:
-        try:
-            return option.type(text)
-        except (ValueError, TypeError) as exc:
-            raise argparse.ArgumentTypeError(f"{exc} (from {text!r})") from None
-
-    convert.__name__ = option.name
     text = f"{option.help} (default: {option.default})".replace("%", "%%")
-    parser.add_argument(option.flag, dest=f"plugin_{option.name}", type=convert, default=None,
-                        metavar=option.name.upper(), help=text)
+    parser.add_argument(option.flag, dest=f"plugin_{option.name}", type=plugin_option_type(option),
+                        default=None, metavar=option.name.upper(), help=text)
 
 
 def _network_options(parser: argparse.ArgumentParser, skip: set[str]) -> None:

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from .algorithms.spec import PluginSpec
+from .algorithms.spec import Option, PluginSpec
 
 __all__ = ["CLIError", "positive_int", "positive_float", "non_negative_int", "lr_list",
            "window_list", "probability", "output_folder", "output_file", "require_plotting",
-           "taken_flags", "clashing_plugins", "join_negative_values"]
+           "taken_flags", "clashing_plugins", "join_negative_values", "plugin_option_type"]
 
 
 class CLIError(Exception):
@@ -50,6 +51,19 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be a non-negative integer; got {value}")
     return value
+
+
+def plugin_option_type(option: Option) -> Callable[[str], Any]:
+    """argparse converter of a plug-in's option: its own ``type``, whose ``ValueError`` or
+    ``TypeError`` becomes argparse's one-line message (named after the option)."""
+    def convert(text: str) -> Any:
+        try:
+            return option.type(text)
+        except (ValueError, TypeError) as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (from {text!r})") from None
+
+    convert.__name__ = option.name  # argparse names the converter in some messages
+    return convert
 
 
 def probability(text: str) -> float:
