@@ -41,7 +41,7 @@ from .derive_core import DifferentiableUpdate, Support
 from .derived import DerivedAlgorithm
 from .noise_laws import FiniteNoise
 from .observables import Coordinate, SquaredNorm
-from .spec import Option, PluginSpec
+from .spec import Option, PluginSpec, positive_int_option
 
 __all__ = ["DropoutSGD", "DropConnect", "CovarianceSplit", "covariance_split",
            "dropout_sgd_problem", "dropconnect_problem", "PLUGINS"]
@@ -260,12 +260,6 @@ def dropconnect_problem(*, keep_prob: float = 0.9, width: int = 3, n_points: int
     return DropConnect(problem, theta0)
 
 
-def _positive_int(name: str):
-    def parse(text: str) -> int:
-        return check_positive_int(int(text), name)
-    return parse
-
-
 def _dropout_sgd_factory(*, dtype: torch.dtype, device: Any, **options: Any) -> DropoutSGD:
     return dropout_sgd_problem(dtype=dtype, device=device, **options)
 
@@ -290,9 +284,9 @@ PLUGINS = (
         steps_per_lr=4,
         order_defaults={2: {"n_paths": 1_000}},
         options=(_KEEP_PROB,
-                 Option("width", _positive_int("width"), 4, "hidden neurons m (2^m masks)"),
-                 Option("n_points", _positive_int("n_points"), 8, "data points n"),
-                 Option("batch_size", _positive_int("batch_size"), 4,
+                 Option("width", positive_int_option("width"), 4, "hidden neurons m (2^m masks)"),
+                 Option("n_points", positive_int_option("n_points"), 8, "data points n"),
+                 Option("batch_size", positive_int_option("batch_size"), 4,
                         "mini-batch size B (examples drawn with replacement)")),
         algorithm=DropoutSGD,
         describe=lambda alg: {"problem": repr(alg), "noise": repr(alg.law)},
@@ -309,8 +303,8 @@ PLUGINS = (
         steps_per_lr=4,
         order_defaults={2: {"n_paths": 800}},
         options=(_KEEP_PROB,
-                 Option("width", _positive_int("width"), 3, "hidden neurons m (2^(m d) masks)"),
-                 Option("n_points", _positive_int("n_points"), 8, "data points n")),
+                 Option("width", positive_int_option("width"), 3, "hidden neurons m (2^(m d) masks)"),
+                 Option("n_points", positive_int_option("n_points"), 8, "data points n")),
         algorithm=DropConnect,
         describe=lambda alg: {"problem": repr(alg), "noise": repr(alg.law)},
     ),

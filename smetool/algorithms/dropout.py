@@ -37,7 +37,7 @@ from .dropout_noise import (
     as_dropout_noise,
 )
 from .gradient import GradientFlow
-from .spec import AnalysisSpec, Option, PluginSpec
+from .spec import AnalysisSpec, Option, PluginSpec, positive_int_option
 
 __all__ = ["DropoutAlgorithm", "DropoutSME", "DropoutNoise", "FactorNoise", "GaussianNoise",
            "MaskPairNoise", "CovarianceNoise", "NOISE_REPRESENTATIONS", "PLUGINS"]
@@ -388,11 +388,7 @@ def _keep_prob_option(text: str) -> float:
 
 KEEP_PROB = Option("keep_prob", _keep_prob_option, 0.9,
                    "dropout keep probability p in (0, 1] (p = 0.9 drops 10% of the neurons)")
-def _width_option(text: str) -> int:
-    return check_positive_int(int(text), "width")
-
-
-WIDTH = Option("width", _width_option, 16, "hidden neurons m")
+WIDTH = Option("width", positive_int_option("width"), 16, "hidden neurons m")
 
 PLUGINS = (
     PluginSpec(

@@ -43,7 +43,7 @@ from .base import NegativeControl, SeparableStochasticGradient, StochasticGradie
 from .capabilities import HasLandscape, Regularizer, closed_form
 from .dropout_net_minibatch import ExactNetDropoutMiniBatch, NetDropoutMiniBatch
 from .dropout_net_sme import NetDropoutSME, SampledNetDropoutSME, check_order
-from .spec import AnalysisSpec, Option, PluginSpec
+from .spec import AnalysisSpec, Option, PluginSpec, positive_int_option
 from .user_network import is_user_spec, parse_data, parse_model, user_module_and_data
 
 __all__ = ["dropout_net", "net_dropout", "builtin_problem", "NetDropout", "ExactNetDropout",
@@ -451,12 +451,6 @@ def _choice(name: str, choices: tuple[str, ...]):
     return parse
 
 
-def _positive_int(name: str):
-    def parse(text: str) -> int:
-        return check_positive_int(int(text), name)
-    return parse
-
-
 PLUGINS = (
     PluginSpec(
         name="dropout-net",
@@ -482,16 +476,16 @@ PLUGINS = (
                    "FILE.npz with arrays X and y, or MODULE:OBJECT (a loader returning (X, y))"),
             Option("keep_prob", lambda t: check_keep_prob(float(t)), 0.9,
                    "keep probability p in (0, 1] (the layers are nn.Dropout(1 - p))"),
-            Option("width", _positive_int("width"), 8, "hidden units (mlp) or channels (cnn)"),
+            Option("width", positive_int_option("width"), 8, "hidden units (mlp) or channels (cnn)"),
             Option("loss", _choice("loss", ("mse", "cross_entropy")), "mse",
                    "mse (one-hot targets) or cross_entropy (sampled SME)"),
             Option("placement", _choice("placement", PLACEMENTS), "last",
                    "dropout before the last layer only (exact with mse) or after every hidden layer"),
-            Option("depth", _positive_int("depth"), 1, "hidden layers of the mlp"),
-            Option("n_samples", _positive_int("n_samples"), 32, "digits used (the first n)"),
+            Option("depth", positive_int_option("depth"), 1, "hidden layers of the mlp"),
+            Option("n_samples", positive_int_option("n_samples"), 32, "digits used (the first n)"),
             Option("out_scale", float, 0.1, "scale of the output layer's initial weights"),
             Option("init_seed", lambda t: check_seed(int(t)), 0, "seed of the initial weights"),
-            Option("drift_masks", _positive_int("drift_masks"), 1,
+            Option("drift_masks", positive_int_option("drift_masks"), 1,
                    "dropout gradients per drift estimate of the sampled SME (h <= lr K)"),
             Option("batch_size", lambda t: check_nonnegative_int(int(t), "batch_size"), 0,
                    "mini-batch size B (with replacement; one mask per batch): exact SME for "

@@ -23,10 +23,10 @@ import torch
 from torch import Tensor
 
 from ..bibliography import LI_TAI_E_2019, MILSTEIN_1986, SRIVASTAVA_2014_DROPOUT, Reference
-from ..checks import check_keep_prob, check_positive_int
+from ..checks import check_keep_prob
 from ..models.gaussian_dropout import GaussianDropoutProblem, gaussian_default_problem
 from .dropout import DropoutAlgorithm
-from .spec import Option, PluginSpec
+from .spec import Option, PluginSpec, positive_int_option
 
 __all__ = ["GaussianDropout", "PLUGINS"]
 
@@ -96,7 +96,7 @@ PLUGINS = (
                             "n_paths": 1500}},
         options=(Option("keep_prob", lambda t: check_keep_prob(float(t)), 0.9,
                         "sets the multipliers' variance (1 - p)/p, as Bernoulli dropout's"),
-                 Option("width", lambda t: check_positive_int(int(t), "width"), 16,
+                 Option("width", positive_int_option("width"), 16,
                         "hidden neurons m")),
         algorithm=GaussianDropout,
         describe=lambda alg: {"problem": repr(alg.problem)},

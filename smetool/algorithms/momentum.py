@@ -47,7 +47,7 @@ from .base import (
     wrapped_references,
 )
 from .sgd import FiniteSumSGD, SGDLeastSquares
-from .spec import Option, PluginSpec
+from .spec import Option, PluginSpec, positive_option
 
 __all__ = ["HeavyBallSGD", "HeavyBallSME", "PLUGINS"]
 
@@ -257,10 +257,6 @@ def _factory(*, dtype: torch.dtype, device: Any, damping: float) -> HeavyBallSGD
     return HeavyBallSGD.default(dtype, damping=damping, device=device)
 
 
-def _damping(text: str) -> float:
-    return check_positive(float(text), "damping")
-
-
 PLUGINS = (
     PluginSpec(
         name="momentum",
@@ -271,7 +267,8 @@ PLUGINS = (
         horizon=1.0,
         n_paths=2_000,
         steps_per_lr=4,
-        options=(Option("damping", _damping, 1.0, "momentum damping λ (momentum 1 − λ·lr)"),),
+        options=(Option("damping", positive_option("damping"), 1.0,
+                        "momentum damping λ (momentum 1 − λ·lr)"),),
         algorithm=HeavyBallSGD,
         describe=lambda alg: {"problem": repr(alg)},
     ),

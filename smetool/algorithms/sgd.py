@@ -44,7 +44,7 @@ from ..sde import SDE, NoiseKind
 from .base import HasExactMoments, SeparableStochasticGradient, TestFunction
 from .capabilities import HasLandscape, Regularizer
 from .gradient import MinibatchSGD, sgd_regularizer
-from .spec import AnalysisSpec, Option, PluginSpec
+from .spec import AnalysisSpec, Option, PluginSpec, positive_int_option
 
 __all__ = [
     "FiniteSumSGD",
@@ -411,11 +411,7 @@ def _on_landscape(landscape: Landscape, theta0: Tensor, *, batch_size: int) -> M
     return MinibatchSGD(landscape, theta0)
 
 
-def _batch_size_option(text: str) -> int:
-    return check_positive_int(int(text), "batch_size")
-
-
-BATCH_SIZE = Option("batch_size", _batch_size_option, 1, "SGD minibatch size")
+BATCH_SIZE = Option("batch_size", positive_int_option("batch_size"), 1, "SGD minibatch size")
 
 PLUGINS = (
     PluginSpec(

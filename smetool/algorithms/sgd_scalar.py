@@ -33,7 +33,7 @@ from ..checks import check_lr, check_nonnegative, check_positive, check_positive
 from ..exact.scalar_sgd import ScalarQuadraticMoments
 from ..sde import SDE, NoiseKind
 from .base import HasExactMoments, SeparableStochasticGradient, TestFunction
-from .spec import Option, PluginSpec
+from .spec import Option, PluginSpec, positive_option
 
 __all__ = ["ScalarQuadraticSGD", "ScalarQuadraticSME", "Power", "PLUGINS"]
 
@@ -163,12 +163,6 @@ def _factory(*, dtype: torch.dtype, device: Any, curvature: float,
     return ScalarQuadraticSGD(curvature=curvature, noise=noise, dtype=dtype)
 
 
-def _positive(name: str):
-    def parse(text: str) -> float:
-        return check_positive(float(text), name)
-    return parse
-
-
 PLUGINS = (
     PluginSpec(
         name="sgd-scalar",
@@ -185,8 +179,8 @@ PLUGINS = (
         # it is 512× smaller while the SE falls too: below half an SE (test_exact_agreement.py)
         order_defaults={2: {"lrs": (1 / 4, 1 / 6, 1 / 8, 1 / 12, 1 / 16, 1 / 24, 1 / 32),
                             "n_paths": 20_000, "steps_per_lr": 64}},
-        options=(Option("curvature", _positive("curvature"), 1.0, "curvature lambda"),
-                 Option("noise", _positive("noise"), 1.0, "noise scale s of gamma ~ N(0, s^2)")),
+        options=(Option("curvature", positive_option("curvature"), 1.0, "curvature lambda"),
+                 Option("noise", positive_option("noise"), 1.0, "noise scale s of gamma ~ N(0, s^2)")),
         algorithm=ScalarQuadraticSGD,
         describe=lambda alg: {"problem": repr(alg)},
     ),

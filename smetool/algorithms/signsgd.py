@@ -45,7 +45,7 @@ from .base import Algorithm, NegativeControl, SeparableNoise, TestFunction
 from .observables import Coordinate
 from .quadratic import QuadraticClosedForms
 from .sam import USAMSME
-from .spec import AnalysisSpec, Option, PluginSpec
+from .spec import AnalysisSpec, Option, PluginSpec, positive_option
 
 __all__ = ["SignSGD", "SignSGDSME", "SignGDFlow", "PLUGINS"]
 
@@ -242,10 +242,6 @@ def _on_landscape(landscape: Landscape, theta0: Tensor, *, noise_std: float) -> 
     return SignSGD(landscape, theta0)
 
 
-def _positive(text: str) -> float:
-    return check_positive(float(text), "noise_std")
-
-
 PLUGINS = (
     PluginSpec(
         name="signsgd",
@@ -257,7 +253,8 @@ PLUGINS = (
         horizon=0.75,
         n_paths=5_000,
         steps_per_lr=2,
-        options=(Option("noise_std", _positive, 0.25, "gradient-noise standard deviation sigma > 0"),),
+        options=(Option("noise_std", positive_option("noise_std"), 0.25,
+                        "gradient-noise standard deviation sigma > 0"),),
         algorithm=SignSGD,
         describe=lambda alg: {"problem": repr(alg)},
         # every coordinate moves by ±lr: a network needs a learning rate ~100× smaller than SGD's

@@ -28,7 +28,8 @@ from ..checks import (
 from .base import Algorithm
 from .capabilities import HasLandscape
 
-__all__ = ["Option", "PluginSpec", "PluginBuildError", "AnalysisSpec"]
+__all__ = ["Option", "PluginSpec", "PluginBuildError", "AnalysisSpec", "positive_int_option",
+           "positive_option"]
 
 _NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 _RUN_KEYS = frozenset({"lrs", "horizon", "n_paths", "steps_per_lr", "method"})
@@ -75,6 +76,20 @@ class Option:
     def flag(self) -> str:
         """The command-line flag, ``--`` + the name with ``-`` for ``_``."""
         return "--" + self.name.replace("_", "-")
+
+
+def positive_int_option(name: str) -> Callable[[str], int]:
+    """An :class:`Option` ``type``: the text as an integer ≥ 1, the error naming ``name``."""
+    def parse(text: str) -> int:
+        return check_positive_int(int(text), name)
+    return parse
+
+
+def positive_option(name: str) -> Callable[[str], float]:
+    """An :class:`Option` ``type``: the text as a number > 0, the error naming ``name``."""
+    def parse(text: str) -> float:
+        return check_positive(float(text), name)
+    return parse
 
 
 @dataclass(frozen=True)

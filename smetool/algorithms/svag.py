@@ -51,7 +51,7 @@ from .base import (
 )
 from .dropout import KEEP_PROB, WIDTH, DropoutAlgorithm
 from .sgd import BATCH_SIZE, SGDLeastSquares
-from .spec import Option, PluginSpec
+from .spec import Option, PluginSpec, positive_option
 
 __all__ = ["SVAG", "SeparableSVAG", "svag_coefficients", "svag_amplification", "PLUGINS"]
 
@@ -214,12 +214,8 @@ def _svag_dropout(*, dtype: torch.dtype, device: Any, base_lr: float, keep_prob:
     return SVAG(base, base_lr)
 
 
-def _base_lr(text: str) -> float:
-    return check_positive(float(text), "base_lr")
-
-
 def _base_lr_option(default: float) -> Option:
-    return Option("base_lr", _base_lr, default,
+    return Option("base_lr", positive_option("base_lr"), default,
                   "SVAG: the learning rate whose SME is the target (each step lr uses "
                   "amplification base_lr/lr)")
 
