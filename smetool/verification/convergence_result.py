@@ -14,23 +14,9 @@ from ..jsonutil import json_safe
 from ..montecarlo import WeakErrorTable
 from ..plotting import draw_claimed_order, draw_errors, finish_axes, pyplot
 from ..stats import OrderFit, SeriesVerdict, Verdict
+from .table_cells import series_verdict_cells, slope_cell
 
-__all__ = ["ConvergenceResult", "series_verdict_cells"]
-
-
-def _coefficient(value: float, stderr: float) -> str:
-    if not math.isfinite(value):
-        return f"{'—':>22}"
-    t = value / stderr if stderr > 0 else math.inf
-    return f"{value:>+10.3e} ({t:>+8.1f})"
-
-
-def series_verdict_cells(verdict: SeriesVerdict) -> str:
-    """``terms, c_lower (t), c_p (t), χ² p`` of a series verdict, as fixed-width text cells."""
-    terms = "—" if verdict.terms is None else str(verdict.terms)
-    p_value = math.nan if verdict.extended is None else verdict.extended.p_value
-    return (f"{terms:>5} {_coefficient(verdict.lower, verdict.lower_stderr):>22} "
-            f"{_coefficient(verdict.leading, verdict.leading_stderr):>22} {p_value:>6.2f}")
+__all__ = ["ConvergenceResult"]
 
 
 @dataclass(frozen=True)
@@ -142,10 +128,8 @@ class ConvergenceResult:
                   f"{'test function':>14} {'terms':>5} {lo + ' (t)':>22} "
                   f"{f'c[h^{p:g}] (t)':>22} {'χ² p':>6} {'slope [95% CI]':>24}  verdict"]
         for name, verdict in self.verdicts.items():
-            fit = self.fits.get(name)
-            slope = (f"{'no slope':>24}" if fit is None else
-                     f"{fit.slope:>6.3f} [{fit.ci[0]:>6.3f}, {fit.ci[1]:>6.3f}]")
-            lines.append(f"{name:>14} {series_verdict_cells(verdict)} {slope}  {verdict}")
+            lines.append(f"{name:>14} {series_verdict_cells(verdict)} "
+                         f"{slope_cell(self.fits.get(name))}  {verdict}")
         lines += ["", f"verdict: {self.verdict.value}"
                   + (f" ({'; '.join(self.reasons)})" if self.reasons else "")]
         return "\n".join(lines)

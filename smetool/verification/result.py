@@ -13,6 +13,7 @@ from ..montecarlo import WeakErrorTable
 from ..plotting import plot_weak_errors
 from ..stats import OrderFit, SeriesVerdict, Verdict
 from .judge import DetectionLimits
+from .table_cells import series_verdict_cells, slope_cell
 
 __all__ = ["VerifyResult", "VerifyRow", "ControlResult"]
 
@@ -304,7 +305,7 @@ class VerifyResult:
                   f"{'test function':>14} {'terms':>5} {'c_' + str(p - 1) + ' (t)':>22} "
                   f"{'c_' + str(p) + ' (t)':>22} {'χ² p':>6} {'slope [95% CI]':>24}  verdict"]
         for name, verdict in self.verdicts.items():
-            lines.append(f"{name:>14} {_series_cells(verdict)} {_slope_cell(self.fits.get(name))}"
+            lines.append(f"{name:>14} {series_verdict_cells(verdict)} {slope_cell(self.fits.get(name))}"
                          f"  {verdict}")
         if self.detection_limits:
             lines += ["", "detection limits (the smallest relative error this run fails):"]
@@ -326,8 +327,8 @@ class VerifyResult:
                 lines.append(f"  {control.name} ({kind}): {control.why} — "
                              f"{'FAILED (rejected)' if control.rejected else 'NOT REJECTED'}")
                 for name, verdict in control.verdicts.items():
-                    lines.append(f"    {name:>14} {_series_cells(verdict)} "
-                                 f"{_slope_cell(control.fits.get(name))}  {verdict.verdict.value}")
+                    lines.append(f"    {name:>14} {series_verdict_cells(verdict)} "
+                                 f"{slope_cell(control.fits.get(name))}  {verdict.verdict.value}")
         elif self.control_note:
             lines += ["", self.control_note]
         reasons = "; ".join(self.reasons)
@@ -355,21 +356,3 @@ def _percent(value: float) -> str:
     return f"{100 * value:.2g} %" if math.isfinite(value) else "∞"
 
 
-def _coefficient(value: float, stderr: float) -> str:
-    if not math.isfinite(value):
-        return f"{'—':>22}"
-    t = value / stderr if stderr > 0 else math.inf
-    return f"{value:>+10.3e} ({t:>+8.1f})"
-
-
-def _series_cells(verdict: SeriesVerdict) -> str:
-    terms = "—" if verdict.terms is None else str(verdict.terms)
-    p_value = math.nan if verdict.extended is None else verdict.extended.p_value
-    return (f"{terms:>5} {_coefficient(verdict.lower, verdict.lower_stderr):>22} "
-            f"{_coefficient(verdict.leading, verdict.leading_stderr):>22} {p_value:>6.2f}")
-
-
-def _slope_cell(fit: OrderFit | None) -> str:
-    if fit is None:
-        return f"{'no slope':>24}"
-    return f"{fit.slope:>6.3f} [{fit.ci[0]:>6.3f}, {fit.ci[1]:>6.3f}]"
