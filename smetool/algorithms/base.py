@@ -12,11 +12,13 @@ import torch
 from torch import Tensor
 
 from ..bibliography import LI_TAI_E_2019, Reference, unique_references
+from ..checks import check_positive_int
 from ..sde import SDE, NoiseFree, TimeChanged
 
 __all__ = ["Algorithm", "NegativeControl", "SMEPart", "Perturbation",
            "StochasticGradientAlgorithm", "SeparableNoise", "SeparableStochasticGradient",
-           "HasExactMoments", "TestFunction", "on_leading_block", "wrapped_references"]
+           "HasExactMoments", "TestFunction", "on_leading_block", "wrapped_references",
+           "start_on_every_path"]
 
 TestFunction = Callable[[Tensor], Tensor]
 """A test function ``g``: states ``(P, D) -> (P,)``."""
@@ -36,6 +38,23 @@ def on_leading_block(test_functions: dict[str, TestFunction], dim: int) -> dict[
     """The test functions of a base problem applied to the first ``dim`` coordinates of a larger
     state (the position ``x`` of ``(x, v)``, ``(x, u)``, ``(x, m, u)``)."""
     return {name: _OnLeadingBlock(g, dim) for name, g in test_functions.items()}
+
+
+def start_on_every_path(x0: Tensor, n_paths: int, *, dtype: torch.dtype | None = None,
+                        device: torch.device | str | None = None,
+                        owner: str | None = None) -> Tensor:
+    """``x0 (D,)`` repeated on ``n_paths`` paths, ``(P, D)``, a fresh tensor; ``dtype`` and
+    ``device`` default to ``x0``'s (the body of most plug-ins' ``initial_state``).
+
+    Raises
+    ------
+    ValueError
+        ``n_paths`` not an integer ≥ 1 (the message names ``owner`` when given).
+    """
+    n_paths = check_positive_int(n_paths, "n_paths", owner)
+    start = x0.to(dtype=x0.dtype if dtype is None else dtype,
+                  device=x0.device if device is None else device)
+    return start.unsqueeze(0).repeat(n_paths, 1)
 
 
 class SMEPart(enum.Enum):

@@ -17,7 +17,7 @@ from torch import Tensor
 from ..bibliography import LI_TAI_E_2019, MILSTEIN_1986, Reference, unique_references
 from ..checks import check_lr, check_positive_int, check_test_functions
 from ..sde import SDE
-from .base import Algorithm, NegativeControl, SeparableNoise, TestFunction
+from .base import Algorithm, NegativeControl, SeparableNoise, TestFunction, start_on_every_path
 from .derive import DerivedSME, SampledDerivedSME, derive_sme
 from .derive_batch import support_for
 from .derive_checks import as_probe_state, check_update
@@ -123,10 +123,7 @@ class DerivedAlgorithm(SeparableNoise, Algorithm):
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> Tensor:
         """``x0`` on every path, ``(P, D)`` (a fresh tensor)."""
-        n_paths = check_positive_int(n_paths, "n_paths", self.name)
-        x0 = self.x0.to(dtype=self.x0.dtype if dtype is None else dtype,
-                        device=self.x0.device if device is None else device)
-        return x0.unsqueeze(0).repeat(n_paths, 1)
+        return start_on_every_path(self.x0, n_paths, dtype=dtype, device=device, owner=self.name)
 
     def draw(self, n_paths: int, lr: float, generator: torch.Generator, *,
              dtype: torch.dtype, device: torch.device) -> Tree:

@@ -19,12 +19,12 @@ import torch
 from torch import Tensor
 
 from ..bibliography import LI_TAI_E_2019, ZHANG_2024_DROPOUT, ZHANG_XU_2024_IMPLICIT, Reference
-from ..checks import check_keep_prob, check_lr, check_positive_int
+from ..checks import check_keep_prob, check_lr
 from ..models.dropout_problem import DropoutProblem, DropoutTerms, default_problem
 from ..models.landscape import Landscape
 from ..models.net_dropout import NetDropoutModel
 from ..sde import SDE
-from .base import Algorithm, NegativeControl, SeparableStochasticGradient, TestFunction
+from .base import Algorithm, NegativeControl, SeparableStochasticGradient, TestFunction, start_on_every_path
 from .capabilities import HasLandscape, Regularizer, closed_form
 from .dropout_net import net_dropout
 from .dropout_noise import (
@@ -248,12 +248,7 @@ class DropoutAlgorithm(SeparableStochasticGradient, HasLandscape):
         device: torch.device | str | None = None,
     ) -> Tensor:
         """``θ0`` on every path, ``(P, D)`` (a fresh tensor); dtype/device default to ``θ0``'s."""
-        n_paths = check_positive_int(n_paths, "n_paths")
-        theta0 = self.theta0.to(
-            dtype=self.theta0.dtype if dtype is None else dtype,
-            device=self.theta0.device if device is None else device,
-        )
-        return theta0.unsqueeze(0).repeat(n_paths, 1)
+        return start_on_every_path(self.theta0, n_paths, dtype=dtype, device=device)
 
     def draw_gradient_noise(self, n_paths: int, generator: torch.Generator, *,
                             dtype: torch.dtype, device: torch.device) -> Tensor:

@@ -39,7 +39,13 @@ from ..models.data import digits_data, toy_data
 from ..models.net_dropout import NetDropoutModel
 from ..models.net_dropout_exact import LastLayerDropout, last_layer_reason
 from ..sde import SDE
-from .base import NegativeControl, SeparableStochasticGradient, StochasticGradientAlgorithm, TestFunction
+from .base import (
+    NegativeControl,
+    SeparableStochasticGradient,
+    StochasticGradientAlgorithm,
+    TestFunction,
+    start_on_every_path,
+)
 from .capabilities import HasLandscape, Regularizer, closed_form
 from .dropout_net_minibatch import ExactNetDropoutMiniBatch, NetDropoutMiniBatch
 from .dropout_net_sme import NetDropoutSME, SampledNetDropoutSME, check_order
@@ -101,10 +107,7 @@ class NetDropout(StochasticGradientAlgorithm, HasLandscape):
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> Tensor:
         """``θ0`` on every path, ``(P, D)``."""
-        n_paths = check_positive_int(n_paths, "n_paths")
-        theta0 = self.theta0.to(dtype=self.theta0.dtype if dtype is None else dtype,
-                                device=self.theta0.device if device is None else device)
-        return theta0.unsqueeze(0).repeat(n_paths, 1)
+        return start_on_every_path(self.theta0, n_paths, dtype=dtype, device=device)
 
     def stochastic_gradient(self, x: Tensor, generator: torch.Generator) -> Tensor:
         """``∇R_S^drop(θ; η)`` with a fresh mask per path (masks from ``generator``), ``(P, D)``."""

@@ -32,12 +32,12 @@ from ..bibliography import (
     ZHANG_2024_DROPOUT,
     Reference,
 )
-from ..checks import check_batch_size, check_lr, check_positive_int
+from ..checks import check_batch_size, check_lr
 from ..models.net_dropout import NetDropoutModel
 from ..models.net_dropout_exact import LastLayerDropout
 from ..models.net_dropout_minibatch import MiniBatchLastLayerDropout
 from ..sde import SDE, FunctionSDE, NoiseFree, NoiseKind
-from .base import Algorithm, NegativeControl, SeparableNoise, TestFunction
+from .base import Algorithm, NegativeControl, SeparableNoise, TestFunction, start_on_every_path
 from .derived import DerivedAlgorithm
 from .dropout_net_sme import check_order
 from .noise_laws import SampledNoise
@@ -259,10 +259,7 @@ class ExactNetDropoutMiniBatch(SeparableNoise, Algorithm):
 
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> Tensor:
-        n_paths = check_positive_int(n_paths, "n_paths")
-        theta0 = self.theta0.to(dtype=self.theta0.dtype if dtype is None else dtype,
-                                device=self.theta0.device if device is None else device)
-        return theta0.unsqueeze(0).repeat(n_paths, 1)
+        return start_on_every_path(self.theta0, n_paths, dtype=dtype, device=device)
 
     def draw(self, n_paths: int, lr: float, generator: torch.Generator, *,
              dtype: torch.dtype, device: torch.device) -> Any:

@@ -28,7 +28,7 @@ from ..bibliography import BARRETT_DHERIN_2021, LI_TAI_E_2019, SMITH_2021_ORIGIN
 from ..checks import check_lr, check_nonnegative, check_positive_int
 from ..models.landscape import Landscape
 from ..sde import SDE, NoiseKind
-from .base import Algorithm, NegativeControl, SeparableStochasticGradient, TestFunction
+from .base import Algorithm, NegativeControl, SeparableStochasticGradient, TestFunction, start_on_every_path
 from .capabilities import HasLandscape, Regularizer, closed_form
 from .observables import SquaredNorm
 
@@ -135,10 +135,8 @@ class _OnLandscape(HasLandscape):
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> Tensor:
         """``θ0`` on every path, ``(P, D)`` (a fresh tensor)."""
-        n_paths = check_positive_int(n_paths, "n_paths", type(self).__name__)
-        theta0 = self.theta0.to(dtype=self.theta0.dtype if dtype is None else dtype,
-                                device=self.theta0.device if device is None else device)
-        return theta0.unsqueeze(0).repeat(n_paths, 1)
+        return start_on_every_path(self.theta0, n_paths, dtype=dtype, device=device,
+                                   owner=type(self).__name__)
 
     def test_functions(self) -> dict[str, TestFunction]:
         """``"loss"`` (the landscape's ``f``) and ``"norm_sq"`` (``‖θ‖²``)."""

@@ -49,12 +49,18 @@ import torch
 from torch import Tensor
 
 from ..bibliography import COMPAGNONI_2023_SAM, FORET_2021_SAM
-from ..checks import check_lr, check_nonnegative, check_positive_int
+from ..checks import check_lr, check_nonnegative
 from ..exact.sam_moments import USAMMoments
 from ..models.landscape import Landscape
 from ..models.noisy_quadratic import NoisyQuadratic, as_matrix
 from ..sde import SDE, NoiseKind
-from .base import HasExactMoments, NegativeControl, SeparableStochasticGradient, TestFunction
+from .base import (
+    HasExactMoments,
+    NegativeControl,
+    SeparableStochasticGradient,
+    TestFunction,
+    start_on_every_path,
+)
 from .capabilities import Regularizer
 from .gradient import minibatch_norm_moment
 from .observables import Coordinate
@@ -133,9 +139,8 @@ class _SAMFamily(QuadraticClosedForms, SeparableStochasticGradient):
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> Tensor:
         """``x0`` on every path, ``(P, D)`` (a fresh tensor)."""
-        n_paths = check_positive_int(n_paths, "n_paths", type(self).__name__)
-        x0 = self.x0.to(dtype=self.x0.dtype if dtype is None else dtype, device=device)
-        return x0.unsqueeze(0).repeat(n_paths, 1)
+        return start_on_every_path(self.x0, n_paths, dtype=dtype, device=device,
+                                   owner=type(self).__name__)
 
     def draw_gradient_noise(self, n_paths: int, generator: torch.Generator, *,
                             dtype: torch.dtype, device: torch.device) -> Any:

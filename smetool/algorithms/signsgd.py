@@ -37,11 +37,11 @@ import torch
 from torch import Tensor
 
 from ..bibliography import BERNSTEIN_2018_SIGNSGD, COMPAGNONI_2025_ADAPTIVE
-from ..checks import check_lr, check_positive, check_positive_int
+from ..checks import check_lr, check_positive
 from ..models.landscape import Landscape
 from ..models.noisy_quadratic import NoisyQuadratic, as_matrix
 from ..sde import SDE, NoiseKind
-from .base import Algorithm, NegativeControl, SeparableNoise, TestFunction
+from .base import Algorithm, NegativeControl, SeparableNoise, TestFunction, start_on_every_path
 from .observables import Coordinate
 from .quadratic import QuadraticClosedForms
 from .sam import USAMSME
@@ -176,9 +176,7 @@ class SignSGD(QuadraticClosedForms, SeparableNoise, Algorithm):
     def initial_state(self, n_paths: int, *, dtype: torch.dtype | None = None,
                       device: torch.device | str | None = None) -> Tensor:
         """``x0`` on every path, ``(P, D)`` (a fresh tensor)."""
-        n_paths = check_positive_int(n_paths, "n_paths", "SignSGD")
-        x0 = self.x0.to(dtype=self.x0.dtype if dtype is None else dtype, device=device)
-        return x0.unsqueeze(0).repeat(n_paths, 1)
+        return start_on_every_path(self.x0, n_paths, dtype=dtype, device=device, owner="SignSGD")
 
     def draw(self, n_paths: int, lr: float, generator: torch.Generator, *,
              dtype: torch.dtype, device: torch.device) -> Any:
