@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
 from torch import Tensor
 
-__all__ = ["json_safe"]
+__all__ = ["json_safe", "strict_json"]
 
 
 def json_safe(obj: Any) -> Any:
@@ -21,3 +22,14 @@ def json_safe(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [json_safe(v) for v in obj]
     return obj
+
+
+def strict_json(obj: Any, path: str | None = None) -> str:
+    """``obj`` (already :func:`json_safe`) as indented strict JSON, written to ``path`` when given
+    (with a final newline); returns the text. NaN or infinity left in ``obj`` raise ``ValueError``.
+    """
+    text = json.dumps(obj, indent=2, allow_nan=False, ensure_ascii=False)
+    if path is not None:
+        with open(path, "w") as fh:
+            fh.write(text + "\n")
+    return text

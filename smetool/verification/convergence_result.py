@@ -3,14 +3,13 @@ the picture and the JSON record."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..jsonutil import json_safe
+from ..jsonutil import json_safe, strict_json
 from ..montecarlo import WeakErrorTable
 from ..plotting import draw_claimed_order, draw_errors, finish_axes, pyplot
 from ..stats import OrderFit, SeriesVerdict, Verdict
@@ -177,8 +176,4 @@ class ConvergenceResult:
 
     def to_json(self, path: str | None = None) -> str:
         """Strict JSON of :meth:`to_dict` (written to ``path`` when given); returns the text."""
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False, ensure_ascii=False)
-        if path is not None:
-            with open(path, "w") as fh:
-                fh.write(text + "\n")
-        return text
+        return strict_json(self.to_dict(), path)

@@ -10,7 +10,6 @@ its load: compare methods of one diagram, not diagrams of different machines.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -23,7 +22,7 @@ import torch
 from ..checks import check_positive_int
 from ..exact import LibraryProblem
 from ..integrate import as_solver, solve
-from ..jsonutil import json_safe
+from ..jsonutil import json_safe, strict_json
 from ..plotting import pyplot, tidy_log_axis
 from ..sde import as_sde
 from ..solvers import Solver
@@ -116,11 +115,7 @@ class WorkPrecision:
 
     def to_json(self, path: str | None = None) -> str:
         """Strict JSON of :meth:`to_dict` (written to ``path`` when given)."""
-        text = json.dumps(self.to_dict(), indent=2, allow_nan=False, ensure_ascii=False)
-        if path is not None:
-            with open(path, "w") as fh:
-                fh.write(text + "\n")
-        return text
+        return strict_json(self.to_dict(), path)
 
 
 def _time_solve(sde: Any, x0: torch.Tensor, t_span: tuple[float, float], dt: float,
