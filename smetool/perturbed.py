@@ -34,7 +34,22 @@ def noise_covariance(sde: SDE, t: float, x: Tensor) -> Tensor:
     return B @ B.transpose(-1, -2)
 
 
-class NoiseScaled(SDE):
+class _NoiseChanged(SDE):
+    """An SDE with ``self.sde``'s drift unchanged and its own noise: the drift, and the SDE whose
+    drift linearisation the control variates may share (``drift_source``)."""
+
+    sde: SDE
+
+    def drift(self, t: float, x: Tensor) -> Tensor:
+        return self.sde.drift(t, x)
+
+    @property
+    def drift_source(self) -> SDE:
+        """The SDE whose drift this one uses unchanged (its linearisation can be shared)."""
+        return getattr(self.sde, "drift_source", self.sde)
+
+
+class NoiseScaled(_NoiseChanged):
     """Another SDE with its noise covariance multiplied by ``factor``: ``σ → √factor σ``.
 
     Parameters
@@ -54,14 +69,6 @@ class NoiseScaled(SDE):
         self.noise_kind, self.noise_dim = sde.noise_kind, sde.noise_dim
         self._root = math.sqrt(self.factor)
 
-    def drift(self, t: float, x: Tensor) -> Tensor:
-        return self.sde.drift(t, x)
-
-    @property
-    def drift_source(self) -> SDE:
-        """The SDE whose drift this one uses unchanged (its linearisation can be shared)."""
-        return getattr(self.sde, "drift_source", self.sde)
-
     def diffusion(self, t: float, x: Tensor) -> Tensor:
         scale = self.factor if self.noise_kind is NoiseKind.COVARIANCE else self._root
         return scale * self.sde.diffusion(t, x)
@@ -76,7 +83,7 @@ class NoiseScaled(SDE):
         return f"NoiseScaled({self.sde!r}, factor={self.factor:g})"
 
 
-class DiagonalNoise(SDE):
+class DiagonalNoise(_NoiseChanged):
     """Another SDE with its noise covariance replaced by its diagonal: ``Σ → diag Σ``.
 
     DIAGONAL noise with ``b_i = √Σ_ii``: every coordinate keeps its own variance, the
@@ -96,14 +103,6 @@ class DiagonalNoise(SDE):
         if sde.noise_kind is NoiseKind.SAMPLED:
             raise ValueError(f"`sde` must have Brownian noise to read diag Σ from; got {sde!r}.")
         self.sde = sde
-
-    def drift(self, t: float, x: Tensor) -> Tensor:
-        return self.sde.drift(t, x)
-
-    @property
-    def drift_source(self) -> SDE:
-        """The SDE whose drift this one uses unchanged (its linearisation can be shared)."""
-        return getattr(self.sde, "drift_source", self.sde)
 
     def diffusion(self, t: float, x: Tensor) -> Tensor:
         g = self.sde.diffusion(t, x)
